@@ -1,0 +1,166 @@
+//! All binary and JSON encoding of ferrify lives here, so the format can move
+//! (for example to a reader of bincode's format) without touching callers.
+//!
+//! Every value stored by ferrify is wrapped in a versioned envelope:
+//!
+//! ```text
+//! +---------+-------------+----------------------------+
+//! | 0xFE    | version: u8 | bincode 2 (standard) body  |
+//! +---------+-------------+----------------------------+
+//! ```
+//!
+//! Decoding is bounded: the bincode configuration carries a byte limit, so a
+//! corrupt length prefix can never make the decoder allocate more than
+//! [`MAX_VALUE_BYTES`].
+//!
+//! Read models (which can always be rebuilt from the log) are stored as JSON,
+//! through [`to_json`] and [`from_json`], so their shape can grow freely.
+
+use serde::{de::DeserializeOwned, Serialize};
+
+/// First byte of every envelope.
+const MAGIC: u8 = 0xFE;
+/// Current envelope version. Older versions stay decodable forever.
+pub const VERSION: u8 = 1;
+/// Upper bound on what one decoded value may allocate.
+pub const MAX_VALUE_BYTES: usize = 256 << 20;
+
+type Config = bincode::config::Configuration<
+    bincode::config::LittleEndian,
+    bincode::config::Varint,
+    bincode::config::Limit<MAX_VALUE_BYTES>,
+>;
+
+fn config() -> Config {
+    bincode::config::standard().with_limit::<MAX_VALUE_BYTES>()
+}
+
+/// Why a value could not be encoded or decoded.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CodecError {
+    #[error("empty value")]
+    Empty,
+    #[error("not a ferrify envelope (first byte {0:#04x})")]
+    BadMagic(u8),
+    #[error("unknown envelope version {0}")]
+    UnknownVersion(u8),
+    #[error("decode: {0}")]
+    Decode(String),
+    #[error("encode: {0}")]
+    Encode(String),
+    #[error("{0} trailing bytes after the value")]
+    Trailing(usize),
+}
+
+/// Encodes `value` in the current envelope.
+pub fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, CodecError> {
+    let mut out = Vec::with_capacity(64);
+    out.push(MAGIC);
+    out.push(VERSION);
+    bincode::serde::encode_into_std_write(value, &mut out, config())
+        .map_err(|e| CodecError::Encode(e.to_string()))?;
+    Ok(out)
+}
+
+/// Decodes a value written by [`encode`] (any supported version).
+pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, CodecError> {
+    let (&magic, rest) = bytes.split_first().ok_or(CodecError::Empty)?;
+    if magic != MAGIC {
+        return Err(CodecError::BadMagic(magic));
+    }
+    let (&version, body) = rest.split_first().ok_or(CodecError::Empty)?;
+    match version {
+        1 => {
+            let (value, used) = bincode::serde::decode_from_slice(body, config())
+                .map_err(|e| CodecError::Decode(e.to_string()))?;
+            if used != body.len() {
+                return Err(CodecError::Trailing(body.len() - used));
+            }
+            Ok(value)
+        }
+        v => Err(CodecError::UnknownVersion(v)),
+    }
+}
+
+/// Encodes a read-model value as JSON.
+pub fn to_json<T: Serialize>(value: &T) -> Result<Vec<u8>, CodecError> {
+    serde_json::to_vec(value).map_err(|e| CodecError::Encode(e.to_string()))
+}
+
+/// Decodes a read-model value written by [`to_json`].
+pub fn from_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, CodecError> {
+    serde_json::from_slice(bytes).map_err(|e| CodecError::Decode(e.to_string()))
+}
+
+/// Big-endian `u64`, the key encoding of positions and sequence numbers (sorts numerically).
+pub fn u64_key(n: u64) -> [u8; 8] {
+    n.to_be_bytes()
+}
+
+/// Reads a big-endian `u64` key; `None` when the slice is not 8 bytes.
+pub fn key_u64(bytes: &[u8]) -> Option<u64> {
+    Some(u64::from_be_bytes(bytes.try_into().ok()?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[derive(Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+    struct Sample {
+        name: String,
+        #[serde(with = "serde_bytes")]
+        bytes: Vec<u8>,
+        list: Vec<u32>,
+    }
+
+    #[test]
+    fn roundtrip() {
+        let s = Sample {
+            name: "a".into(),
+            bytes: vec![1, 2, 3],
+            list: vec![7, 8],
+        };
+        let enc = encode(&s).unwrap();
+        assert_eq!(&enc[..2], &[MAGIC, VERSION]);
+        assert_eq!(decode::<Sample>(&enc).unwrap(), s);
+    }
+
+    #[test]
+    fn rejects_foreign_and_future_bytes() {
+        assert_eq!(decode::<Sample>(&[]), Err(CodecError::Empty));
+        assert_eq!(decode::<Sample>(&[0x00, 1]), Err(CodecError::BadMagic(0)));
+        assert_eq!(
+            decode::<Sample>(&[MAGIC, 9, 0]),
+            Err(CodecError::UnknownVersion(9))
+        );
+    }
+
+    #[test]
+    fn huge_length_prefix_does_not_allocate() {
+        // A string claiming u64::MAX bytes: varint marker 253 followed by 8 bytes.
+        let mut bytes = vec![MAGIC, VERSION, 253];
+        bytes.extend_from_slice(&u64::MAX.to_le_bytes());
+        assert!(matches!(
+            decode::<Sample>(&bytes),
+            Err(CodecError::Decode(_))
+        ));
+        let mut bytes = vec![MAGIC, VERSION, 0, 0, 253];
+        bytes.extend_from_slice(&(1u64 << 40).to_le_bytes());
+        assert!(matches!(
+            decode::<Sample>(&bytes),
+            Err(CodecError::Decode(_))
+        ));
+    }
+
+    proptest! {
+        #[test]
+        fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..256)) {
+            let _ = decode::<Sample>(&bytes);
+            let mut with_header = vec![MAGIC, VERSION];
+            with_header.extend_from_slice(&bytes);
+            let _ = decode::<Sample>(&with_header);
+        }
+    }
+}

@@ -1,0 +1,87 @@
+//! The key layout shared by every backend: one ordered keyspace.
+//!
+//! ```text
+//! L <position:be64>                       -> record envelope (stream, seq, at, payload)
+//! S <stream> 0x00 <seq:be64>              -> position:be64          (stream index)
+//! K <tree> 0x00 <key>                     -> read-model value       (projections)
+//! P <projection name>                     -> applied position:be64  (projection cursors)
+//! ```
+//!
+//! Events, their stream index, the read-model updates they cause and the
+//! projection cursors are written in one atomic backend batch.
+
+use crate::codec::u64_key;
+
+pub const LOG: u8 = b'L';
+pub const STREAM: u8 = b'S';
+pub const KV: u8 = b'K';
+pub const PROJECTION: u8 = b'P';
+
+pub fn log(position: u64) -> Vec<u8> {
+    let mut k = Vec::with_capacity(9);
+    k.push(LOG);
+    k.extend_from_slice(&u64_key(position));
+    k
+}
+
+pub fn stream_prefix(stream: &str) -> Vec<u8> {
+    let mut k = Vec::with_capacity(stream.len() + 10);
+    k.push(STREAM);
+    k.extend_from_slice(stream.as_bytes());
+    k.push(0);
+    k
+}
+
+pub fn stream(stream: &str, seq: u64) -> Vec<u8> {
+    let mut k = stream_prefix(stream);
+    k.extend_from_slice(&u64_key(seq));
+    k
+}
+
+pub fn kv_prefix(tree: &str) -> Vec<u8> {
+    let mut k = Vec::with_capacity(tree.len() + 2);
+    k.push(KV);
+    k.extend_from_slice(tree.as_bytes());
+    k.push(0);
+    k
+}
+
+pub fn kv(tree: &str, key: &[u8]) -> Vec<u8> {
+    let mut k = kv_prefix(tree);
+    k.extend_from_slice(key);
+    k
+}
+
+pub fn projection(name: &str) -> Vec<u8> {
+    let mut k = Vec::with_capacity(name.len() + 1);
+    k.push(PROJECTION);
+    k.extend_from_slice(name.as_bytes());
+    k
+}
+
+/// The smallest key greater than every key starting with `prefix`
+/// (`None` when the prefix is all `0xFF`).
+pub fn prefix_end(prefix: &[u8]) -> Option<Vec<u8>> {
+    let mut end = prefix.to_vec();
+    while let Some(last) = end.pop() {
+        if last < 0xFF {
+            end.push(last + 1);
+            return Some(end);
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stream_keys_sort_by_seq() {
+        assert!(stream("run/a", 2) < stream("run/a", 10));
+        assert!(stream("run/a", u64::MAX) < stream("run/a/b", 0));
+        assert_eq!(prefix_end(b"ab").unwrap(), b"ac");
+        assert_eq!(prefix_end(&[1, 0xFF]).unwrap(), vec![2]);
+        assert!(prefix_end(&[0xFF]).is_none());
+    }
+}

@@ -1,0 +1,441 @@
+//! The [`EventLog`] trait and [`Store`], its implementation over any backend.
+
+use crossbeam_channel::Sender;
+use parking_lot::Mutex;
+use std::collections::HashMap;
+use std::fs::File;
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::thread::JoinHandle;
+use std::time::Duration;
+use tokio::sync::{oneshot, watch};
+
+use crate::backend::{memory::MemoryBackend, sled::SledBackend, Backend, Pairs};
+use crate::error::{Error, Result};
+use crate::kv::Projector;
+use crate::notify::Notifier;
+use crate::reader;
+use crate::record::{Append, Appended, Position, Record, Seq, StreamId};
+use crate::stats::{Stats, StatsSnapshot};
+use crate::writer::{Command, Progress, Writer};
+use crate::{codec, keys};
+
+/// An append-only log of streams of opaque records.
+///
+/// Promises:
+/// - an append is atomic: after any crash, all of its records are visible or none;
+/// - records of a stream keep the order of their appends, with sequence
+///   numbers 1, 2, 3… and no gaps; global positions follow commit order;
+/// - a durable append is acknowledged only after an fsync that covers it;
+///   a non-durable one is fsynced within the flush interval, never reordered;
+/// - once acknowledged, an append is visible to reads and to read models.
+pub trait EventLog: Send + Sync {
+    /// Appends a batch of payloads to one stream.
+    fn append(&self, append: Append) -> PendingAppend;
+    /// Up to `limit` records of `stream` from sequence number `from` on.
+    fn read_stream(&self, stream: &StreamId, from: Seq, limit: usize) -> Result<Vec<Record>>;
+    /// Up to `limit` records of the global log from position `from` on.
+    fn read_all(&self, from: Position, limit: usize) -> Result<Vec<Record>>;
+    /// The last sequence number of `stream` (0 if it does not exist).
+    fn stream_head(&self, stream: &StreamId) -> Result<Seq>;
+    /// The last global position (0 if the log is empty).
+    fn last_position(&self) -> Result<Position>;
+    /// Tails `stream` from sequence number `from` on.
+    fn subscribe(&self, stream: &StreamId, from: Seq) -> Subscription;
+    /// Makes every acknowledged append durable.
+    fn flush(&self) -> PendingFlush;
+}
+
+/// Tuning of a store.
+#[derive(Clone, Debug)]
+pub struct Options {
+    /// Longest time a non-durable append waits for its fsync.
+    pub flush_interval: Duration,
+    /// Most commands one group commit takes from the queue.
+    pub max_group: usize,
+    /// sled page cache size.
+    pub cache_bytes: u64,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            flush_interval: Duration::from_millis(10),
+            max_group: 1024,
+            cache_bytes: 256 << 20,
+        }
+    }
+}
+
+/// The log and its read models. Cheap to clone.
+#[derive(Clone)]
+pub struct Store {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    backend: Arc<dyn Backend>,
+    tx: Mutex<Option<Sender<Command>>>,
+    writer: Mutex<Option<JoinHandle<()>>>,
+    notifier: Arc<Notifier>,
+    stats: Arc<Stats>,
+    /// Holds the data directory's lock for the store's lifetime.
+    _lock: Option<File>,
+}
+
+impl Store {
+    /// Opens the sled-backed store in `dir` (created if missing), locking the
+    /// directory against other processes.
+    pub fn open_sled(
+        dir: &Path,
+        projectors: Vec<Arc<dyn Projector>>,
+        options: Options,
+    ) -> Result<Store> {
+        std::fs::create_dir_all(dir)?;
+        let lock = lock_dir(dir)?;
+        let backend = SledBackend::open(&dir.join("db"), options.cache_bytes)?;
+        Self::open(Arc::new(backend), projectors, options, Some(lock))
+    }
+
+    /// Opens an empty in-memory store.
+    pub fn open_memory(projectors: Vec<Arc<dyn Projector>>, options: Options) -> Result<Store> {
+        Self::open(Arc::new(MemoryBackend::new()), projectors, options, None)
+    }
+
+    fn open(
+        backend: Arc<dyn Backend>,
+        projectors: Vec<Arc<dyn Projector>>,
+        options: Options,
+        lock: Option<File>,
+    ) -> Result<Store> {
+        let mut names = HashMap::new();
+        for p in &projectors {
+            if names.insert(p.name().to_string(), ()).is_some() {
+                return Err(Error::Invalid(format!(
+                    "two projections are named {}",
+                    p.name()
+                )));
+            }
+        }
+        let projectors = Arc::new(projectors);
+        let caught_up = reader::catch_up(backend.as_ref(), &projectors)?;
+        if caught_up > 0 {
+            backend.sync()?;
+            tracing::info!(records = caught_up, "read models caught up with the log");
+        }
+        let last = reader::last_position(backend.as_ref())?;
+        let notifier = Arc::new(Notifier::new(last));
+        let stats = Arc::new(Stats::default());
+        let (tx, rx) = crossbeam_channel::unbounded();
+        let writer = Writer {
+            backend: backend.clone(),
+            projectors,
+            notifier: notifier.clone(),
+            stats: stats.clone(),
+            flush_interval: options.flush_interval,
+            max_group: options.max_group.max(1),
+            next_position: last + 1,
+            heads: HashMap::new(),
+            dirty_since: None,
+        };
+        let handle = std::thread::Builder::new()
+            .name("ferrify-writer".into())
+            .spawn(move || writer.run(rx))?;
+        Ok(Store {
+            inner: Arc::new(Inner {
+                backend,
+                tx: Mutex::new(Some(tx)),
+                writer: Mutex::new(Some(handle)),
+                notifier,
+                stats,
+                _lock: lock,
+            }),
+        })
+    }
+
+    fn send(&self, cmd: Command) -> bool {
+        match self.inner.tx.lock().as_ref() {
+            Some(tx) => tx.send(cmd).is_ok(),
+            None => false,
+        }
+    }
+
+    /// A read-model value.
+    pub fn get(&self, tree: &str, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        self.inner.backend.get(&keys::kv(tree, key))
+    }
+
+    /// A JSON read-model value.
+    pub fn get_json<T: serde::de::DeserializeOwned>(
+        &self,
+        tree: &str,
+        key: &[u8],
+    ) -> Result<Option<T>> {
+        match self.get(tree, key)? {
+            Some(v) => Ok(Some(codec::from_json(&v)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Up to `limit` read-model pairs of `tree` whose key starts with `prefix`,
+    /// strictly after (or, when `reverse`, strictly before) `after` if given.
+    /// Keys are returned without the tree prefix.
+    pub fn scan(
+        &self,
+        tree: &str,
+        prefix: &[u8],
+        after: Option<&[u8]>,
+        limit: usize,
+        reverse: bool,
+    ) -> Result<Pairs> {
+        let full_prefix = keys::kv(tree, prefix);
+        let prefix_end = keys::prefix_end(&full_prefix);
+        let (start, end) = match (after, reverse) {
+            (None, _) => (full_prefix.clone(), prefix_end),
+            (Some(a), false) => {
+                let mut s = keys::kv(tree, a);
+                s.push(0); // strictly after `a`
+                (s, prefix_end)
+            }
+            (Some(a), true) => (full_prefix.clone(), Some(keys::kv(tree, a))),
+        };
+        let skip = keys::kv_prefix(tree).len();
+        Ok(self
+            .inner
+            .backend
+            .scan(&start, end.as_deref(), limit, reverse)?
+            .into_iter()
+            .map(|(k, v)| (k[skip..].to_vec(), v))
+            .collect())
+    }
+
+    /// The position every projection has applied up to.
+    pub fn projection_position(&self, name: &str) -> Result<Position> {
+        reader::projection_position(self.inner.backend.as_ref(), name)
+    }
+
+    /// Clears and rebuilds every read model from the log, serialised with appends.
+    pub fn rebuild(&self, progress: Progress) -> Result<u64> {
+        let (tx, rx) = oneshot::channel();
+        if !self.send(Command::Rebuild(progress, tx)) {
+            return Err(Error::Closed);
+        }
+        rx.blocking_recv().map_err(|_| Error::Closed)?
+    }
+
+    /// The writer's counters.
+    pub fn stats(&self) -> StatsSnapshot {
+        self.inner.stats.snapshot()
+    }
+
+    /// Tails the global log from position `from` on.
+    pub fn subscribe_all(&self, from: Position) -> GlobalSubscription {
+        GlobalSubscription {
+            store: self.clone(),
+            next: from.max(1),
+            rx: self.inner.notifier.watch_global(),
+        }
+    }
+
+    /// Stops the writer after it has committed and fsynced everything queued.
+    /// Later appends fail with [`Error::Closed`].
+    pub fn close(&self) -> Result<()> {
+        drop(self.inner.tx.lock().take());
+        if let Some(handle) = self.inner.writer.lock().take() {
+            handle
+                .join()
+                .map_err(|_| Error::Io("the writer thread panicked".into()))?;
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        drop(self.tx.lock().take());
+        if let Some(handle) = self.writer.lock().take() {
+            let _ = handle.join();
+        }
+    }
+}
+
+impl EventLog for Store {
+    fn append(&self, append: Append) -> PendingAppend {
+        let (tx, rx) = oneshot::channel();
+        if !self.send(Command::Append(append, tx)) {
+            let (tx, rx) = oneshot::channel();
+            let _ = tx.send(Err(Error::Closed));
+            return PendingAppend { rx };
+        }
+        PendingAppend { rx }
+    }
+
+    fn read_stream(&self, stream: &StreamId, from: Seq, limit: usize) -> Result<Vec<Record>> {
+        reader::read_stream(self.inner.backend.as_ref(), stream, from.max(1), limit)
+    }
+
+    fn read_all(&self, from: Position, limit: usize) -> Result<Vec<Record>> {
+        reader::read_all(self.inner.backend.as_ref(), from.max(1), limit)
+    }
+
+    fn stream_head(&self, stream: &StreamId) -> Result<Seq> {
+        reader::stream_head(self.inner.backend.as_ref(), stream)
+    }
+
+    fn last_position(&self) -> Result<Position> {
+        reader::last_position(self.inner.backend.as_ref())
+    }
+
+    fn subscribe(&self, stream: &StreamId, from: Seq) -> Subscription {
+        Subscription {
+            store: self.clone(),
+            stream: stream.clone(),
+            next: from.max(1),
+            rx: Some(self.inner.notifier.watch_stream(stream)),
+        }
+    }
+
+    fn flush(&self) -> PendingFlush {
+        let (tx, rx) = oneshot::channel();
+        if !self.send(Command::Flush(tx)) {
+            let (tx, rx) = oneshot::channel();
+            let _ = tx.send(Err(Error::Closed));
+            return PendingFlush { rx };
+        }
+        PendingFlush { rx }
+    }
+}
+
+fn lock_dir(dir: &Path) -> Result<File> {
+    let path: PathBuf = dir.join("LOCK");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => Err(Error::Locked(dir.display().to_string())),
+        Err(std::fs::TryLockError::Error(e)) => Err(e.into()),
+    }
+}
+
+/// An append in flight: await it, or [`wait`](PendingAppend::wait) outside async code.
+pub struct PendingAppend {
+    rx: oneshot::Receiver<Result<Appended>>,
+}
+
+impl PendingAppend {
+    /// Blocks the thread until the append is acknowledged. Must not be called
+    /// from inside an async runtime (await the value there).
+    pub fn wait(self) -> Result<Appended> {
+        self.rx.blocking_recv().map_err(|_| Error::Closed)?
+    }
+}
+
+impl Future for PendingAppend {
+    type Output = Result<Appended>;
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        Pin::new(&mut self.rx)
+            .poll(cx)
+            .map(|r| r.map_err(|_| Error::Closed).and_then(|r| r))
+    }
+}
+
+/// A flush in flight.
+pub struct PendingFlush {
+    rx: oneshot::Receiver<Result<()>>,
+}
+
+impl PendingFlush {
+    /// Blocks the thread until the flush is done (not from async code).
+    pub fn wait(self) -> Result<()> {
+        self.rx.blocking_recv().map_err(|_| Error::Closed)?
+    }
+}
+
+impl Future for PendingFlush {
+    type Output = Result<()>;
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        Pin::new(&mut self.rx)
+            .poll(cx)
+            .map(|r| r.map_err(|_| Error::Closed).and_then(|r| r))
+    }
+}
+
+/// A reader tailing one stream. It never misses a record: it marks its
+/// wake-up channel seen before each read, and the writer signals after each commit.
+pub struct Subscription {
+    store: Store,
+    stream: StreamId,
+    next: Seq,
+    rx: Option<watch::Receiver<Seq>>,
+}
+
+/// Records handed out per call.
+const SUBSCRIPTION_BATCH: usize = 1024;
+
+impl Subscription {
+    /// The next sequence number this subscription will deliver.
+    pub fn next_seq(&self) -> Seq {
+        self.next
+    }
+
+    /// Records available now, without waiting (possibly none).
+    pub fn poll_now(&mut self) -> Result<Vec<Record>> {
+        if let Some(rx) = self.rx.as_mut() {
+            rx.borrow_and_update();
+        }
+        let records = self
+            .store
+            .read_stream(&self.stream, self.next, SUBSCRIPTION_BATCH)?;
+        if let Some(last) = records.last() {
+            self.next = last.seq + 1;
+        }
+        Ok(records)
+    }
+
+    /// Waits until at least one new record exists and returns the available ones.
+    pub async fn next_batch(&mut self) -> Result<Vec<Record>> {
+        loop {
+            let records = self.poll_now()?;
+            if !records.is_empty() {
+                return Ok(records);
+            }
+            let rx = self.rx.as_mut().ok_or(Error::Closed)?;
+            rx.changed().await.map_err(|_| Error::Closed)?;
+        }
+    }
+}
+
+impl Drop for Subscription {
+    fn drop(&mut self) {
+        drop(self.rx.take());
+        self.store.inner.notifier.release(&self.stream);
+    }
+}
+
+/// A reader tailing the global log.
+pub struct GlobalSubscription {
+    store: Store,
+    next: Position,
+    rx: watch::Receiver<Position>,
+}
+
+impl GlobalSubscription {
+    /// Waits until at least one new record exists and returns the available ones.
+    pub async fn next_batch(&mut self) -> Result<Vec<Record>> {
+        loop {
+            self.rx.borrow_and_update();
+            let records = self.store.read_all(self.next, SUBSCRIPTION_BATCH)?;
+            if let Some(last) = records.last() {
+                self.next = last.position + 1;
+                return Ok(records);
+            }
+            self.rx.changed().await.map_err(|_| Error::Closed)?;
+        }
+    }
+}

@@ -1,0 +1,43 @@
+//! Counters the writer keeps, read by `/metrics` and the benchmarks.
+
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+
+#[derive(Default)]
+pub(crate) struct Stats {
+    pub appends: AtomicU64,
+    pub durable_appends: AtomicU64,
+    pub events: AtomicU64,
+    pub fsyncs: AtomicU64,
+    pub commits: AtomicU64,
+    pub failed_appends: AtomicU64,
+}
+
+impl Stats {
+    pub fn snapshot(&self) -> StatsSnapshot {
+        StatsSnapshot {
+            appends: self.appends.load(Relaxed),
+            durable_appends: self.durable_appends.load(Relaxed),
+            events: self.events.load(Relaxed),
+            fsyncs: self.fsyncs.load(Relaxed),
+            commits: self.commits.load(Relaxed),
+            failed_appends: self.failed_appends.load(Relaxed),
+        }
+    }
+}
+
+/// A copy of the writer's counters since the store was opened.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct StatsSnapshot {
+    /// Append batches acknowledged.
+    pub appends: u64,
+    /// Of which asked for durability.
+    pub durable_appends: u64,
+    /// Records written.
+    pub events: u64,
+    /// fsyncs performed (group commits that covered durable appends, timer flushes, explicit flushes).
+    pub fsyncs: u64,
+    /// Atomic backend batches written.
+    pub commits: u64,
+    /// Appends refused (conflict, invalid, projection refusal, I/O).
+    pub failed_appends: u64,
+}

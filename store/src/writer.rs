@@ -1,0 +1,323 @@
+//! The single writer: every append goes through one thread.
+//!
+//! ```text
+//!  appenders ──Command──▶ crossbeam channel ──▶ writer thread
+//!                                               │ drain up to `max_group` commands
+//!                                               │ assign seqs + positions, run projectors
+//!                                               │ ONE atomic backend batch (records, stream
+//!                                               │   index, read models, projection cursors)
+//!                                               │ ack non-durable appends
+//!                                               │ fsync once if any append was durable
+//!                                               ▼ ack durable appends
+//! ```
+//!
+//! Group commit: while the writer fsyncs, new appends queue in the channel and
+//! the next round commits them together, so one fsync serves every durable
+//! append that was waiting. Non-durable appends are acknowledged once
+//! committed (visible, not yet durable) and are fsynced at the latest
+//! `flush_interval` after the first of them.
+
+use crossbeam_channel::{Receiver, RecvTimeoutError};
+use std::collections::HashMap;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use tokio::sync::oneshot;
+
+use crate::backend::{Backend, Op};
+use crate::error::{Error, Result};
+use crate::kv::{projection_error, KvTxn, Overlay, Projector};
+use crate::notify::Notifier;
+use crate::record::{Append, Appended, Expected, Position, Record, Seq, StreamId};
+use crate::stats::Stats;
+use crate::{codec, keys, reader};
+
+/// Progress callback of a rebuild: `(done, total)` records.
+pub type Progress = Box<dyn FnMut(u64, u64) + Send>;
+
+pub(crate) enum Command {
+    Append(Append, oneshot::Sender<Result<Appended>>),
+    Flush(oneshot::Sender<Result<()>>),
+    Rebuild(Progress, oneshot::Sender<Result<u64>>),
+}
+
+/// Heads cache bound: past this many streams the cache is cleared.
+const MAX_CACHED_HEADS: usize = 100_000;
+
+pub(crate) struct Writer {
+    pub backend: Arc<dyn Backend>,
+    pub projectors: Arc<Vec<Arc<dyn Projector>>>,
+    pub notifier: Arc<Notifier>,
+    pub stats: Arc<Stats>,
+    pub flush_interval: Duration,
+    pub max_group: usize,
+    pub next_position: Position,
+    pub heads: HashMap<StreamId, Seq>,
+    /// When the oldest committed-but-not-fsynced append was committed.
+    pub dirty_since: Option<Instant>,
+}
+
+/// An append staged in the current group, waiting for the commit.
+struct Staged {
+    ack: oneshot::Sender<Result<Appended>>,
+    appended: Appended,
+    durable: bool,
+}
+
+impl Writer {
+    pub fn run(mut self, rx: Receiver<Command>) {
+        loop {
+            let first = match self.dirty_since {
+                Some(since) => match rx.recv_deadline(since + self.flush_interval) {
+                    Ok(cmd) => cmd,
+                    Err(RecvTimeoutError::Timeout) => {
+                        if let Err(e) = self.sync() {
+                            tracing::error!("timed flush failed: {e}");
+                        }
+                        continue;
+                    }
+                    Err(RecvTimeoutError::Disconnected) => break,
+                },
+                None => match rx.recv() {
+                    Ok(cmd) => cmd,
+                    Err(_) => break,
+                },
+            };
+            let mut group = vec![first];
+            while group.len() < self.max_group {
+                match rx.try_recv() {
+                    Ok(cmd) => group.push(cmd),
+                    Err(_) => break,
+                }
+            }
+            self.handle_group(group);
+        }
+        if self.dirty_since.is_some() {
+            if let Err(e) = self.sync() {
+                tracing::error!("final flush failed: {e}");
+            }
+        }
+        self.notifier.close();
+    }
+
+    fn handle_group(&mut self, group: Vec<Command>) {
+        let mut appends = Vec::new();
+        for cmd in group {
+            match cmd {
+                Command::Append(a, ack) => appends.push((a, ack)),
+                Command::Flush(ack) => {
+                    self.commit_appends(std::mem::take(&mut appends));
+                    let _ = ack.send(self.sync());
+                }
+                Command::Rebuild(progress, ack) => {
+                    self.commit_appends(std::mem::take(&mut appends));
+                    let _ = ack.send(self.rebuild(progress));
+                }
+            }
+        }
+        self.commit_appends(appends);
+    }
+
+    fn commit_appends(&mut self, appends: Vec<(Append, oneshot::Sender<Result<Appended>>)>) {
+        if appends.is_empty() {
+            return;
+        }
+        let at = now_micros();
+        let mut overlay = Overlay::new();
+        let mut ops = Vec::new();
+        let mut staged_heads: HashMap<StreamId, Seq> = HashMap::new();
+        let mut staged = Vec::with_capacity(appends.len());
+        let mut position = self.next_position;
+        for (append, ack) in appends {
+            match self.stage(
+                &append,
+                at,
+                &mut position,
+                &mut staged_heads,
+                &mut overlay,
+                &mut ops,
+            ) {
+                Ok(appended) => staged.push(Staged {
+                    ack,
+                    appended,
+                    durable: append.durable,
+                }),
+                Err(e) => {
+                    self.stats.failed_appends.fetch_add(1, Relaxed);
+                    let _ = ack.send(Err(e));
+                }
+            }
+        }
+        if staged.is_empty() {
+            return;
+        }
+        let last_position = position - 1;
+        for p in self.projectors.iter() {
+            ops.push(Op::Put(
+                keys::projection(p.name()),
+                codec::u64_key(last_position).to_vec(),
+            ));
+        }
+        ops.extend(overlay.into_iter().map(|(k, v)| match v {
+            Some(v) => Op::Put(k, v),
+            None => Op::Delete(k),
+        }));
+        if let Err(e) = self.backend.commit(ops) {
+            self.fail_all(staged, &e);
+            self.reload();
+            return;
+        }
+        self.stats.commits.fetch_add(1, Relaxed);
+        self.next_position = position;
+        if self.heads.len() + staged_heads.len() > MAX_CACHED_HEADS {
+            self.heads.clear();
+        }
+        self.notifier
+            .publish(staged_heads.iter().map(|(s, q)| (s, *q)), last_position);
+        self.heads.extend(staged_heads);
+        self.dirty_since.get_or_insert_with(Instant::now);
+
+        let events: u64 = staged
+            .iter()
+            .map(|s| s.appended.last_seq - s.appended.first_seq + 1)
+            .sum();
+        self.stats.events.fetch_add(events, Relaxed);
+        self.stats.appends.fetch_add(staged.len() as u64, Relaxed);
+        let mut durable = Vec::new();
+        for s in staged {
+            if s.durable {
+                durable.push(s);
+            } else {
+                let _ = s.ack.send(Ok(s.appended));
+            }
+        }
+        if durable.is_empty() {
+            return;
+        }
+        self.stats
+            .durable_appends
+            .fetch_add(durable.len() as u64, Relaxed);
+        match self.sync() {
+            Ok(()) => {
+                for s in durable {
+                    let _ = s.ack.send(Ok(s.appended));
+                }
+            }
+            Err(e) => self.fail_all(durable, &e),
+        }
+    }
+
+    /// Validates one append and stages its records and read-model updates.
+    fn stage(
+        &mut self,
+        append: &Append,
+        at: i64,
+        position: &mut Position,
+        staged_heads: &mut HashMap<StreamId, Seq>,
+        overlay: &mut Overlay,
+        ops: &mut Vec<Op>,
+    ) -> Result<Appended> {
+        if append.payloads.is_empty() {
+            return Err(Error::Invalid(
+                "an append needs at least one payload".into(),
+            ));
+        }
+        let head = match staged_heads
+            .get(&append.stream)
+            .or_else(|| self.heads.get(&append.stream))
+        {
+            Some(h) => *h,
+            None => reader::stream_head(self.backend.as_ref(), &append.stream)?,
+        };
+        match append.expected {
+            Expected::Any => {}
+            Expected::NoStream if head == 0 => {}
+            Expected::At(seq) if seq == head => {}
+            Expected::NoStream | Expected::At(_) => {
+                let expected = match append.expected {
+                    Expected::At(s) => s,
+                    _ => 0,
+                };
+                return Err(Error::Conflict {
+                    stream: append.stream.to_string(),
+                    expected,
+                    actual: head,
+                });
+            }
+        }
+        let mut txn = KvTxn::new(self.backend.as_ref(), overlay);
+        let mut encoded = Vec::with_capacity(append.payloads.len());
+        for (i, payload) in append.payloads.iter().enumerate() {
+            let record = Record {
+                stream: append.stream.clone(),
+                seq: head + 1 + i as u64,
+                position: *position + i as u64,
+                at,
+                payload: payload.clone(),
+            };
+            for p in self.projectors.iter() {
+                p.apply(&record, &mut txn)
+                    .map_err(|e| projection_error(p.name(), &record, e))?;
+            }
+            encoded.push((record.position, record.seq, reader::encode_record(&record)?));
+        }
+        let writes = txn.into_writes();
+        overlay.extend(writes);
+        for (pos, seq, bytes) in encoded {
+            ops.push(Op::Put(keys::log(pos), bytes));
+            ops.push(Op::Put(
+                keys::stream(append.stream.as_str(), seq),
+                codec::u64_key(pos).to_vec(),
+            ));
+        }
+        let n = append.payloads.len() as u64;
+        let appended = Appended {
+            first_seq: head + 1,
+            last_seq: head + n,
+            first_position: *position,
+            last_position: *position + n - 1,
+        };
+        *position += n;
+        staged_heads.insert(append.stream.clone(), head + n);
+        Ok(appended)
+    }
+
+    fn sync(&mut self) -> Result<()> {
+        self.backend.sync()?;
+        self.stats.fsyncs.fetch_add(1, Relaxed);
+        self.dirty_since = None;
+        Ok(())
+    }
+
+    fn fail_all(&self, staged: Vec<Staged>, e: &Error) {
+        self.stats
+            .failed_appends
+            .fetch_add(staged.len() as u64, Relaxed);
+        for s in staged {
+            let _ = s.ack.send(Err(Error::Io(e.to_string())));
+        }
+    }
+
+    /// After a failed commit, forget cached state and re-read it from the backend.
+    fn reload(&mut self) {
+        self.heads.clear();
+        match reader::last_position(self.backend.as_ref()) {
+            Ok(p) => self.next_position = p + 1,
+            Err(e) => tracing::error!("cannot re-read the log tail: {e}"),
+        }
+    }
+
+    fn rebuild(&mut self, progress: Progress) -> Result<u64> {
+        let n = reader::rebuild(self.backend.as_ref(), &self.projectors, progress)?;
+        self.dirty_since.get_or_insert_with(Instant::now);
+        self.sync()?;
+        Ok(n)
+    }
+}
+
+pub(crate) fn now_micros() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_micros() as i64)
+        .unwrap_or(0)
+}

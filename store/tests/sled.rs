@@ -1,0 +1,123 @@
+//! The sled backend: conformance suite, persistence across reopen, catch-up
+//! of read models on open, the directory lock, and corrupted records.
+
+use std::sync::Arc;
+
+use ferrify_store::conformance::{self, counter};
+use ferrify_store::{Append, Error, EventLog, Options, Projector, Store, StreamId};
+
+fn open_in(dir: &std::path::Path, p: Vec<Arc<dyn Projector>>) -> Store {
+    Store::open_sled(dir, p, Options::default()).unwrap()
+}
+
+#[test]
+fn sled_backend_conforms() {
+    let dirs = parking_dirs();
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    conformance::run_all(|p| {
+        let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        open_in(dirs[i].path(), p)
+    });
+}
+
+fn parking_dirs() -> Vec<tempfile::TempDir> {
+    (0..16).map(|_| tempfile::tempdir().unwrap()).collect()
+}
+
+#[test]
+fn survives_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = StreamId::new("run/p").unwrap();
+    {
+        let store = open_in(dir.path(), counter());
+        store
+            .append(Append::new(s.clone(), vec![b"1".to_vec(), b"2".to_vec()]).durable())
+            .wait()
+            .unwrap();
+        store
+            .append(Append::new(s.clone(), vec![b"3".to_vec()]))
+            .wait()
+            .unwrap();
+        store.close().unwrap();
+    }
+    let store = open_in(dir.path(), counter());
+    let recs = store.read_stream(&s, 1, 10).unwrap();
+    assert_eq!(
+        recs.iter().map(|r| r.payload.clone()).collect::<Vec<_>>(),
+        vec![b"1".to_vec(), b"2".to_vec(), b"3".to_vec()]
+    );
+    assert_eq!(store.get_json::<u64>("counts", b"run/p").unwrap(), Some(3));
+    let a = store
+        .append(Append::new(s.clone(), vec![b"4".to_vec()]))
+        .wait()
+        .unwrap();
+    assert_eq!((a.first_seq, a.first_position), (4, 4));
+}
+
+#[test]
+fn projections_catch_up_on_open() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        // Written without any projector: the read models know nothing.
+        let store = open_in(dir.path(), vec![]);
+        for i in 0..30 {
+            let s = StreamId::new(format!("run/{}", i % 3)).unwrap();
+            store
+                .append(Append::new(s, vec![b"x".to_vec()]))
+                .wait()
+                .unwrap();
+        }
+        store.close().unwrap();
+    }
+    let store = open_in(dir.path(), counter());
+    assert_eq!(store.projection_position("counter").unwrap(), 30);
+    assert_eq!(store.get_json::<u64>("counts", b"run/1").unwrap(), Some(10));
+}
+
+#[test]
+fn a_held_directory_is_refused_with_its_name() {
+    let dir = tempfile::tempdir().unwrap();
+    let _first = open_in(dir.path(), vec![]);
+    match Store::open_sled(dir.path(), vec![], Options::default()) {
+        Err(Error::Locked(d)) => assert!(d.contains(&*dir.path().to_string_lossy())),
+        Err(e) => panic!("unexpected error {e}"),
+        Ok(_) => panic!("a second store opened a held directory"),
+    }
+}
+
+#[test]
+fn corrupt_record_is_a_typed_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = StreamId::new("run/c").unwrap();
+    {
+        let store = open_in(dir.path(), vec![]);
+        store
+            .append(Append::new(s.clone(), vec![b"ok".to_vec()]).durable())
+            .wait()
+            .unwrap();
+        store.close().unwrap();
+    }
+    {
+        // Overwrite the record at position 1 with garbage, behind the store's back.
+        let db = sled::open(dir.path().join("db")).unwrap();
+        let mut key = vec![b'L'];
+        key.extend_from_slice(&1u64.to_be_bytes());
+        db.insert(key, vec![0xFE, 1, 200, 200, 200]).unwrap();
+        db.flush().unwrap();
+    }
+    let store = open_in(dir.path(), vec![]);
+    match store.read_stream(&s, 1, 10) {
+        Err(Error::Corrupt { at, .. }) => {
+            assert_eq!(at.position, Some(1));
+        }
+        other => panic!("expected a corrupt-record error, got {other:?}"),
+    }
+    assert!(matches!(store.read_all(1, 10), Err(Error::Corrupt { .. })));
+    drop(store);
+    // A projection opening on the corrupt log reports where, instead of panicking.
+    match Store::open_sled(dir.path(), counter(), Options::default()) {
+        Err(Error::Corrupt { at, .. }) => assert_eq!(at.position, Some(1)),
+        Err(e) => panic!("unexpected error {e}"),
+        Ok(_) => panic!("opened a corrupt log with a projection"),
+    }
+}
