@@ -212,6 +212,20 @@ impl Store {
             .collect())
     }
 
+    /// Every read-model pair of every tree, as `(tree\0key, value)` in key order
+    /// (a snapshot for comparisons and inspection).
+    pub fn read_models(&self) -> Result<Pairs> {
+        let prefix = [keys::KV];
+        let end = keys::prefix_end(&prefix);
+        Ok(self
+            .inner
+            .backend
+            .scan(&prefix, end.as_deref(), usize::MAX, false)?
+            .into_iter()
+            .map(|(k, v)| (k[1..].to_vec(), v))
+            .collect())
+    }
+
     /// The position every projection has applied up to.
     pub fn projection_position(&self, name: &str) -> Result<Position> {
         reader::projection_position(self.inner.backend.as_ref(), name)

@@ -1,0 +1,96 @@
+//! Messages (chat turns and completions), in conversation order.
+
+use ferrify_store::{KvTxn, Projector, Record, Result};
+use uuid::Uuid;
+
+use super::{decode, key, stream_id, time_key, trees};
+use crate::event::{Event, Usage};
+use crate::model::MessageRow;
+
+pub struct Messages;
+
+/// Index key of a message in its conversation.
+pub fn conv_key(conversation_id: Uuid, created_at: i64, message_id: Uuid) -> Vec<u8> {
+    key(&[
+        conversation_id.as_bytes(),
+        &time_key(created_at),
+        message_id.as_bytes(),
+    ])
+}
+
+impl Projector for Messages {
+    fn name(&self) -> &str {
+        "messages"
+    }
+
+    fn apply(&self, record: &Record, kv: &mut KvTxn<'_>) -> Result<()> {
+        let Some(task_id) = stream_id(record, "run") else {
+            return Ok(());
+        };
+        let env = decode(record)?;
+        if let Event::RunStarted(run) = env.event {
+            let Some(message_id) = run.message_id else {
+                return Ok(());
+            };
+            let row = MessageRow {
+                id: message_id,
+                task_id,
+                app_id: run.app_id,
+                conversation_id: run.conversation_id,
+                end_user_id: run.end_user_id,
+                workflow_run_id: run.workflow_run_id,
+                query: run.query,
+                inputs: run.inputs.0,
+                files: run.files.0,
+                answer: String::new(),
+                status: "running".into(),
+                error: None,
+                stopped: false,
+                usage: Usage::default(),
+                provider_response_latency: 0.0,
+                created_at: env.at,
+            };
+            kv.put_json(trees::MESSAGES, message_id.as_bytes(), &row)?;
+            kv.put(
+                trees::MESSAGE_BY_TASK,
+                task_id.as_bytes(),
+                message_id.as_bytes().to_vec(),
+            );
+            if let Some(c) = run.conversation_id {
+                kv.put(
+                    trees::CONV_MESSAGES,
+                    &conv_key(c, env.at, message_id),
+                    Vec::new(),
+                );
+            }
+            return Ok(());
+        }
+        let Some(id) = kv.get(trees::MESSAGE_BY_TASK, task_id.as_bytes())? else {
+            return Ok(());
+        };
+        let Some(mut row) = kv.get_json::<MessageRow>(trees::MESSAGES, &id)? else {
+            return Ok(());
+        };
+        match env.event {
+            Event::AnswerReplaced { answer, .. } => row.answer = answer,
+            Event::MessageEnded {
+                answer,
+                usage,
+                latency,
+                stopped,
+            } => {
+                row.answer = answer;
+                row.usage = usage;
+                row.provider_response_latency = latency;
+                row.stopped = stopped;
+                row.status = "normal".into();
+            }
+            Event::RunFailed { message, .. } => {
+                row.status = "error".into();
+                row.error = Some(message);
+            }
+            _ => return Ok(()),
+        }
+        kv.put_json(trees::MESSAGES, &id, &row)
+    }
+}

@@ -1,0 +1,197 @@
+//! Shared test data: one sample event of every variant, and random valid event histories.
+#![allow(dead_code)]
+
+use ferrify_engine::event::*;
+use ferrify_engine::Json;
+use serde_json::json;
+use uuid::Uuid;
+
+pub fn id(n: u128) -> Uuid {
+    Uuid::from_u128(n)
+}
+
+pub fn usage() -> Usage {
+    Usage {
+        prompt_tokens: 12,
+        completion_tokens: 3,
+        prompt_unit_price: "0.001".into(),
+        prompt_price_unit: "0.001".into(),
+        prompt_price: "0.0000120".into(),
+        completion_unit_price: "0.002".into(),
+        completion_price_unit: "0.001".into(),
+        completion_price: "0.0000060".into(),
+        total_price: "0.0000180".into(),
+        currency: "USD".into(),
+        latency: 0.25,
+        time_to_first_token: Some(0.1),
+        time_to_generate: None,
+    }
+}
+
+pub fn run_started(task: u128) -> RunStarted {
+    RunStarted {
+        task_id: id(task),
+        app_id: id(1),
+        mode: "chat".into(),
+        end_user_id: id(2),
+        user: "alice".into(),
+        conversation_id: Some(id(3)),
+        new_conversation: Some(NewConversation {
+            name: "New conversation".into(),
+            introduction: "Hi".into(),
+        }),
+        message_id: Some(id(4)),
+        workflow_run_id: Some(id(5)),
+        workflow_id: Some(id(6)),
+        query: "héllo".into(),
+        inputs: Json(json!({"city": "SF", "n": 3})),
+        files: Json(json!([])),
+        streaming: true,
+        options: Json(json!({"model": {"provider": "builtin", "name": "echo"}})),
+    }
+}
+
+/// One event of every variant, in variant order. Adding a variant to `Event`
+/// without adding it here fails to compile (see `variant_index`).
+pub fn every_variant() -> Vec<Event> {
+    let events = vec![
+        Event::AppImported {
+            app_id: id(1),
+            name: "Echo".into(),
+            mode: "chat".into(),
+            description: "d".into(),
+            icon: "🤖".into(),
+            icon_background: "#FFEAD5".into(),
+            dsl: "app:\n  mode: chat\n".into(),
+        },
+        Event::WorkflowPublished {
+            workflow_id: id(6),
+            graph: Json(json!({"nodes": [], "edges": []})),
+            features: Json(json!({})),
+            environment: Json(json!([])),
+            conversation_variables: Json(json!([])),
+        },
+        Event::ApiKeyCreated {
+            key_id: id(7),
+            token_hash: "ab".repeat(32),
+            token_hint: "app-…wxyz".into(),
+        },
+        Event::ApiKeyRevoked { key_id: id(7) },
+        Event::AppDeleted,
+        Event::RunStarted(Box::new(run_started(10))),
+        Event::ModelCalled {
+            node_id: Some("llm".into()),
+            provider: "builtin".into(),
+            model: "echo".into(),
+            request: Json(json!({"messages": [{"role": "user", "content": "hi"}]})),
+        },
+        Event::AnswerChunk {
+            text: "hi ".into(),
+            from_variable_selector: Some(vec!["llm".into(), "text".into()]),
+        },
+        Event::ModelAnswered {
+            node_id: None,
+            text: "hi there".into(),
+            usage: usage(),
+        },
+        Event::AnswerReplaced {
+            answer: "***".into(),
+            reason: "output_moderation".into(),
+        },
+        Event::MessageEnded {
+            answer: "hi there".into(),
+            usage: usage(),
+            latency: 0.5,
+            stopped: false,
+        },
+        Event::StopRequested {
+            user: "alice".into(),
+        },
+        Event::RunFailed {
+            code: "completion_request_error".into(),
+            message: "boom".into(),
+            status: 400,
+        },
+        Event::NodeStarted(Box::new(NodeStarted {
+            node_execution_id: id(20),
+            node_id: "1711".into(),
+            node_type: "llm".into(),
+            title: "LLM".into(),
+            index: 2,
+            predecessor_node_id: Some("start".into()),
+            inputs: Json(json!({"q": 1})),
+            iteration_id: None,
+            loop_id: Some("loop1".into()),
+            extras: Json(json!({})),
+        })),
+        Event::NodeFinished(Box::new(NodeFinished {
+            node_execution_id: id(20),
+            node_id: "1711".into(),
+            node_type: "llm".into(),
+            status: "succeeded".into(),
+            inputs: Json(json!({"q": 1})),
+            process_data: Json(json!(null)),
+            outputs: Json(json!({"text": "ok"})),
+            error: None,
+            elapsed_time: 0.125,
+            execution_metadata: Json(json!({"total_tokens": 15})),
+        })),
+        Event::TextChunk {
+            text: "chunk".into(),
+            from_variable_selector: None,
+        },
+        Event::WorkflowFinished(Box::new(WorkflowFinished {
+            status: "succeeded".into(),
+            outputs: Json(json!({"answer": "ok"})),
+            error: None,
+            total_tokens: 15,
+            total_steps: 3,
+            exceptions_count: 0,
+            elapsed_time: 1.5,
+        })),
+        Event::ConversationRenamed {
+            name: "Trip".into(),
+        },
+        Event::ConversationDeleted,
+        Event::ConversationVariableUpdated {
+            variable_id: "v1".into(),
+            name: "topic".into(),
+            value_type: "string".into(),
+            value: Json(json!("billing")),
+        },
+    ];
+    for (i, e) in events.iter().enumerate() {
+        assert_eq!(
+            variant_index(e),
+            i,
+            "every_variant must list variants in declaration order"
+        );
+    }
+    events
+}
+
+/// The declaration index of a variant; exhaustive on purpose.
+pub fn variant_index(e: &Event) -> usize {
+    match e {
+        Event::AppImported { .. } => 0,
+        Event::WorkflowPublished { .. } => 1,
+        Event::ApiKeyCreated { .. } => 2,
+        Event::ApiKeyRevoked { .. } => 3,
+        Event::AppDeleted => 4,
+        Event::RunStarted(_) => 5,
+        Event::ModelCalled { .. } => 6,
+        Event::AnswerChunk { .. } => 7,
+        Event::ModelAnswered { .. } => 8,
+        Event::AnswerReplaced { .. } => 9,
+        Event::MessageEnded { .. } => 10,
+        Event::StopRequested { .. } => 11,
+        Event::RunFailed { .. } => 12,
+        Event::NodeStarted(_) => 13,
+        Event::NodeFinished(_) => 14,
+        Event::TextChunk { .. } => 15,
+        Event::WorkflowFinished(_) => 16,
+        Event::ConversationRenamed { .. } => 17,
+        Event::ConversationDeleted => 18,
+        Event::ConversationVariableUpdated { .. } => 19,
+    }
+}

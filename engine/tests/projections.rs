@@ -1,0 +1,390 @@
+//! Projections are pure: for random valid event histories, the read models
+//! built incrementally (append by append) equal the ones rebuilt from the log,
+//! on the memory backend and on sled across restarts.
+
+#[path = "common/mod.rs"]
+mod samples;
+
+use ferrify_engine::event::*;
+use ferrify_engine::model::{ConversationRow, MessageRow};
+use ferrify_engine::projection::{self, trees};
+use ferrify_engine::{Envelope, Json};
+use ferrify_store::{Append, EventLog, Options, Store, StreamId};
+use proptest::prelude::*;
+use samples::id;
+use serde_json::json;
+use uuid::Uuid;
+
+#[derive(Clone, Debug)]
+enum Step {
+    Import(u8),
+    CreateKey(u8, u8),
+    RevokeKey(u8, u8),
+    Chat {
+        app: u8,
+        user: u8,
+        conv: Option<u8>,
+        words: u8,
+        outcome: u8,
+    },
+    Rename(u8, u8),
+    DeleteConversation(u8),
+    Workflow {
+        app: u8,
+        user: u8,
+        nodes: u8,
+        fail: bool,
+    },
+    DeleteApp(u8),
+}
+
+fn step() -> impl Strategy<Value = Step> {
+    prop_oneof![
+        (0..3u8).prop_map(Step::Import),
+        (0..3u8, 0..3u8).prop_map(|(a, k)| Step::CreateKey(a, k)),
+        (0..3u8, 0..3u8).prop_map(|(a, k)| Step::RevokeKey(a, k)),
+        (0..3u8, 0..3u8, proptest::option::of(0..4u8), 0..5u8, 0..3u8).prop_map(
+            |(app, user, conv, words, outcome)| Step::Chat {
+                app,
+                user,
+                conv,
+                words,
+                outcome
+            }
+        ),
+        (0..4u8, 0..3u8).prop_map(|(c, n)| Step::Rename(c, n)),
+        (0..4u8).prop_map(Step::DeleteConversation),
+        (0..3u8, 0..3u8, 0..4u8, any::<bool>()).prop_map(|(app, user, nodes, fail)| {
+            Step::Workflow {
+                app,
+                user,
+                nodes,
+                fail,
+            }
+        }),
+        (0..3u8).prop_map(Step::DeleteApp),
+    ]
+}
+
+/// Turns steps into (stream, events) appends with deterministic ids and times.
+fn appends(steps: &[Step]) -> Vec<(StreamId, Vec<Envelope>)> {
+    let mut out = Vec::new();
+    let mut clock = 1_700_000_000_000_000i64;
+    let mut tick = || {
+        clock += 1_000;
+        clock
+    };
+    let mut convs: Vec<Option<(u8, u8)>> = vec![None; 4]; // conv slot -> (app, user)
+    let mut n = 1000u128;
+    let mut next_id = || {
+        n += 1;
+        Uuid::from_u128(n)
+    };
+    let app_id = |a: u8| id(100 + a as u128);
+    let user_id = |a: u8, u: u8| id(200 + (a as u128) * 10 + u as u128);
+    for s in steps {
+        match s.clone() {
+            Step::Import(a) => out.push((
+                StreamId::of("app", app_id(a)).unwrap(),
+                vec![
+                    Envelope::new(
+                        tick(),
+                        None,
+                        Event::AppImported {
+                            app_id: app_id(a),
+                            name: format!("app {a}"),
+                            mode: "chat".into(),
+                            description: String::new(),
+                            icon: "🤖".into(),
+                            icon_background: "#FFEAD5".into(),
+                            dsl: "app: {}".into(),
+                        },
+                    ),
+                    Envelope::new(
+                        tick(),
+                        None,
+                        Event::WorkflowPublished {
+                            workflow_id: next_id(),
+                            graph: Json(json!({})),
+                            features: Json(json!({})),
+                            environment: Json(json!([])),
+                            conversation_variables: Json(json!([])),
+                        },
+                    ),
+                ],
+            )),
+            Step::CreateKey(a, k) => out.push((
+                StreamId::of("app", app_id(a)).unwrap(),
+                vec![Envelope::new(
+                    tick(),
+                    None,
+                    Event::ApiKeyCreated {
+                        key_id: id(300 + (a as u128) * 10 + k as u128),
+                        token_hash: format!("{:064x}", next_id().as_u128()),
+                        token_hint: "app-…".into(),
+                    },
+                )],
+            )),
+            Step::RevokeKey(a, k) => out.push((
+                StreamId::of("app", app_id(a)).unwrap(),
+                vec![Envelope::new(
+                    tick(),
+                    None,
+                    Event::ApiKeyRevoked {
+                        key_id: id(300 + (a as u128) * 10 + k as u128),
+                    },
+                )],
+            )),
+            Step::DeleteApp(a) => out.push((
+                StreamId::of("app", app_id(a)).unwrap(),
+                vec![Envelope::new(tick(), None, Event::AppDeleted)],
+            )),
+            Step::Chat {
+                app,
+                user,
+                conv,
+                words,
+                outcome,
+            } => {
+                let task = next_id();
+                let (conversation_id, new) = match conv {
+                    Some(slot) if convs[slot as usize] == Some((app, user)) => {
+                        (id(400 + slot as u128), false)
+                    }
+                    Some(slot) if convs[slot as usize].is_none() => {
+                        convs[slot as usize] = Some((app, user));
+                        (id(400 + slot as u128), true)
+                    }
+                    _ => (next_id(), true),
+                };
+                let mut run = samples::run_started(0);
+                run.task_id = task;
+                run.app_id = app_id(app);
+                run.end_user_id = user_id(app, user);
+                run.user = format!("user{user}");
+                run.conversation_id = Some(conversation_id);
+                run.new_conversation = new.then(|| NewConversation {
+                    name: "New conversation".into(),
+                    introduction: String::new(),
+                });
+                run.message_id = Some(next_id());
+                run.workflow_run_id = None;
+                let mut events = vec![Envelope::new(
+                    tick(),
+                    Some("t".into()),
+                    Event::RunStarted(Box::new(run)),
+                )];
+                let mut answer = String::new();
+                for w in 0..words {
+                    let text = format!("w{w} ");
+                    answer.push_str(&text);
+                    events.push(Envelope::new(
+                        tick(),
+                        None,
+                        Event::AnswerChunk {
+                            text,
+                            from_variable_selector: None,
+                        },
+                    ));
+                }
+                events.push(Envelope::new(
+                    tick(),
+                    None,
+                    match outcome {
+                        0 => Event::RunFailed {
+                            code: "completion_request_error".into(),
+                            message: "x".into(),
+                            status: 400,
+                        },
+                        _ => Event::MessageEnded {
+                            answer,
+                            usage: samples::usage(),
+                            latency: 0.1,
+                            stopped: outcome == 2,
+                        },
+                    },
+                ));
+                out.push((StreamId::of("run", task).unwrap(), events));
+            }
+            Step::Rename(slot, name) => out.push((
+                StreamId::of("conversation", id(400 + slot as u128)).unwrap(),
+                vec![Envelope::new(
+                    tick(),
+                    None,
+                    Event::ConversationRenamed {
+                        name: format!("name {name}"),
+                    },
+                )],
+            )),
+            Step::DeleteConversation(slot) => out.push((
+                StreamId::of("conversation", id(400 + slot as u128)).unwrap(),
+                vec![Envelope::new(tick(), None, Event::ConversationDeleted)],
+            )),
+            Step::Workflow {
+                app,
+                user,
+                nodes,
+                fail,
+            } => {
+                let task = next_id();
+                let mut run = samples::run_started(0);
+                run.task_id = task;
+                run.app_id = app_id(app);
+                run.end_user_id = user_id(app, user);
+                run.user = format!("user{user}");
+                run.mode = "workflow".into();
+                run.conversation_id = None;
+                run.new_conversation = None;
+                run.message_id = None;
+                run.workflow_run_id = Some(next_id());
+                let mut events = vec![Envelope::new(
+                    tick(),
+                    None,
+                    Event::RunStarted(Box::new(run)),
+                )];
+                for i in 0..nodes {
+                    let exec = next_id();
+                    events.push(Envelope::new(
+                        tick(),
+                        None,
+                        Event::NodeStarted(Box::new(NodeStarted {
+                            node_execution_id: exec,
+                            node_id: format!("n{i}"),
+                            node_type: "template-transform".into(),
+                            title: format!("N{i}"),
+                            index: i as u64 + 1,
+                            predecessor_node_id: None,
+                            inputs: Json(json!({})),
+                            iteration_id: None,
+                            loop_id: None,
+                            extras: Json(json!({})),
+                        })),
+                    ));
+                    events.push(Envelope::new(
+                        tick(),
+                        None,
+                        Event::NodeFinished(Box::new(NodeFinished {
+                            node_execution_id: exec,
+                            node_id: format!("n{i}"),
+                            node_type: "template-transform".into(),
+                            status: "succeeded".into(),
+                            inputs: Json(json!({})),
+                            process_data: Json(json!(null)),
+                            outputs: Json(json!({"output": i})),
+                            error: None,
+                            elapsed_time: 0.01,
+                            execution_metadata: Json(json!({})),
+                        })),
+                    ));
+                }
+                events.push(Envelope::new(
+                    tick(),
+                    None,
+                    Event::WorkflowFinished(Box::new(WorkflowFinished {
+                        status: if fail { "failed" } else { "succeeded" }.into(),
+                        outputs: Json(json!({"n": nodes})),
+                        error: fail.then(|| "boom".into()),
+                        total_tokens: 0,
+                        total_steps: nodes as u64,
+                        exceptions_count: 0,
+                        elapsed_time: 0.5,
+                    })),
+                ));
+                out.push((StreamId::of("run", task).unwrap(), events));
+            }
+        }
+    }
+    out
+}
+
+fn append_all(store: &Store, batch: &[(StreamId, Vec<Envelope>)]) {
+    for (stream, events) in batch {
+        let payloads = events.iter().map(|e| e.encode().unwrap()).collect();
+        store
+            .append(Append::new(stream.clone(), payloads))
+            .wait()
+            .unwrap();
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(48))]
+
+    #[test]
+    fn incremental_equals_rebuilt(steps in proptest::collection::vec(step(), 1..40)) {
+        let batch = appends(&steps);
+        let store = Store::open_memory(projection::all(), Options::default()).unwrap();
+        append_all(&store, &batch);
+        let incremental = store.read_models().unwrap();
+        store.rebuild(Box::new(|_, _| {})).unwrap();
+        prop_assert_eq!(store.read_models().unwrap(), incremental);
+    }
+
+    #[test]
+    fn sled_with_restarts_equals_memory(steps in proptest::collection::vec(step(), 1..30), cut in 0usize..30) {
+        let batch = appends(&steps);
+        let cut = cut.min(batch.len());
+        let memory = Store::open_memory(projection::all(), Options::default()).unwrap();
+        append_all(&memory, &batch);
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let s = Store::open_sled(dir.path(), projection::all(), Options::default()).unwrap();
+            append_all(&s, &batch[..cut]);
+            s.close().unwrap();
+        }
+        {
+            // Reopen without projections, append the rest: read models fall behind...
+            let s = Store::open_sled(dir.path(), vec![], Options::default()).unwrap();
+            append_all(&s, &batch[cut..]);
+            s.close().unwrap();
+        }
+        // ...and catch up on the next open.
+        let s = Store::open_sled(dir.path(), projection::all(), Options::default()).unwrap();
+        prop_assert_eq!(s.read_models().unwrap(), memory.read_models().unwrap());
+    }
+}
+
+#[test]
+fn a_chat_turn_projects_conversation_and_message() {
+    let steps = vec![
+        Step::Import(0),
+        Step::Chat {
+            app: 0,
+            user: 0,
+            conv: Some(0),
+            words: 3,
+            outcome: 1,
+        },
+        Step::Chat {
+            app: 0,
+            user: 0,
+            conv: Some(0),
+            words: 1,
+            outcome: 1,
+        },
+        Step::Rename(0, 7),
+    ];
+    let store = Store::open_memory(projection::all(), Options::default()).unwrap();
+    append_all(&store, &appends(&steps));
+    let conv: ConversationRow = store
+        .get_json(trees::CONVERSATIONS, id(400).as_bytes())
+        .unwrap()
+        .unwrap();
+    assert_eq!(conv.name, "name 7");
+    assert_eq!(conv.message_count, 2);
+    let index = store
+        .scan(trees::CONV_MESSAGES, id(400).as_bytes(), None, 10, false)
+        .unwrap();
+    assert_eq!(index.len(), 2);
+    let first_msg = Uuid::from_slice(&index[0].0[24..]).unwrap();
+    let msg: MessageRow = store
+        .get_json(trees::MESSAGES, first_msg.as_bytes())
+        .unwrap()
+        .unwrap();
+    assert_eq!(msg.answer, "w0 w1 w2 ");
+    assert_eq!(msg.status, "normal");
+    let by_updated = store
+        .scan(trees::CONV_BY_UPDATED, b"", None, 10, false)
+        .unwrap();
+    assert_eq!(by_updated.len(), 1, "re-indexing must drop the stale entry");
+}
