@@ -1,1 +1,7 @@
+//! Black-box tests: the real `ferrify` binary on loopback, spoken to over HTTP.
 
+mod common;
+
+// Server skeleton: health, metrics, the data-directory lock, graceful shutdown.
+#[path = "server_skeleton.rs"]
+mod server;

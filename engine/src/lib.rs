@@ -1,14 +1,17 @@
 //! ferrify-engine: the domain.
 //!
+//! - [`engine`]: the [`Engine`] handle (store + shared services);
 //! - [`event`]: the facts ferrify records ([`Event`] in an [`Envelope`]);
 //! - [`json`]: arbitrary JSON carried inside binary events;
 //! - [`model`]: read-model rows;
 //! - [`projection`]: pure folds of events into read models, one module each.
 
+pub mod engine;
 pub mod event;
 pub mod json;
 pub mod model;
 pub mod projection;
 
+pub use engine::{Engine, EngineConfig};
 pub use event::{Envelope, Event};
 pub use json::Json;

@@ -1,0 +1,4 @@
+//! Routes, one module per endpoint group, mirroring the URL paths.
+
+pub mod health;
+pub mod metrics;
