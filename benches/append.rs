@@ -1,1 +1,84 @@
-fn main() {}
+//! Append throughput of the sled log with the engine's projections:
+//! 1 and 16 concurrent writers, durable and not; and stream reads.
+//!
+//!     cargo bench --bench append
+
+#[path = "common.rs"]
+mod common;
+
+use std::time::{Duration, Instant};
+
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use ferrify_engine::projection;
+use ferrify_store::{Append, EventLog, Options, Store, StreamId};
+use uuid::Uuid;
+
+fn open(dir: &std::path::Path) -> Store {
+    Store::open_sled(dir, projection::all(), Options::default()).unwrap()
+}
+
+/// `writers` threads each append `per_writer` single-event batches, waiting for each ack.
+fn run(store: &Store, writers: usize, per_writer: u64, durable: bool) -> Duration {
+    let start = Instant::now();
+    let threads: Vec<_> = (0..writers)
+        .map(|_| {
+            let store = store.clone();
+            std::thread::spawn(move || {
+                let stream = StreamId::of("run", Uuid::new_v4()).unwrap();
+                for i in 0..per_writer {
+                    let mut a = Append::new(stream.clone(), vec![common::chunk(i)]);
+                    a.durable = durable;
+                    store.append(a).wait().unwrap();
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+    start.elapsed()
+}
+
+fn appends(c: &mut Criterion) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let mut g = c.benchmark_group("append");
+    g.sample_size(10).measurement_time(Duration::from_secs(4));
+    for durable in [false, true] {
+        for writers in [1usize, 16] {
+            let kind = if durable { "durable" } else { "non_durable" };
+            g.throughput(Throughput::Elements(writers as u64));
+            g.bench_with_input(BenchmarkId::new(kind, format!("{writers}_writers")), &writers, |b, &w| {
+                b.iter_custom(|iters| run(&store, w, iters, durable));
+            });
+        }
+    }
+    g.finish();
+
+    // Appends per fsync under 16 durable writers, printed for docs/BENCHMARKS.md.
+    let before = store.stats();
+    let elapsed = run(&store, 16, 2_000, true);
+    let after = store.stats();
+    let appends = after.durable_appends - before.durable_appends;
+    let fsyncs = (after.fsyncs - before.fsyncs).max(1);
+    eprintln!(
+        "16 durable writers: {appends} appends in {elapsed:.2?} = {:.0}/s, {fsyncs} fsyncs, {:.1} appends per fsync",
+        appends as f64 / elapsed.as_secs_f64(),
+        appends as f64 / fsyncs as f64
+    );
+}
+
+fn stream_read(c: &mut Criterion) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let task = Uuid::new_v4();
+    let stream = StreamId::of("run", task).unwrap();
+    store.append(Append::new(stream.clone(), common::chat_turn(Uuid::new_v4(), task, 998))).wait().unwrap();
+    let mut g = c.benchmark_group("read");
+    g.throughput(Throughput::Elements(1000));
+    g.bench_function("stream_1000_events", |b| b.iter(|| store.read_stream(&stream, 1, 1000).unwrap().len()));
+    g.finish();
+}
+
+criterion_group!(benches, appends, stream_read);
+criterion_main!(benches);

@@ -6,11 +6,7 @@ use std::path::PathBuf;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser, Debug)]
-#[command(
-    name = "ferrify",
-    version,
-    about = "A self-hosted, event-sourced server for the Dify Service API"
-)]
+#[command(name = "ferrify", version, about = "A self-hosted, event-sourced server for the Dify Service API")]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,

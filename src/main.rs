@@ -22,12 +22,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Serve(args) => serve(args),
         Command::Rebuild { data } => ferrify_replay::rebuild::rebuild(&data, true)
-            .map(|r| {
-                eprintln!(
-                    "rebuilt read models from {} events in {:.2?}",
-                    r.records, r.elapsed
-                )
-            })
+            .map(|r| eprintln!("rebuilt read models from {} events in {:.2?}", r.records, r.elapsed))
             .with_context(|| format!("rebuilding {}", data.display())),
     };
     match result {
@@ -44,22 +39,14 @@ fn serve(args: ServeArgs) -> anyhow::Result<()> {
         data_dir: (!args.ephemeral).then(|| args.data.clone()),
         flush_interval: Duration::from_millis(args.flush_interval_ms),
     };
-    let engine = Engine::open(&config)
-        .with_context(|| format!("opening the data directory {}", args.data.display()))?;
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?;
+    let engine =
+        Engine::open(&config).with_context(|| format!("opening the data directory {}", args.data.display()))?;
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     runtime.block_on(async {
-        let listener = tokio::net::TcpListener::bind(args.addr)
-            .await
-            .with_context(|| format!("binding {}", args.addr))?;
+        let listener =
+            tokio::net::TcpListener::bind(args.addr).await.with_context(|| format!("binding {}", args.addr))?;
         tracing::info!(addr = %args.addr, data = %args.data.display(), "ferrify is listening");
-        ferrify_http::serve(
-            listener,
-            ferrify_http::State::new(engine.clone()),
-            shutdown_signal(),
-        )
-        .await;
+        ferrify_http::serve(listener, ferrify_http::State::new(engine.clone()), shutdown_signal()).await;
         anyhow::Ok(())
     })?;
     engine.close().context("flushing the log")?;

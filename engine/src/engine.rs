@@ -19,10 +19,7 @@ pub struct EngineConfig {
 
 impl Default for EngineConfig {
     fn default() -> Self {
-        EngineConfig {
-            data_dir: Some(PathBuf::from("./ferrify-data")),
-            flush_interval: Duration::from_millis(10),
-        }
+        EngineConfig { data_dir: Some(PathBuf::from("./ferrify-data")), flush_interval: Duration::from_millis(10) }
     }
 }
 
@@ -35,10 +32,7 @@ pub struct Engine {
 impl Engine {
     /// Opens the log (catching read models up with it).
     pub fn open(config: &EngineConfig) -> Result<Engine, ferrify_store::Error> {
-        let options = Options {
-            flush_interval: config.flush_interval,
-            ..Options::default()
-        };
+        let options = Options { flush_interval: config.flush_interval, ..Options::default() };
         let store = match &config.data_dir {
             Some(dir) => Store::open_sled(dir, projection::all(), options)?,
             None => Store::open_memory(projection::all(), options)?,

@@ -31,11 +31,7 @@ pub struct Envelope {
 
 impl Envelope {
     pub fn new(at: i64, trace_id: Option<String>, event: Event) -> Self {
-        Envelope {
-            trace_id,
-            at,
-            event,
-        }
+        Envelope { trace_id, at, event }
     }
 
     pub fn encode(&self) -> Result<Vec<u8>, ferrify_store::codec::CodecError> {
@@ -249,10 +245,7 @@ impl Event {
     pub fn is_durable(&self) -> bool {
         !matches!(
             self,
-            Event::AnswerChunk { .. }
-                | Event::TextChunk { .. }
-                | Event::NodeStarted(_)
-                | Event::ModelCalled { .. }
+            Event::AnswerChunk { .. } | Event::TextChunk { .. } | Event::NodeStarted(_) | Event::ModelCalled { .. }
         )
     }
 }

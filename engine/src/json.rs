@@ -35,8 +35,6 @@ impl Serialize for Json {
 impl<'de> Deserialize<'de> for Json {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let text = String::deserialize(d)?;
-        serde_json::from_str(&text)
-            .map(Json)
-            .map_err(serde::de::Error::custom)
+        serde_json::from_str(&text).map(Json).map_err(serde::de::Error::custom)
     }
 }

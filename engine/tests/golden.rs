@@ -15,13 +15,7 @@ fn envelopes() -> Vec<Envelope> {
     samples::every_variant()
         .into_iter()
         .enumerate()
-        .map(|(i, e)| {
-            Envelope::new(
-                1_700_000_000_000_000 + i as i64,
-                (i % 2 == 0).then(|| format!("trace-{i}")),
-                e,
-            )
-        })
+        .map(|(i, e)| Envelope::new(1_700_000_000_000_000 + i as i64, (i % 2 == 0).then(|| format!("trace-{i}")), e))
         .collect()
 }
 
@@ -54,20 +48,11 @@ fn golden_events_decode() {
         std::fs::create_dir_all(std::path::Path::new(PATH).parent().unwrap()).unwrap();
         std::fs::write(PATH, file).unwrap();
     }
-    assert_eq!(
-        stored.len(),
-        expected.len(),
-        "the golden file lacks variants: run with UPDATE_GOLDENFILES=1"
-    );
+    assert_eq!(stored.len(), expected.len(), "the golden file lacks variants: run with UPDATE_GOLDENFILES=1");
     for (i, (bytes, want)) in stored.iter().zip(&expected).enumerate() {
-        let got = Envelope::decode(bytes)
-            .unwrap_or_else(|e| panic!("golden event {i} no longer decodes: {e}"));
+        let got = Envelope::decode(bytes).unwrap_or_else(|e| panic!("golden event {i} no longer decodes: {e}"));
         assert_eq!(&got, want, "golden event {i} decodes differently");
         // The current encoder still writes the same bytes.
-        assert_eq!(
-            &want.encode().unwrap(),
-            bytes,
-            "golden event {i} encodes differently"
-        );
+        assert_eq!(&want.encode().unwrap(), bytes, "golden event {i} encodes differently");
     }
 }

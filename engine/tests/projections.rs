@@ -20,21 +20,10 @@ enum Step {
     Import(u8),
     CreateKey(u8, u8),
     RevokeKey(u8, u8),
-    Chat {
-        app: u8,
-        user: u8,
-        conv: Option<u8>,
-        words: u8,
-        outcome: u8,
-    },
+    Chat { app: u8, user: u8, conv: Option<u8>, words: u8, outcome: u8 },
     Rename(u8, u8),
     DeleteConversation(u8),
-    Workflow {
-        app: u8,
-        user: u8,
-        nodes: u8,
-        fail: bool,
-    },
+    Workflow { app: u8, user: u8, nodes: u8, fail: bool },
     DeleteApp(u8),
 }
 
@@ -43,25 +32,12 @@ fn step() -> impl Strategy<Value = Step> {
         (0..3u8).prop_map(Step::Import),
         (0..3u8, 0..3u8).prop_map(|(a, k)| Step::CreateKey(a, k)),
         (0..3u8, 0..3u8).prop_map(|(a, k)| Step::RevokeKey(a, k)),
-        (0..3u8, 0..3u8, proptest::option::of(0..4u8), 0..5u8, 0..3u8).prop_map(
-            |(app, user, conv, words, outcome)| Step::Chat {
-                app,
-                user,
-                conv,
-                words,
-                outcome
-            }
-        ),
+        (0..3u8, 0..3u8, proptest::option::of(0..4u8), 0..5u8, 0..3u8)
+            .prop_map(|(app, user, conv, words, outcome)| Step::Chat { app, user, conv, words, outcome }),
         (0..4u8, 0..3u8).prop_map(|(c, n)| Step::Rename(c, n)),
         (0..4u8).prop_map(Step::DeleteConversation),
-        (0..3u8, 0..3u8, 0..4u8, any::<bool>()).prop_map(|(app, user, nodes, fail)| {
-            Step::Workflow {
-                app,
-                user,
-                nodes,
-                fail,
-            }
-        }),
+        (0..3u8, 0..3u8, 0..4u8, any::<bool>())
+            .prop_map(|(app, user, nodes, fail)| { Step::Workflow { app, user, nodes, fail } }),
         (0..3u8).prop_map(Step::DeleteApp),
     ]
 }
@@ -130,27 +106,15 @@ fn appends(steps: &[Step]) -> Vec<(StreamId, Vec<Envelope>)> {
                 vec![Envelope::new(
                     tick(),
                     None,
-                    Event::ApiKeyRevoked {
-                        key_id: id(300 + (a as u128) * 10 + k as u128),
-                    },
+                    Event::ApiKeyRevoked { key_id: id(300 + (a as u128) * 10 + k as u128) },
                 )],
             )),
-            Step::DeleteApp(a) => out.push((
-                StreamId::of("app", app_id(a)).unwrap(),
-                vec![Envelope::new(tick(), None, Event::AppDeleted)],
-            )),
-            Step::Chat {
-                app,
-                user,
-                conv,
-                words,
-                outcome,
-            } => {
+            Step::DeleteApp(a) => out
+                .push((StreamId::of("app", app_id(a)).unwrap(), vec![Envelope::new(tick(), None, Event::AppDeleted)])),
+            Step::Chat { app, user, conv, words, outcome } => {
                 let task = next_id();
                 let (conversation_id, new) = match conv {
-                    Some(slot) if convs[slot as usize] == Some((app, user)) => {
-                        (id(400 + slot as u128), false)
-                    }
+                    Some(slot) if convs[slot as usize] == Some((app, user)) => (id(400 + slot as u128), false),
                     Some(slot) if convs[slot as usize].is_none() => {
                         convs[slot as usize] = Some((app, user));
                         (id(400 + slot as u128), true)
@@ -163,29 +127,16 @@ fn appends(steps: &[Step]) -> Vec<(StreamId, Vec<Envelope>)> {
                 run.end_user_id = user_id(app, user);
                 run.user = format!("user{user}");
                 run.conversation_id = Some(conversation_id);
-                run.new_conversation = new.then(|| NewConversation {
-                    name: "New conversation".into(),
-                    introduction: String::new(),
-                });
+                run.new_conversation =
+                    new.then(|| NewConversation { name: "New conversation".into(), introduction: String::new() });
                 run.message_id = Some(next_id());
                 run.workflow_run_id = None;
-                let mut events = vec![Envelope::new(
-                    tick(),
-                    Some("t".into()),
-                    Event::RunStarted(Box::new(run)),
-                )];
+                let mut events = vec![Envelope::new(tick(), Some("t".into()), Event::RunStarted(Box::new(run)))];
                 let mut answer = String::new();
                 for w in 0..words {
                     let text = format!("w{w} ");
                     answer.push_str(&text);
-                    events.push(Envelope::new(
-                        tick(),
-                        None,
-                        Event::AnswerChunk {
-                            text,
-                            from_variable_selector: None,
-                        },
-                    ));
+                    events.push(Envelope::new(tick(), None, Event::AnswerChunk { text, from_variable_selector: None }));
                 }
                 events.push(Envelope::new(
                     tick(),
@@ -196,36 +147,22 @@ fn appends(steps: &[Step]) -> Vec<(StreamId, Vec<Envelope>)> {
                             message: "x".into(),
                             status: 400,
                         },
-                        _ => Event::MessageEnded {
-                            answer,
-                            usage: samples::usage(),
-                            latency: 0.1,
-                            stopped: outcome == 2,
-                        },
+                        _ => {
+                            Event::MessageEnded { answer, usage: samples::usage(), latency: 0.1, stopped: outcome == 2 }
+                        }
                     },
                 ));
                 out.push((StreamId::of("run", task).unwrap(), events));
             }
             Step::Rename(slot, name) => out.push((
                 StreamId::of("conversation", id(400 + slot as u128)).unwrap(),
-                vec![Envelope::new(
-                    tick(),
-                    None,
-                    Event::ConversationRenamed {
-                        name: format!("name {name}"),
-                    },
-                )],
+                vec![Envelope::new(tick(), None, Event::ConversationRenamed { name: format!("name {name}") })],
             )),
             Step::DeleteConversation(slot) => out.push((
                 StreamId::of("conversation", id(400 + slot as u128)).unwrap(),
                 vec![Envelope::new(tick(), None, Event::ConversationDeleted)],
             )),
-            Step::Workflow {
-                app,
-                user,
-                nodes,
-                fail,
-            } => {
+            Step::Workflow { app, user, nodes, fail } => {
                 let task = next_id();
                 let mut run = samples::run_started(0);
                 run.task_id = task;
@@ -237,11 +174,7 @@ fn appends(steps: &[Step]) -> Vec<(StreamId, Vec<Envelope>)> {
                 run.new_conversation = None;
                 run.message_id = None;
                 run.workflow_run_id = Some(next_id());
-                let mut events = vec![Envelope::new(
-                    tick(),
-                    None,
-                    Event::RunStarted(Box::new(run)),
-                )];
+                let mut events = vec![Envelope::new(tick(), None, Event::RunStarted(Box::new(run)))];
                 for i in 0..nodes {
                     let exec = next_id();
                     events.push(Envelope::new(
@@ -300,10 +233,7 @@ fn appends(steps: &[Step]) -> Vec<(StreamId, Vec<Envelope>)> {
 fn append_all(store: &Store, batch: &[(StreamId, Vec<Envelope>)]) {
     for (stream, events) in batch {
         let payloads = events.iter().map(|e| e.encode().unwrap()).collect();
-        store
-            .append(Append::new(stream.clone(), payloads))
-            .wait()
-            .unwrap();
+        store.append(Append::new(stream.clone(), payloads)).wait().unwrap();
     }
 }
 
@@ -348,43 +278,21 @@ proptest! {
 fn a_chat_turn_projects_conversation_and_message() {
     let steps = vec![
         Step::Import(0),
-        Step::Chat {
-            app: 0,
-            user: 0,
-            conv: Some(0),
-            words: 3,
-            outcome: 1,
-        },
-        Step::Chat {
-            app: 0,
-            user: 0,
-            conv: Some(0),
-            words: 1,
-            outcome: 1,
-        },
+        Step::Chat { app: 0, user: 0, conv: Some(0), words: 3, outcome: 1 },
+        Step::Chat { app: 0, user: 0, conv: Some(0), words: 1, outcome: 1 },
         Step::Rename(0, 7),
     ];
     let store = Store::open_memory(projection::all(), Options::default()).unwrap();
     append_all(&store, &appends(&steps));
-    let conv: ConversationRow = store
-        .get_json(trees::CONVERSATIONS, id(400).as_bytes())
-        .unwrap()
-        .unwrap();
+    let conv: ConversationRow = store.get_json(trees::CONVERSATIONS, id(400).as_bytes()).unwrap().unwrap();
     assert_eq!(conv.name, "name 7");
     assert_eq!(conv.message_count, 2);
-    let index = store
-        .scan(trees::CONV_MESSAGES, id(400).as_bytes(), None, 10, false)
-        .unwrap();
+    let index = store.scan(trees::CONV_MESSAGES, id(400).as_bytes(), None, 10, false).unwrap();
     assert_eq!(index.len(), 2);
     let first_msg = Uuid::from_slice(&index[0].0[24..]).unwrap();
-    let msg: MessageRow = store
-        .get_json(trees::MESSAGES, first_msg.as_bytes())
-        .unwrap()
-        .unwrap();
+    let msg: MessageRow = store.get_json(trees::MESSAGES, first_msg.as_bytes()).unwrap().unwrap();
     assert_eq!(msg.answer, "w0 w1 w2 ");
     assert_eq!(msg.status, "normal");
-    let by_updated = store
-        .scan(trees::CONV_BY_UPDATED, b"", None, 10, false)
-        .unwrap();
+    let by_updated = store.scan(trees::CONV_BY_UPDATED, b"", None, 10, false).unwrap();
     assert_eq!(by_updated.len(), 1, "re-indexing must drop the stale entry");
 }

@@ -26,50 +26,29 @@ pub struct State {
 
 impl State {
     pub fn new(engine: Engine) -> Self {
-        State {
-            engine,
-            metrics: Arc::new(Metrics::default()),
-        }
+        State { engine, metrics: Arc::new(Metrics::default()) }
     }
 }
 
 /// Every route of the server, with request metrics.
-pub fn routes(
-    state: State,
-) -> impl Filter<Extract = (impl warp::Reply,), Error = std::convert::Infallible> + Clone {
+pub fn routes(state: State) -> impl Filter<Extract = (impl warp::Reply,), Error = std::convert::Infallible> + Clone {
     let metrics = state.metrics.clone();
     let log = warp::log::custom(move |info: warp::log::Info<'_>| {
         metrics.record(info.method().as_str(), info.path(), info.status().as_u16());
     });
-    routes::health::route()
-        .or(routes::metrics::route(state.clone()))
-        .recover(recover)
-        .with(log)
+    routes::health::route().or(routes::metrics::route(state.clone())).recover(recover).with(log)
 }
 
 async fn recover(err: warp::Rejection) -> Result<impl warp::Reply, std::convert::Infallible> {
     let (status, code, message) = if err.is_not_found() {
-        (
-            404,
-            "not_found",
-            "The requested URL was not found on the server.",
-        )
+        (404, "not_found", "The requested URL was not found on the server.")
     } else if err.find::<warp::reject::MethodNotAllowed>().is_some() {
-        (
-            405,
-            "method_not_allowed",
-            "The method is not allowed for the requested URL.",
-        )
+        (405, "method_not_allowed", "The method is not allowed for the requested URL.")
     } else {
-        (
-            500,
-            "internal_server_error",
-            "Internal Server Error, please contact support.",
-        )
+        (500, "internal_server_error", "Internal Server Error, please contact support.")
     };
     let body = serde_json::json!({"code": code, "message": message, "status": status});
-    let status = warp::http::StatusCode::from_u16(status)
-        .unwrap_or(warp::http::StatusCode::INTERNAL_SERVER_ERROR);
+    let status = warp::http::StatusCode::from_u16(status).unwrap_or(warp::http::StatusCode::INTERNAL_SERVER_ERROR);
     Ok(warp::reply::with_status(warp::reply::json(&body), status))
 }
 
@@ -84,12 +63,10 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) {
     let (tx, rx) = tokio::sync::watch::channel(false);
-    let server = warp::serve(routes(state))
-        .incoming(listener)
-        .graceful(async move {
-            shutdown.await;
-            let _ = tx.send(true);
-        });
+    let server = warp::serve(routes(state)).incoming(listener).graceful(async move {
+        shutdown.await;
+        let _ = tx.send(true);
+    });
     let mut rx2 = rx.clone();
     tokio::select! {
         _ = server.run() => {}

@@ -24,47 +24,17 @@ impl Metrics {
     pub fn render(&self, store: &StatsSnapshot) -> String {
         let mut out = String::with_capacity(1024);
         let counters = [
-            (
-                "ferrify_log_appends_total",
-                "Append batches acknowledged by the log.",
-                store.appends,
-            ),
-            (
-                "ferrify_log_durable_appends_total",
-                "Append batches that waited for an fsync.",
-                store.durable_appends,
-            ),
-            (
-                "ferrify_log_events_total",
-                "Records written to the log.",
-                store.events,
-            ),
-            (
-                "ferrify_log_fsyncs_total",
-                "fsyncs of the log (group commits).",
-                store.fsyncs,
-            ),
-            (
-                "ferrify_log_commits_total",
-                "Atomic batches written to the log.",
-                store.commits,
-            ),
-            (
-                "ferrify_log_failed_appends_total",
-                "Appends refused or failed.",
-                store.failed_appends,
-            ),
+            ("ferrify_log_appends_total", "Append batches acknowledged by the log.", store.appends),
+            ("ferrify_log_durable_appends_total", "Append batches that waited for an fsync.", store.durable_appends),
+            ("ferrify_log_events_total", "Records written to the log.", store.events),
+            ("ferrify_log_fsyncs_total", "fsyncs of the log (group commits).", store.fsyncs),
+            ("ferrify_log_commits_total", "Atomic batches written to the log.", store.commits),
+            ("ferrify_log_failed_appends_total", "Appends refused or failed.", store.failed_appends),
         ];
         for (name, help, value) in counters {
-            let _ = writeln!(
-                out,
-                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}"
-            );
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}");
         }
-        let _ = writeln!(
-            out,
-            "# HELP ferrify_http_requests_total HTTP requests by route and status."
-        );
+        let _ = writeln!(out, "# HELP ferrify_http_requests_total HTTP requests by route and status.");
         let _ = writeln!(out, "# TYPE ferrify_http_requests_total counter");
         for ((route, status), n) in self.requests.lock().iter() {
             let (method, path) = route.split_once(' ').unwrap_or(("", route));
@@ -86,8 +56,7 @@ fn route_of(path: &str) -> String {
         if i > 0 {
             out.push('/');
         }
-        let id_like =
-            seg.len() >= 16 || (!seg.is_empty() && seg.bytes().all(|b| b.is_ascii_digit()));
+        let id_like = seg.len() >= 16 || (!seg.is_empty() && seg.bytes().all(|b| b.is_ascii_digit()));
         out.push_str(if id_like { ":id" } else { seg });
     }
     if out.len() > 100 {
@@ -97,9 +66,7 @@ fn route_of(path: &str) -> String {
 }
 
 fn escape(s: &str) -> String {
-    s.replace('\\', "\\\\")
-        .replace('"', "\\\"")
-        .replace('\n', "\\n")
+    s.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
 }
 
 #[cfg(test)]
@@ -117,9 +84,7 @@ mod tests {
         m.record("GET", "/health", 200);
         m.record("GET", "/health", 200);
         let text = m.render(&StatsSnapshot::default());
-        assert!(text.contains(
-            "ferrify_http_requests_total{method=\"GET\",route=\"/health\",status=\"200\"} 2"
-        ));
+        assert!(text.contains("ferrify_http_requests_total{method=\"GET\",route=\"/health\",status=\"200\"} 2"));
         assert!(text.contains("# TYPE ferrify_log_fsyncs_total counter"));
     }
 }

@@ -16,21 +16,12 @@ pub struct Rebuilt {
 
 /// Rebuilds the read models of the log in `dir`. `progress` shows a bar on stderr.
 pub fn rebuild(dir: &Path, progress: bool) -> Result<Rebuilt, ferrify_store::Error> {
-    let engine = Engine::open(&EngineConfig {
-        data_dir: Some(dir.to_path_buf()),
-        ..EngineConfig::default()
-    })?;
-    let bar = if progress {
-        ProgressBar::new(0)
-    } else {
-        ProgressBar::hidden()
-    };
+    let engine = Engine::open(&EngineConfig { data_dir: Some(dir.to_path_buf()), ..EngineConfig::default() })?;
+    let bar = if progress { ProgressBar::new(0) } else { ProgressBar::hidden() };
     bar.set_style(
-        ProgressStyle::with_template(
-            "{spinner} rebuilding [{bar:40}] {pos}/{len} events ({per_sec}, eta {eta})",
-        )
-        .unwrap_or_else(|_| ProgressStyle::default_bar())
-        .progress_chars("=> "),
+        ProgressStyle::with_template("{spinner} rebuilding [{bar:40}] {pos}/{len} events ({per_sec}, eta {eta})")
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("=> "),
     );
     let started = Instant::now();
     let b = bar.clone();
@@ -40,8 +31,5 @@ pub fn rebuild(dir: &Path, progress: bool) -> Result<Rebuilt, ferrify_store::Err
     }))?;
     bar.finish_and_clear();
     engine.close()?;
-    Ok(Rebuilt {
-        records,
-        elapsed: started.elapsed(),
-    })
+    Ok(Rebuilt { records, elapsed: started.elapsed() })
 }

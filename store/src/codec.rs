@@ -57,8 +57,7 @@ pub fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, CodecError> {
     let mut out = Vec::with_capacity(64);
     out.push(MAGIC);
     out.push(VERSION);
-    bincode::serde::encode_into_std_write(value, &mut out, config())
-        .map_err(|e| CodecError::Encode(e.to_string()))?;
+    bincode::serde::encode_into_std_write(value, &mut out, config()).map_err(|e| CodecError::Encode(e.to_string()))?;
     Ok(out)
 }
 
@@ -71,8 +70,8 @@ pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, CodecError> {
     let (&version, body) = rest.split_first().ok_or(CodecError::Empty)?;
     match version {
         1 => {
-            let (value, used) = bincode::serde::decode_from_slice(body, config())
-                .map_err(|e| CodecError::Decode(e.to_string()))?;
+            let (value, used) =
+                bincode::serde::decode_from_slice(body, config()).map_err(|e| CodecError::Decode(e.to_string()))?;
             if used != body.len() {
                 return Err(CodecError::Trailing(body.len() - used));
             }
@@ -117,11 +116,7 @@ mod tests {
 
     #[test]
     fn roundtrip() {
-        let s = Sample {
-            name: "a".into(),
-            bytes: vec![1, 2, 3],
-            list: vec![7, 8],
-        };
+        let s = Sample { name: "a".into(), bytes: vec![1, 2, 3], list: vec![7, 8] };
         let enc = encode(&s).unwrap();
         assert_eq!(&enc[..2], &[MAGIC, VERSION]);
         assert_eq!(decode::<Sample>(&enc).unwrap(), s);
@@ -131,10 +126,7 @@ mod tests {
     fn rejects_foreign_and_future_bytes() {
         assert_eq!(decode::<Sample>(&[]), Err(CodecError::Empty));
         assert_eq!(decode::<Sample>(&[0x00, 1]), Err(CodecError::BadMagic(0)));
-        assert_eq!(
-            decode::<Sample>(&[MAGIC, 9, 0]),
-            Err(CodecError::UnknownVersion(9))
-        );
+        assert_eq!(decode::<Sample>(&[MAGIC, 9, 0]), Err(CodecError::UnknownVersion(9)));
     }
 
     #[test]
@@ -142,16 +134,10 @@ mod tests {
         // A string claiming u64::MAX bytes: varint marker 253 followed by 8 bytes.
         let mut bytes = vec![MAGIC, VERSION, 253];
         bytes.extend_from_slice(&u64::MAX.to_le_bytes());
-        assert!(matches!(
-            decode::<Sample>(&bytes),
-            Err(CodecError::Decode(_))
-        ));
+        assert!(matches!(decode::<Sample>(&bytes), Err(CodecError::Decode(_))));
         let mut bytes = vec![MAGIC, VERSION, 0, 0, 253];
         bytes.extend_from_slice(&(1u64 << 40).to_le_bytes());
-        assert!(matches!(
-            decode::<Sample>(&bytes),
-            Err(CodecError::Decode(_))
-        ));
+        assert!(matches!(decode::<Sample>(&bytes), Err(CodecError::Decode(_))));
     }
 
     proptest! {

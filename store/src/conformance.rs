@@ -46,62 +46,23 @@ fn payloads(items: &[&str]) -> Vec<Vec<u8>> {
 /// Sequence numbers per stream and global positions.
 pub fn append_and_read(open: impl Fn(Vec<Arc<dyn Projector>>) -> Store) {
     let store = open(counter());
-    let a = store
-        .append(Append::new(stream("run/a"), payloads(&["a1", "a2"])))
-        .wait()
-        .unwrap();
-    assert_eq!(
-        (a.first_seq, a.last_seq, a.first_position, a.last_position),
-        (1, 2, 1, 2)
-    );
-    let b = store
-        .append(Append::new(stream("run/b"), payloads(&["b1"])).durable())
-        .wait()
-        .unwrap();
+    let a = store.append(Append::new(stream("run/a"), payloads(&["a1", "a2"]))).wait().unwrap();
+    assert_eq!((a.first_seq, a.last_seq, a.first_position, a.last_position), (1, 2, 1, 2));
+    let b = store.append(Append::new(stream("run/b"), payloads(&["b1"])).durable()).wait().unwrap();
     assert_eq!((b.first_seq, b.last_seq, b.first_position), (1, 1, 3));
-    let a3 = store
-        .append(Append::new(stream("run/a"), payloads(&["a3"])))
-        .wait()
-        .unwrap();
+    let a3 = store.append(Append::new(stream("run/a"), payloads(&["a3"]))).wait().unwrap();
     assert_eq!((a3.first_seq, a3.first_position), (3, 4));
 
     let recs = store.read_stream(&stream("run/a"), 1, 100).unwrap();
-    let got: Vec<_> = recs
-        .iter()
-        .map(|r| (r.seq, r.position, r.payload.clone()))
-        .collect();
-    assert_eq!(
-        got,
-        vec![
-            (1, 1, b"a1".to_vec()),
-            (2, 2, b"a2".to_vec()),
-            (3, 4, b"a3".to_vec())
-        ]
-    );
-    assert_eq!(
-        store.read_stream(&stream("run/a"), 3, 100).unwrap().len(),
-        1
-    );
+    let got: Vec<_> = recs.iter().map(|r| (r.seq, r.position, r.payload.clone())).collect();
+    assert_eq!(got, vec![(1, 1, b"a1".to_vec()), (2, 2, b"a2".to_vec()), (3, 4, b"a3".to_vec())]);
+    assert_eq!(store.read_stream(&stream("run/a"), 3, 100).unwrap().len(), 1);
     assert_eq!(store.read_stream(&stream("run/a"), 2, 1).unwrap()[0].seq, 2);
-    assert!(store
-        .read_stream(&stream("run/none"), 1, 100)
-        .unwrap()
-        .is_empty());
+    assert!(store.read_stream(&stream("run/none"), 1, 100).unwrap().is_empty());
 
     let all = store.read_all(1, 100).unwrap();
-    let got: Vec<_> = all
-        .iter()
-        .map(|r| (r.position, r.stream.to_string()))
-        .collect();
-    assert_eq!(
-        got,
-        vec![
-            (1, "run/a".into()),
-            (2, "run/a".into()),
-            (3, "run/b".into()),
-            (4, "run/a".into())
-        ]
-    );
+    let got: Vec<_> = all.iter().map(|r| (r.position, r.stream.to_string())).collect();
+    assert_eq!(got, vec![(1, "run/a".into()), (2, "run/a".into()), (3, "run/b".into()), (4, "run/a".into())]);
     assert_eq!(store.read_all(4, 100).unwrap().len(), 1);
     assert_eq!(store.stream_head(&stream("run/a")).unwrap(), 3);
     assert_eq!(store.stream_head(&stream("run/zzz")).unwrap(), 0);
@@ -113,57 +74,21 @@ pub fn append_and_read(open: impl Fn(Vec<Arc<dyn Projector>>) -> Store) {
 pub fn expectations_and_refusals(open: impl Fn(Vec<Arc<dyn Projector>>) -> Store) {
     let store = open(counter());
     let s = stream("conversation/x");
-    store
-        .append(Append::new(s.clone(), payloads(&["1"])).expect(Expected::NoStream))
-        .wait()
-        .unwrap();
-    let err = store
-        .append(Append::new(s.clone(), payloads(&["2"])).expect(Expected::NoStream))
-        .wait();
-    assert!(
-        matches!(err, Err(Error::Conflict { actual: 1, .. })),
-        "{err:?}"
-    );
-    let err = store
-        .append(Append::new(s.clone(), payloads(&["2"])).expect(Expected::At(5)))
-        .wait();
-    assert!(
-        matches!(
-            err,
-            Err(Error::Conflict {
-                expected: 5,
-                actual: 1,
-                ..
-            })
-        ),
-        "{err:?}"
-    );
-    store
-        .append(Append::new(s.clone(), payloads(&["2"])).expect(Expected::At(1)))
-        .wait()
-        .unwrap();
-    assert!(matches!(
-        store.append(Append::new(s.clone(), vec![])).wait(),
-        Err(Error::Invalid(_))
-    ));
+    store.append(Append::new(s.clone(), payloads(&["1"])).expect(Expected::NoStream)).wait().unwrap();
+    let err = store.append(Append::new(s.clone(), payloads(&["2"])).expect(Expected::NoStream)).wait();
+    assert!(matches!(err, Err(Error::Conflict { actual: 1, .. })), "{err:?}");
+    let err = store.append(Append::new(s.clone(), payloads(&["2"])).expect(Expected::At(5))).wait();
+    assert!(matches!(err, Err(Error::Conflict { expected: 5, actual: 1, .. })), "{err:?}");
+    store.append(Append::new(s.clone(), payloads(&["2"])).expect(Expected::At(1))).wait().unwrap();
+    assert!(matches!(store.append(Append::new(s.clone(), vec![])).wait(), Err(Error::Invalid(_))));
 
     // A refusal in the middle of a batch rejects the whole batch.
-    let err = store
-        .append(Append::new(s.clone(), payloads(&["3", "refuse", "4"])))
-        .wait();
+    let err = store.append(Append::new(s.clone(), payloads(&["3", "refuse", "4"]))).wait();
     assert!(matches!(err, Err(Error::Projection { .. })), "{err:?}");
     assert_eq!(store.stream_head(&s).unwrap(), 2);
-    assert_eq!(
-        store
-            .get_json::<u64>("counts", s.as_str().as_bytes())
-            .unwrap(),
-        Some(2)
-    );
+    assert_eq!(store.get_json::<u64>("counts", s.as_str().as_bytes()).unwrap(), Some(2));
     // The log goes on without a gap.
-    let ok = store
-        .append(Append::new(s.clone(), payloads(&["3"])))
-        .wait()
-        .unwrap();
+    let ok = store.append(Append::new(s.clone(), payloads(&["3"]))).wait().unwrap();
     assert_eq!((ok.first_seq, ok.first_position), (3, 3));
 }
 
@@ -172,62 +97,33 @@ pub fn read_your_writes(open: impl Fn(Vec<Arc<dyn Projector>>) -> Store) {
     let store = open(counter());
     for i in 1..=50u64 {
         let s = stream(&format!("run/{}", i % 3));
-        store
-            .append(Append::new(s.clone(), vec![format!("p{i}").into_bytes()]))
-            .wait()
-            .unwrap();
-        assert_eq!(
-            store.get("last", s.as_str().as_bytes()).unwrap(),
-            Some(format!("p{i}").into_bytes())
-        );
+        store.append(Append::new(s.clone(), vec![format!("p{i}").into_bytes()])).wait().unwrap();
+        assert_eq!(store.get("last", s.as_str().as_bytes()).unwrap(), Some(format!("p{i}").into_bytes()));
     }
-    let counts: u64 = (0..3)
-        .map(|i| {
-            store
-                .get_json::<u64>("counts", format!("run/{i}").as_bytes())
-                .unwrap()
-                .unwrap()
-        })
-        .sum();
+    let counts: u64 =
+        (0..3).map(|i| store.get_json::<u64>("counts", format!("run/{i}").as_bytes()).unwrap().unwrap()).sum();
     assert_eq!(counts, 50);
     let page = store.scan("counts", b"run/", None, 2, false).unwrap();
-    assert_eq!(
-        page.iter().map(|(k, _)| k.clone()).collect::<Vec<_>>(),
-        vec![b"run/0".to_vec(), b"run/1".to_vec()]
-    );
-    let next = store
-        .scan("counts", b"run/", Some(b"run/1"), 10, false)
-        .unwrap();
+    assert_eq!(page.iter().map(|(k, _)| k.clone()).collect::<Vec<_>>(), vec![b"run/0".to_vec(), b"run/1".to_vec()]);
+    let next = store.scan("counts", b"run/", Some(b"run/1"), 10, false).unwrap();
     assert_eq!(next.len(), 1);
     assert_eq!(next[0].0, b"run/2");
-    let back = store
-        .scan("counts", b"run/", Some(b"run/2"), 10, true)
-        .unwrap();
-    assert_eq!(
-        back.iter().map(|(k, _)| k.clone()).collect::<Vec<_>>(),
-        vec![b"run/1".to_vec(), b"run/0".to_vec()]
-    );
+    let back = store.scan("counts", b"run/", Some(b"run/2"), 10, true).unwrap();
+    assert_eq!(back.iter().map(|(k, _)| k.clone()).collect::<Vec<_>>(), vec![b"run/1".to_vec(), b"run/0".to_vec()]);
     assert_eq!(store.projection_position("counter").unwrap(), 50);
 }
 
 /// Many concurrent appenders; a subscriber tailing one stream sees every record once, in order.
 pub fn concurrent_appends_and_tail(open: impl Fn(Vec<Arc<dyn Projector>>) -> Store) {
     let store = open(counter());
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
     let target = stream("run/tail");
     let total: u64 = 8 * 50;
     let mut sub = store.subscribe(&target, 1);
     let reader = rt.spawn(async move {
         let mut seen = Vec::new();
         while (seen.len() as u64) < total {
-            let batch = tokio::time::timeout(Duration::from_secs(20), sub.next_batch())
-                .await
-                .unwrap()
-                .unwrap();
+            let batch = tokio::time::timeout(Duration::from_secs(20), sub.next_batch()).await.unwrap().unwrap();
             seen.extend(batch.into_iter().map(|r| (r.seq, r.payload)));
         }
         seen
@@ -239,10 +135,7 @@ pub fn concurrent_appends_and_tail(open: impl Fn(Vec<Arc<dyn Projector>>) -> Sto
         handles.push(rt.spawn(async move {
             for i in 0..50u64 {
                 let other = StreamId::new(format!("run/w{w}")).unwrap();
-                store
-                    .append(Append::new(other, vec![vec![i as u8]]))
-                    .await
-                    .unwrap();
+                store.append(Append::new(other, vec![vec![i as u8]])).await.unwrap();
                 let durable = i % 5 == 0;
                 let mut a = Append::new(target.clone(), vec![format!("{w}:{i}").into_bytes()]);
                 a.durable = durable;
@@ -281,14 +174,8 @@ pub fn concurrent_appends_and_tail(open: impl Fn(Vec<Arc<dyn Projector>>) -> Sto
 pub fn subscribe_from_middle(open: impl Fn(Vec<Arc<dyn Projector>>) -> Store) {
     let store = open(vec![]);
     let s = stream("run/m");
-    store
-        .append(Append::new(s.clone(), payloads(&["1", "2", "3"])))
-        .wait()
-        .unwrap();
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
+    store.append(Append::new(s.clone(), payloads(&["1", "2", "3"]))).wait().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     let mut sub = store.subscribe(&s, 2);
     let first = rt.block_on(sub.next_batch()).unwrap();
     assert_eq!(first.iter().map(|r| r.seq).collect::<Vec<_>>(), vec![2, 3]);
@@ -299,10 +186,8 @@ pub fn subscribe_from_middle(open: impl Fn(Vec<Arc<dyn Projector>>) -> Store) {
         std::thread::sleep(Duration::from_millis(30));
         st.append(Append::new(s2, payloads(&["4"]))).wait().unwrap();
     });
-    let next = rt
-        .block_on(async { tokio::time::timeout(Duration::from_secs(5), sub.next_batch()).await })
-        .unwrap()
-        .unwrap();
+    let next =
+        rt.block_on(async { tokio::time::timeout(Duration::from_secs(5), sub.next_batch()).await }).unwrap().unwrap();
     assert_eq!(next[0].seq, 4);
     let mut all = store.subscribe_all(4);
     let g = rt.block_on(all.next_batch()).unwrap();
@@ -314,54 +199,71 @@ pub fn rebuild_matches(open: impl Fn(Vec<Arc<dyn Projector>>) -> Store) {
     let store = open(counter());
     for i in 0..200u64 {
         let s = stream(&format!("run/{}", i % 7));
-        store
-            .append(Append::new(s, vec![format!("x{i}").into_bytes()]))
-            .wait()
-            .unwrap();
+        store.append(Append::new(s, vec![format!("x{i}").into_bytes()])).wait().unwrap();
     }
     let before = store.scan("counts", b"", None, usize::MAX, false).unwrap();
     let last = store.scan("last", b"", None, usize::MAX, false).unwrap();
     let reported = Arc::new(std::sync::atomic::AtomicU64::new(0));
     let r = reported.clone();
-    let n = store
-        .rebuild(Box::new(move |done, _total| {
-            r.store(done, std::sync::atomic::Ordering::Relaxed)
-        }))
-        .unwrap();
+    let n = store.rebuild(Box::new(move |done, _total| r.store(done, std::sync::atomic::Ordering::Relaxed))).unwrap();
     assert_eq!(n, 200);
     assert_eq!(reported.load(std::sync::atomic::Ordering::Relaxed), 200);
-    assert_eq!(
-        store.scan("counts", b"", None, usize::MAX, false).unwrap(),
-        before
-    );
-    assert_eq!(
-        store.scan("last", b"", None, usize::MAX, false).unwrap(),
-        last
-    );
+    assert_eq!(store.scan("counts", b"", None, usize::MAX, false).unwrap(), before);
+    assert_eq!(store.scan("last", b"", None, usize::MAX, false).unwrap(), last);
     assert_eq!(store.projection_position("counter").unwrap(), 200);
     // Appends keep working after a rebuild.
-    store
-        .append(Append::new(stream("run/0"), payloads(&["after"])))
-        .wait()
-        .unwrap();
+    store.append(Append::new(stream("run/0"), payloads(&["after"]))).wait().unwrap();
     assert_eq!(store.get_json::<u64>("counts", b"run/0").unwrap(), Some(30));
 }
 
 /// Closing flushes; later appends fail with `Closed`.
 pub fn close_then_append(open: impl Fn(Vec<Arc<dyn Projector>>) -> Store) {
     let store = open(vec![]);
-    store
-        .append(Append::new(stream("run/c"), payloads(&["1"])))
-        .wait()
-        .unwrap();
+    store.append(Append::new(stream("run/c"), payloads(&["1"]))).wait().unwrap();
     store.flush().wait().unwrap();
     store.close().unwrap();
-    assert!(matches!(
-        store
-            .append(Append::new(stream("run/c"), payloads(&["2"])))
-            .wait(),
-        Err(Error::Closed)
-    ));
+    assert!(matches!(store.append(Append::new(stream("run/c"), payloads(&["2"]))).wait(), Err(Error::Closed)));
+}
+
+/// Pipelined appends land as multi-record segments; reads starting anywhere
+/// inside a segment, and pages spanning many segments, return exact records.
+pub fn segments_read_back(open: impl Fn(Vec<Arc<dyn Projector>>) -> Store) {
+    let store = open(counter());
+    let (a, b) = (stream("run/seg-a"), stream("run/seg-b"));
+    let mut pending = Vec::new();
+    for i in 0..700u64 {
+        pending.push(store.append(Append::new(a.clone(), vec![format!("a{i}").into_bytes()])));
+        if i % 3 == 0 {
+            pending.push(store.append(Append::new(b.clone(), vec![format!("b{i}").into_bytes(), b"x".to_vec()])));
+        }
+    }
+    for p in pending {
+        p.wait().unwrap();
+    }
+    assert_eq!(store.stream_head(&a).unwrap(), 700);
+    for from in [1u64, 2, 17, 299, 300, 301, 650, 699, 700, 701] {
+        for limit in [1usize, 3, 1000] {
+            let got = store.read_stream(&a, from, limit).unwrap();
+            let want: Vec<u64> = (from..=700).take(limit).collect();
+            assert_eq!(got.iter().map(|r| r.seq).collect::<Vec<_>>(), want, "from {from} limit {limit}");
+            for r in &got {
+                assert_eq!(r.payload, format!("a{}", r.seq - 1).into_bytes());
+            }
+        }
+    }
+    let total = store.last_position().unwrap();
+    assert_eq!(total, 700 + 2 * 234);
+    let all = store.read_all(1, usize::MAX).unwrap();
+    assert_eq!(all.iter().map(|r| r.position).collect::<Vec<_>>(), (1..=total).collect::<Vec<_>>());
+    for from in [1u64, 2, 333, total - 1, total, total + 1] {
+        let got = store.read_all(from, 5).unwrap();
+        let want: Vec<u64> = (from..=total).take(5).collect();
+        assert_eq!(got.iter().map(|r| r.position).collect::<Vec<_>>(), want, "read_all from {from}");
+    }
+    // Each stream's order is its append order, within the global order.
+    let a_seqs: Vec<u64> = all.iter().filter(|r| r.stream == a).map(|r| r.seq).collect();
+    assert_eq!(a_seqs, (1..=700).collect::<Vec<_>>());
+    assert_eq!(store.get_json::<u64>("counts", a.as_str().as_bytes()).unwrap(), Some(700));
 }
 
 /// Runs every check above against one backend.
@@ -369,6 +271,7 @@ pub fn run_all(open: impl Fn(Vec<Arc<dyn Projector>>) -> Store) {
     append_and_read(&open);
     expectations_and_refusals(&open);
     read_your_writes(&open);
+    segments_read_back(&open);
     concurrent_appends_and_tail(&open);
     subscribe_from_middle(&open);
     rebuild_matches(&open);

@@ -20,21 +20,13 @@ pub enum Error {
     Codec(#[from] crate::codec::CodecError),
     /// Optimistic concurrency: the stream was not at the expected sequence number.
     #[error("stream {stream} is at seq {actual}, expected {expected}")]
-    Conflict {
-        stream: String,
-        expected: u64,
-        actual: u64,
-    },
+    Conflict { stream: String, expected: u64, actual: u64 },
     /// The request itself is invalid (bad stream name, empty batch, ...).
     #[error("invalid append: {0}")]
     Invalid(String),
     /// A projector refused a record; nothing of the append was written.
     #[error("projection {projection} failed at {at}: {reason}")]
-    Projection {
-        projection: String,
-        at: Location,
-        reason: String,
-    },
+    Projection { projection: String, at: Location, reason: String },
     /// The data directory is held by another process.
     #[error("the data directory {0} is in use by another ferrify process")]
     Locked(String),

@@ -1,13 +1,18 @@
 //! The key layout shared by every backend: one ordered keyspace.
 //!
 //! ```text
-//! L <position:be64>                       -> record envelope (stream, seq, at, payload)
-//! S <stream> 0x00 <seq:be64>              -> position:be64          (stream index)
-//! K <tree> 0x00 <key>                     -> read-model value       (projections)
-//! P <projection name>                     -> applied position:be64  (projection cursors)
+//! L <first position:be64>                 -> segment: stream, first seq, time, payloads
+//! S <stream> 0x00 <first seq:be64>        -> first position:be64 + count:be32  (stream index)
+//! K <tree> 0x00 <key>                     -> read-model value                  (projections)
+//! P <projection name>                     -> applied position:be64             (projection cursors)
 //! ```
 //!
-//! Events, their stream index, the read-model updates they cause and the
+//! A *segment* is the run of consecutive records one group commit wrote to
+//! one stream: it has consecutive positions and consecutive sequence numbers,
+//! so one `L` value and one `S` entry describe many records (a token stream
+//! appended one chunk at a time still lands as one segment per commit).
+//!
+//! Segments, their stream index, the read-model updates they cause and the
 //! projection cursors are written in one atomic backend batch.
 
 use crate::codec::u64_key;

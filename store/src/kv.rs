@@ -42,11 +42,7 @@ pub struct KvTxn<'a> {
 
 impl<'a> KvTxn<'a> {
     pub(crate) fn new(backend: &'a dyn Backend, group: &'a Overlay) -> Self {
-        KvTxn {
-            backend,
-            group,
-            local: Overlay::new(),
-        }
+        KvTxn { backend, group, local: Overlay::new() }
     }
 
     pub(crate) fn into_writes(self) -> Overlay {
@@ -109,10 +105,7 @@ impl<'a> KvTxn<'a> {
             }
         }
         let skip = keys::kv_prefix(tree).len();
-        Ok(merged
-            .into_iter()
-            .filter_map(|(k, v)| v.map(|v| (k[skip..].to_vec(), v)))
-            .collect())
+        Ok(merged.into_iter().filter_map(|(k, v)| v.map(|v| (k[skip..].to_vec(), v))).collect())
     }
 }
 
@@ -120,10 +113,7 @@ impl<'a> KvTxn<'a> {
 pub(crate) fn projection_error(name: &str, record: &Record, e: Error) -> Error {
     Error::Projection {
         projection: name.to_string(),
-        at: crate::error::Location {
-            stream: Some(record.stream.to_string()),
-            position: Some(record.position),
-        },
+        at: crate::error::Location { stream: Some(record.stream.to_string()), position: Some(record.position) },
         reason: e.to_string(),
     }
 }

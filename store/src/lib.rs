@@ -33,9 +33,7 @@ pub mod conformance;
 
 pub use error::{Error, Location, Result};
 pub use kv::{KvTxn, Projector};
-pub use log::{
-    EventLog, GlobalSubscription, Options, PendingAppend, PendingFlush, Store, Subscription,
-};
+pub use log::{EventLog, GlobalSubscription, Options, PendingAppend, PendingFlush, Store, Subscription};
 pub use record::{Append, Appended, Expected, Position, Record, Seq, StreamId};
 pub use stats::StatsSnapshot;
 pub use writer::Progress;

@@ -62,11 +62,7 @@ pub struct Options {
 
 impl Default for Options {
     fn default() -> Self {
-        Options {
-            flush_interval: Duration::from_millis(10),
-            max_group: 1024,
-            cache_bytes: 256 << 20,
-        }
+        Options { flush_interval: Duration::from_millis(10), max_group: 1024, cache_bytes: 256 << 20 }
     }
 }
 
@@ -89,11 +85,7 @@ struct Inner {
 impl Store {
     /// Opens the sled-backed store in `dir` (created if missing), locking the
     /// directory against other processes.
-    pub fn open_sled(
-        dir: &Path,
-        projectors: Vec<Arc<dyn Projector>>,
-        options: Options,
-    ) -> Result<Store> {
+    pub fn open_sled(dir: &Path, projectors: Vec<Arc<dyn Projector>>, options: Options) -> Result<Store> {
         std::fs::create_dir_all(dir)?;
         let lock = lock_dir(dir)?;
         let backend = SledBackend::open(&dir.join("db"), options.cache_bytes)?;
@@ -114,10 +106,7 @@ impl Store {
         let mut names = HashMap::new();
         for p in &projectors {
             if names.insert(p.name().to_string(), ()).is_some() {
-                return Err(Error::Invalid(format!(
-                    "two projections are named {}",
-                    p.name()
-                )));
+                return Err(Error::Invalid(format!("two projections are named {}", p.name())));
             }
         }
         let projectors = Arc::new(projectors);
@@ -141,9 +130,7 @@ impl Store {
             heads: HashMap::new(),
             dirty_since: None,
         };
-        let handle = std::thread::Builder::new()
-            .name("ferrify-writer".into())
-            .spawn(move || writer.run(rx))?;
+        let handle = std::thread::Builder::new().name("ferrify-writer".into()).spawn(move || writer.run(rx))?;
         Ok(Store {
             inner: Arc::new(Inner {
                 backend,
@@ -169,11 +156,7 @@ impl Store {
     }
 
     /// A JSON read-model value.
-    pub fn get_json<T: serde::de::DeserializeOwned>(
-        &self,
-        tree: &str,
-        key: &[u8],
-    ) -> Result<Option<T>> {
+    pub fn get_json<T: serde::de::DeserializeOwned>(&self, tree: &str, key: &[u8]) -> Result<Option<T>> {
         match self.get(tree, key)? {
             Some(v) => Ok(Some(codec::from_json(&v)?)),
             None => Ok(None),
@@ -183,14 +166,7 @@ impl Store {
     /// Up to `limit` read-model pairs of `tree` whose key starts with `prefix`,
     /// strictly after (or, when `reverse`, strictly before) `after` if given.
     /// Keys are returned without the tree prefix.
-    pub fn scan(
-        &self,
-        tree: &str,
-        prefix: &[u8],
-        after: Option<&[u8]>,
-        limit: usize,
-        reverse: bool,
-    ) -> Result<Pairs> {
+    pub fn scan(&self, tree: &str, prefix: &[u8], after: Option<&[u8]>, limit: usize, reverse: bool) -> Result<Pairs> {
         let full_prefix = keys::kv(tree, prefix);
         let prefix_end = keys::prefix_end(&full_prefix);
         let (start, end) = match (after, reverse) {
@@ -247,11 +223,7 @@ impl Store {
 
     /// Tails the global log from position `from` on.
     pub fn subscribe_all(&self, from: Position) -> GlobalSubscription {
-        GlobalSubscription {
-            store: self.clone(),
-            next: from.max(1),
-            rx: self.inner.notifier.watch_global(),
-        }
+        GlobalSubscription { store: self.clone(), next: from.max(1), rx: self.inner.notifier.watch_global() }
     }
 
     /// Stops the writer after it has committed and fsynced everything queued.
@@ -259,9 +231,7 @@ impl Store {
     pub fn close(&self) -> Result<()> {
         drop(self.inner.tx.lock().take());
         if let Some(handle) = self.inner.writer.lock().take() {
-            handle
-                .join()
-                .map_err(|_| Error::Io("the writer thread panicked".into()))?;
+            handle.join().map_err(|_| Error::Io("the writer thread panicked".into()))?;
         }
         Ok(())
     }
@@ -325,11 +295,7 @@ impl EventLog for Store {
 
 fn lock_dir(dir: &Path) -> Result<File> {
     let path: PathBuf = dir.join("LOCK");
-    let file = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(false)
-        .write(true)
-        .open(&path)?;
+    let file = std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(&path)?;
     match file.try_lock() {
         Ok(()) => Ok(file),
         Err(std::fs::TryLockError::WouldBlock) => Err(Error::Locked(dir.display().to_string())),
@@ -353,9 +319,7 @@ impl PendingAppend {
 impl Future for PendingAppend {
     type Output = Result<Appended>;
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        Pin::new(&mut self.rx)
-            .poll(cx)
-            .map(|r| r.map_err(|_| Error::Closed).and_then(|r| r))
+        Pin::new(&mut self.rx).poll(cx).map(|r| r.map_err(|_| Error::Closed).and_then(|r| r))
     }
 }
 
@@ -374,9 +338,7 @@ impl PendingFlush {
 impl Future for PendingFlush {
     type Output = Result<()>;
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        Pin::new(&mut self.rx)
-            .poll(cx)
-            .map(|r| r.map_err(|_| Error::Closed).and_then(|r| r))
+        Pin::new(&mut self.rx).poll(cx).map(|r| r.map_err(|_| Error::Closed).and_then(|r| r))
     }
 }
 
@@ -403,9 +365,7 @@ impl Subscription {
         if let Some(rx) = self.rx.as_mut() {
             rx.borrow_and_update();
         }
-        let records = self
-            .store
-            .read_stream(&self.stream, self.next, SUBSCRIPTION_BATCH)?;
+        let records = self.store.read_stream(&self.stream, self.next, SUBSCRIPTION_BATCH)?;
         if let Some(last) = records.last() {
             self.next = last.seq + 1;
         }

@@ -19,18 +19,11 @@ pub(crate) struct Notifier {
 
 impl Notifier {
     pub fn new(last_position: Position) -> Self {
-        Notifier {
-            streams: Mutex::new(HashMap::new()),
-            global: watch::Sender::new(last_position),
-        }
+        Notifier { streams: Mutex::new(HashMap::new()), global: watch::Sender::new(last_position) }
     }
 
     /// Publishes the new heads of the streams a commit touched.
-    pub fn publish<'a>(
-        &self,
-        heads: impl Iterator<Item = (&'a StreamId, Seq)>,
-        last_position: Position,
-    ) {
+    pub fn publish<'a>(&self, heads: impl Iterator<Item = (&'a StreamId, Seq)>, last_position: Position) {
         {
             let streams = self.streams.lock();
             if !streams.is_empty() {
@@ -46,10 +39,7 @@ impl Notifier {
 
     pub fn watch_stream(&self, stream: &StreamId) -> watch::Receiver<Seq> {
         let mut streams = self.streams.lock();
-        streams
-            .entry(stream.clone())
-            .or_insert_with(|| watch::Sender::new(0))
-            .subscribe()
+        streams.entry(stream.clone()).or_insert_with(|| watch::Sender::new(0)).subscribe()
     }
 
     pub fn watch_global(&self) -> watch::Receiver<Position> {
@@ -59,10 +49,7 @@ impl Notifier {
     /// Forgets a stream's channel once nobody watches it.
     pub fn release(&self, stream: &StreamId) {
         let mut streams = self.streams.lock();
-        if streams
-            .get(stream)
-            .is_some_and(|tx| tx.receiver_count() == 0)
-        {
+        if streams.get(stream).is_some_and(|tx| tx.receiver_count() == 0) {
             streams.remove(stream);
         }
     }

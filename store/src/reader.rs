@@ -12,54 +12,81 @@ use crate::kv::{projection_error, KvTxn, Overlay, Projector};
 use crate::record::{Position, Record, Seq, StreamId};
 use crate::writer::Progress;
 
-/// How a record sits in the `L` keyspace (the position is the key).
+/// How a segment sits in the `L` keyspace (its first position is the key).
 #[derive(Serialize)]
-struct StoredRecordRef<'a> {
+struct SegmentRef<'a> {
     stream: &'a str,
-    seq: u64,
+    first_seq: u64,
     at: i64,
-    #[serde(with = "serde_bytes")]
-    payload: &'a [u8],
+    payloads: Vec<&'a serde_bytes::Bytes>,
 }
 
 #[derive(Deserialize)]
-struct StoredRecord {
+struct StoredSegment {
     stream: String,
-    seq: u64,
+    first_seq: u64,
     at: i64,
-    #[serde(with = "serde_bytes")]
-    payload: Vec<u8>,
+    payloads: Vec<serde_bytes::ByteBuf>,
 }
 
-pub(crate) fn encode_record(r: &Record) -> Result<Vec<u8>> {
-    Ok(codec::encode(&StoredRecordRef {
-        stream: r.stream.as_str(),
-        seq: r.seq,
-        at: r.at,
-        payload: &r.payload,
+/// Encodes consecutive records of one stream (consecutive seqs and positions) as one segment.
+pub(crate) fn encode_segment(records: &[Record]) -> Result<Vec<u8>> {
+    let first = records.first().ok_or_else(|| Error::Invalid("empty segment".into()))?;
+    Ok(codec::encode(&SegmentRef {
+        stream: first.stream.as_str(),
+        first_seq: first.seq,
+        at: first.at,
+        payloads: records.iter().map(|r| serde_bytes::Bytes::new(&r.payload)).collect(),
     })?)
 }
 
-/// Decodes the record stored at `position`; a bad record is a typed error
+/// The value of a stream-index entry.
+pub(crate) fn index_value(first_position: Position, count: u32) -> Vec<u8> {
+    let mut v = codec::u64_key(first_position).to_vec();
+    v.extend_from_slice(&count.to_be_bytes());
+    v
+}
+
+fn parse_index_value(v: &[u8]) -> Option<(Position, u64)> {
+    if v.len() != 12 {
+        return None;
+    }
+    let pos = codec::key_u64(&v[..8])?;
+    let count = u32::from_be_bytes(v[8..].try_into().ok()?) as u64;
+    Some((pos, count))
+}
+
+/// Decodes the segment stored at `position`; a bad segment is a typed error
 /// naming where it is, never a panic.
-pub(crate) fn decode_record(position: Position, bytes: &[u8]) -> Result<Record> {
+pub(crate) fn decode_segment(position: Position, bytes: &[u8]) -> Result<Vec<Record>> {
     let corrupt = |reason: String, stream: Option<String>| Error::Corrupt {
-        at: Location {
-            stream,
-            position: Some(position),
-        },
+        at: Location { stream, position: Some(position) },
         reason,
     };
-    let stored: StoredRecord = codec::decode(bytes).map_err(|e| corrupt(e.to_string(), None))?;
-    let stream = StreamId::new(stored.stream.clone())
-        .map_err(|e| corrupt(e.to_string(), Some(stored.stream.clone())))?;
-    Ok(Record {
-        stream,
-        seq: stored.seq,
-        position,
-        at: stored.at,
-        payload: stored.payload,
-    })
+    let seg: StoredSegment = codec::decode(bytes).map_err(|e| corrupt(e.to_string(), None))?;
+    let stream = StreamId::new(seg.stream.clone()).map_err(|e| corrupt(e.to_string(), Some(seg.stream.clone())))?;
+    if seg.payloads.is_empty() || seg.first_seq == 0 {
+        return Err(corrupt("empty segment".into(), Some(seg.stream)));
+    }
+    Ok(seg
+        .payloads
+        .into_iter()
+        .enumerate()
+        .map(|(i, p)| Record {
+            stream: stream.clone(),
+            seq: seg.first_seq + i as u64,
+            position: position + i as u64,
+            at: seg.at,
+            payload: p.into_vec(),
+        })
+        .collect())
+}
+
+fn corrupt_index(stream: &StreamId) -> Error {
+    Error::Corrupt {
+        at: Location { stream: Some(stream.to_string()), position: None },
+        reason: "malformed stream index entry".into(),
+    }
 }
 
 /// The last sequence number of `stream` (0 when it has none).
@@ -67,109 +94,127 @@ pub(crate) fn stream_head(backend: &dyn Backend, stream: &StreamId) -> Result<Se
     let prefix = keys::stream_prefix(stream.as_str());
     let end = keys::prefix_end(&prefix);
     match backend.scan(&prefix, end.as_deref(), 1, true)?.pop() {
-        Some((k, _)) => codec::key_u64(&k[prefix.len()..]).ok_or_else(|| Error::Corrupt {
-            at: Location {
-                stream: Some(stream.to_string()),
-                position: None,
-            },
-            reason: "malformed stream index key".into(),
-        }),
+        Some((k, v)) => {
+            let first = codec::key_u64(&k[prefix.len()..]).ok_or_else(|| corrupt_index(stream))?;
+            let (_, count) = parse_index_value(&v).ok_or_else(|| corrupt_index(stream))?;
+            Ok(first + count - 1)
+        }
         None => Ok(0),
+    }
+}
+
+/// The segment with the greatest first position `<= position`, if any.
+fn segment_at_or_before(backend: &dyn Backend, position: Position) -> Result<Option<Vec<Record>>> {
+    let end = keys::log(position.saturating_add(1));
+    match backend.scan(&[keys::LOG], Some(&end), 1, true)?.pop() {
+        Some((k, v)) => {
+            let first = codec::key_u64(&k[1..]).ok_or_else(|| Error::Corrupt {
+                at: Location { stream: None, position: None },
+                reason: "malformed log key".into(),
+            })?;
+            Ok(Some(decode_segment(first, &v)?))
+        }
+        None => Ok(None),
     }
 }
 
 /// The last global position (0 when the log is empty).
 pub(crate) fn last_position(backend: &dyn Backend) -> Result<Position> {
-    match backend
-        .scan(&[keys::LOG], Some(&[keys::LOG + 1]), 1, true)?
-        .pop()
-    {
-        Some((k, _)) => codec::key_u64(&k[1..]).ok_or_else(|| Error::Corrupt {
-            at: Location {
-                stream: None,
-                position: None,
-            },
-            reason: "malformed log key".into(),
-        }),
-        None => Ok(0),
-    }
+    Ok(segment_at_or_before(backend, u64::MAX - 1)?.and_then(|s| s.last().map(|r| r.position)).unwrap_or(0))
 }
 
+/// Index entries fetched per scan while reading.
+const INDEX_PAGE: usize = 256;
+
 /// Up to `limit` records of `stream` with `seq >= from`.
-pub(crate) fn read_stream(
-    backend: &dyn Backend,
-    stream: &StreamId,
-    from: Seq,
-    limit: usize,
-) -> Result<Vec<Record>> {
+pub(crate) fn read_stream(backend: &dyn Backend, stream: &StreamId, from: Seq, limit: usize) -> Result<Vec<Record>> {
     let prefix = keys::stream_prefix(stream.as_str());
-    let start = keys::stream(stream.as_str(), from);
     let end = keys::prefix_end(&prefix);
-    let index = backend.scan(&start, end.as_deref(), limit, false)?;
-    let mut out = Vec::with_capacity(index.len());
-    for (k, v) in index {
-        let at = |reason: &str| Error::Corrupt {
-            at: Location {
-                stream: Some(stream.to_string()),
-                position: None,
-            },
-            reason: reason.into(),
-        };
-        let seq =
-            codec::key_u64(&k[prefix.len()..]).ok_or_else(|| at("malformed stream index key"))?;
-        let position = codec::key_u64(&v).ok_or_else(|| at("malformed stream index value"))?;
-        let bytes = backend
-            .get(&keys::log(position))?
-            .ok_or_else(|| Error::Corrupt {
-                at: Location {
-                    stream: Some(stream.to_string()),
-                    position: Some(position),
-                },
-                reason: format!("seq {seq} points at a missing record"),
+    // The segment holding `from` starts at or before it.
+    let upto = keys::stream(stream.as_str(), from.saturating_add(1));
+    let mut start = match backend.scan(&prefix, Some(&upto), 1, true)?.pop() {
+        Some((k, _)) => k,
+        None => keys::stream(stream.as_str(), from),
+    };
+    let mut out = Vec::new();
+    while out.len() < limit {
+        let entries = backend.scan(&start, end.as_deref(), INDEX_PAGE, false)?;
+        let Some(last) = entries.last() else { break };
+        let mut next = last.0.clone();
+        next.push(0);
+        let full_page = entries.len() == INDEX_PAGE;
+        for (k, v) in entries {
+            let first_seq = codec::key_u64(&k[prefix.len()..]).ok_or_else(|| corrupt_index(stream))?;
+            let (position, count) = parse_index_value(&v).ok_or_else(|| corrupt_index(stream))?;
+            if first_seq + count <= from {
+                continue;
+            }
+            let bytes = backend.get(&keys::log(position))?.ok_or_else(|| Error::Corrupt {
+                at: Location { stream: Some(stream.to_string()), position: Some(position) },
+                reason: format!("seq {first_seq} points at a missing segment"),
             })?;
-        let record = decode_record(position, &bytes)?;
-        if record.stream != *stream || record.seq != seq {
-            return Err(Error::Corrupt {
-                at: Location {
-                    stream: Some(stream.to_string()),
-                    position: Some(position),
-                },
-                reason: format!(
-                    "index says seq {seq}, record says {} seq {}",
-                    record.stream, record.seq
-                ),
-            });
+            let records = decode_segment(position, &bytes)?;
+            if records.len() as u64 != count || records[0].stream != *stream || records[0].seq != first_seq {
+                return Err(Error::Corrupt {
+                    at: Location { stream: Some(stream.to_string()), position: Some(position) },
+                    reason: format!("index says seq {first_seq} x{count}, segment disagrees"),
+                });
+            }
+            for r in records {
+                if r.seq >= from && out.len() < limit {
+                    out.push(r);
+                }
+            }
+            if out.len() >= limit {
+                break;
+            }
         }
-        out.push(record);
+        if !full_page {
+            break;
+        }
+        start = next;
     }
     Ok(out)
 }
 
 /// Up to `limit` records of the global log with `position >= from`.
 pub(crate) fn read_all(backend: &dyn Backend, from: Position, limit: usize) -> Result<Vec<Record>> {
-    let start = keys::log(from);
-    let pairs = backend.scan(&start, Some(&[keys::LOG + 1]), limit, false)?;
-    pairs
-        .into_iter()
-        .map(|(k, v)| {
+    let mut start = match backend.scan(&[keys::LOG], Some(&keys::log(from.saturating_add(1))), 1, true)?.pop() {
+        Some((k, _)) => k,
+        None => keys::log(from),
+    };
+    let mut out = Vec::new();
+    while out.len() < limit {
+        let pairs = backend.scan(&start, Some(&[keys::LOG + 1]), INDEX_PAGE.min(limit.max(1)), false)?;
+        let Some(last) = pairs.last() else { break };
+        let mut next = last.0.clone();
+        next.push(0);
+        let full_page = pairs.len() == INDEX_PAGE.min(limit.max(1));
+        for (k, v) in pairs {
             let position = codec::key_u64(&k[1..]).ok_or_else(|| Error::Corrupt {
-                at: Location {
-                    stream: None,
-                    position: None,
-                },
+                at: Location { stream: None, position: None },
                 reason: "malformed log key".into(),
             })?;
-            decode_record(position, &v)
-        })
-        .collect()
+            for r in decode_segment(position, &v)? {
+                if r.position >= from && out.len() < limit {
+                    out.push(r);
+                }
+            }
+            if out.len() >= limit {
+                break;
+            }
+        }
+        if !full_page {
+            break;
+        }
+        start = next;
+    }
+    Ok(out)
 }
 
 /// The position a projection has applied up to.
 pub(crate) fn projection_position(backend: &dyn Backend, name: &str) -> Result<Position> {
-    Ok(backend
-        .get(&keys::projection(name))?
-        .and_then(|v| codec::key_u64(&v))
-        .unwrap_or(0))
+    Ok(backend.get(&keys::projection(name))?.and_then(|v| codec::key_u64(&v)).unwrap_or(0))
 }
 
 /// Key marking an interrupted rebuild: present means read models are not trustworthy.
@@ -179,10 +224,7 @@ const REBUILDING: &str = "!rebuilding";
 const CHUNK: usize = 8192;
 
 /// Brings every projection up to the end of the log (run on open).
-pub(crate) fn catch_up(
-    backend: &dyn Backend,
-    projectors: &Arc<Vec<Arc<dyn Projector>>>,
-) -> Result<u64> {
+pub(crate) fn catch_up(backend: &dyn Backend, projectors: &Arc<Vec<Arc<dyn Projector>>>) -> Result<u64> {
     if projectors.is_empty() {
         return Ok(0);
     }
@@ -248,8 +290,7 @@ fn apply_from(
         for record in &records {
             for (p, pos) in projectors.iter().zip(positions.iter()) {
                 if record.position > *pos {
-                    p.apply(record, &mut txn)
-                        .map_err(|e| projection_error(p.name(), record, e))?;
+                    p.apply(record, &mut txn).map_err(|e| projection_error(p.name(), record, e))?;
                 }
             }
         }
@@ -263,10 +304,7 @@ fn apply_from(
             .collect();
         for (p, pos) in projectors.iter().zip(positions.iter_mut()) {
             *pos = (*pos).max(last);
-            ops.push(Op::Put(
-                keys::projection(p.name()),
-                codec::u64_key(*pos).to_vec(),
-            ));
+            ops.push(Op::Put(keys::projection(p.name()), codec::u64_key(*pos).to_vec()));
         }
         backend.commit(ops)?;
         applied += records.len() as u64;

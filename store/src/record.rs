@@ -37,14 +37,10 @@ impl StreamId {
     pub fn new(name: impl Into<String>) -> Result<Self> {
         let name = name.into();
         if name.is_empty() || name.len() > MAX_STREAM_LEN {
-            return Err(Error::Invalid(format!(
-                "stream name must be 1..={MAX_STREAM_LEN} bytes"
-            )));
+            return Err(Error::Invalid(format!("stream name must be 1..={MAX_STREAM_LEN} bytes")));
         }
         if !name.bytes().all(|b| b.is_ascii_graphic()) {
-            return Err(Error::Invalid(format!(
-                "stream name {name:?} has non-printable bytes"
-            )));
+            return Err(Error::Invalid(format!("stream name {name:?} has non-printable bytes")));
         }
         Ok(StreamId(name))
     }
@@ -111,12 +107,7 @@ pub struct Append {
 impl Append {
     /// A non-durable append with no concurrency check.
     pub fn new(stream: StreamId, payloads: Vec<Vec<u8>>) -> Self {
-        Append {
-            stream,
-            expected: Expected::Any,
-            payloads,
-            durable: false,
-        }
+        Append { stream, expected: Expected::Any, payloads, durable: false }
     }
 
     /// Marks the append durable.

@@ -128,35 +128,35 @@ impl Writer {
         let mut staged_heads: HashMap<StreamId, Seq> = HashMap::new();
         let mut staged = Vec::with_capacity(appends.len());
         let mut position = self.next_position;
-        for (append, ack) in appends {
-            match self.stage(
-                &append,
-                at,
-                &mut position,
-                &mut staged_heads,
-                &mut overlay,
-                &mut ops,
-            ) {
-                Ok(appended) => staged.push(Staged {
-                    ack,
-                    appended,
-                    durable: append.durable,
-                }),
+        // Runs of records of one stream with consecutive positions.
+        let mut segments: Vec<Vec<Record>> = Vec::new();
+        let mut segment: Vec<Record> = Vec::new();
+        for (append, ack) in group_by_stream(appends) {
+            if segment.first().is_some_and(|r| r.stream != append.stream) {
+                segments.push(std::mem::take(&mut segment));
+            }
+            match self.stage(&append, at, &mut position, &mut staged_heads, &mut overlay, &mut segment) {
+                Ok(appended) => staged.push(Staged { ack, appended, durable: append.durable }),
                 Err(e) => {
                     self.stats.failed_appends.fetch_add(1, Relaxed);
                     let _ = ack.send(Err(e));
                 }
             }
         }
+        segments.push(segment);
         if staged.is_empty() {
             return;
         }
+        for records in segments {
+            if let Err(e) = push_segment(&mut ops, records) {
+                self.fail_all(staged, &e);
+                self.reload();
+                return;
+            }
+        }
         let last_position = position - 1;
         for p in self.projectors.iter() {
-            ops.push(Op::Put(
-                keys::projection(p.name()),
-                codec::u64_key(last_position).to_vec(),
-            ));
+            ops.push(Op::Put(keys::projection(p.name()), codec::u64_key(last_position).to_vec()));
         }
         ops.extend(overlay.into_iter().map(|(k, v)| match v {
             Some(v) => Op::Put(k, v),
@@ -172,15 +172,11 @@ impl Writer {
         if self.heads.len() + staged_heads.len() > MAX_CACHED_HEADS {
             self.heads.clear();
         }
-        self.notifier
-            .publish(staged_heads.iter().map(|(s, q)| (s, *q)), last_position);
+        self.notifier.publish(staged_heads.iter().map(|(s, q)| (s, *q)), last_position);
         self.heads.extend(staged_heads);
         self.dirty_since.get_or_insert_with(Instant::now);
 
-        let events: u64 = staged
-            .iter()
-            .map(|s| s.appended.last_seq - s.appended.first_seq + 1)
-            .sum();
+        let events: u64 = staged.iter().map(|s| s.appended.last_seq - s.appended.first_seq + 1).sum();
         self.stats.events.fetch_add(events, Relaxed);
         self.stats.appends.fetch_add(staged.len() as u64, Relaxed);
         let mut durable = Vec::new();
@@ -194,9 +190,7 @@ impl Writer {
         if durable.is_empty() {
             return;
         }
-        self.stats
-            .durable_appends
-            .fetch_add(durable.len() as u64, Relaxed);
+        self.stats.durable_appends.fetch_add(durable.len() as u64, Relaxed);
         match self.sync() {
             Ok(()) => {
                 for s in durable {
@@ -215,17 +209,12 @@ impl Writer {
         position: &mut Position,
         staged_heads: &mut HashMap<StreamId, Seq>,
         overlay: &mut Overlay,
-        ops: &mut Vec<Op>,
+        segment: &mut Vec<Record>,
     ) -> Result<Appended> {
         if append.payloads.is_empty() {
-            return Err(Error::Invalid(
-                "an append needs at least one payload".into(),
-            ));
+            return Err(Error::Invalid("an append needs at least one payload".into()));
         }
-        let head = match staged_heads
-            .get(&append.stream)
-            .or_else(|| self.heads.get(&append.stream))
-        {
+        let head = match staged_heads.get(&append.stream).or_else(|| self.heads.get(&append.stream)) {
             Some(h) => *h,
             None => reader::stream_head(self.backend.as_ref(), &append.stream)?,
         };
@@ -238,15 +227,11 @@ impl Writer {
                     Expected::At(s) => s,
                     _ => 0,
                 };
-                return Err(Error::Conflict {
-                    stream: append.stream.to_string(),
-                    expected,
-                    actual: head,
-                });
+                return Err(Error::Conflict { stream: append.stream.to_string(), expected, actual: head });
             }
         }
         let mut txn = KvTxn::new(self.backend.as_ref(), overlay);
-        let mut encoded = Vec::with_capacity(append.payloads.len());
+        let mut records = Vec::with_capacity(append.payloads.len());
         for (i, payload) in append.payloads.iter().enumerate() {
             let record = Record {
                 stream: append.stream.clone(),
@@ -256,20 +241,13 @@ impl Writer {
                 payload: payload.clone(),
             };
             for p in self.projectors.iter() {
-                p.apply(&record, &mut txn)
-                    .map_err(|e| projection_error(p.name(), &record, e))?;
+                p.apply(&record, &mut txn).map_err(|e| projection_error(p.name(), &record, e))?;
             }
-            encoded.push((record.position, record.seq, reader::encode_record(&record)?));
+            records.push(record);
         }
         let writes = txn.into_writes();
         overlay.extend(writes);
-        for (pos, seq, bytes) in encoded {
-            ops.push(Op::Put(keys::log(pos), bytes));
-            ops.push(Op::Put(
-                keys::stream(append.stream.as_str(), seq),
-                codec::u64_key(pos).to_vec(),
-            ));
-        }
+        segment.extend(records);
         let n = append.payloads.len() as u64;
         let appended = Appended {
             first_seq: head + 1,
@@ -290,9 +268,7 @@ impl Writer {
     }
 
     fn fail_all(&self, staged: Vec<Staged>, e: &Error) {
-        self.stats
-            .failed_appends
-            .fetch_add(staged.len() as u64, Relaxed);
+        self.stats.failed_appends.fetch_add(staged.len() as u64, Relaxed);
         for s in staged {
             let _ = s.ack.send(Err(Error::Io(e.to_string())));
         }
@@ -315,9 +291,38 @@ impl Writer {
     }
 }
 
+/// Reorders a group so that appends of one stream are adjacent, keeping
+/// their relative order (appends of different streams in one group are
+/// concurrent, so any interleaving of them is a valid commit order).
+fn group_by_stream<T>(appends: Vec<(Append, T)>) -> Vec<(Append, T)> {
+    if appends.len() < 2 {
+        return appends;
+    }
+    let mut first_seen: HashMap<StreamId, usize> = HashMap::new();
+    let mut keyed: Vec<(usize, usize, (Append, T))> = appends
+        .into_iter()
+        .enumerate()
+        .map(|(i, a)| {
+            let n = first_seen.len();
+            let rank = *first_seen.entry(a.0.stream.clone()).or_insert(n);
+            (rank, i, a)
+        })
+        .collect();
+    keyed.sort_by_key(|(rank, i, _)| (*rank, *i));
+    keyed.into_iter().map(|(_, _, a)| a).collect()
+}
+
+/// Writes one segment (records of one stream with consecutive positions) and its index entry.
+fn push_segment(ops: &mut Vec<Op>, records: Vec<Record>) -> Result<()> {
+    let Some(first) = records.first() else { return Ok(()) };
+    ops.push(Op::Put(keys::log(first.position), reader::encode_segment(&records)?));
+    ops.push(Op::Put(
+        keys::stream(first.stream.as_str(), first.seq),
+        reader::index_value(first.position, records.len() as u32),
+    ));
+    Ok(())
+}
+
 pub(crate) fn now_micros() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_micros() as i64)
-        .unwrap_or(0)
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_micros() as i64).unwrap_or(0)
 }

@@ -27,8 +27,7 @@ fn crash_child() {
     let Ok(dir) = std::env::var(CHILD_ENV) else {
         return;
     };
-    let store =
-        Store::open_sled(std::path::Path::new(&dir), counter(), Options::default()).unwrap();
+    let store = Store::open_sled(std::path::Path::new(&dir), counter(), Options::default()).unwrap();
     let mut threads = Vec::new();
     for w in 0..WRITERS {
         let store = store.clone();
@@ -40,24 +39,14 @@ fn crash_child() {
             let mut b = batch_index_after(&store, &stream, head);
             let mut loose_b = batch_index_after(&store, &loose, store.stream_head(&loose).unwrap());
             loop {
-                let payloads = (0..batch_len(b))
-                    .map(|k| format!("{b}:{k}").into_bytes())
-                    .collect();
-                let a = store
-                    .append(Append::new(stream.clone(), payloads).durable())
-                    .wait()
-                    .unwrap();
+                let payloads = (0..batch_len(b)).map(|k| format!("{b}:{k}").into_bytes()).collect();
+                let a = store.append(Append::new(stream.clone(), payloads).durable()).wait().unwrap();
                 println!("ACK {w} {b} {} {}", a.first_seq, a.last_seq);
                 b += 1;
                 // Non-durable appends interleaved: never acknowledged as durable,
                 // but must never be reordered or torn.
-                let payloads = (0..batch_len(loose_b))
-                    .map(|k| format!("{loose_b}:{k}").into_bytes())
-                    .collect();
-                store
-                    .append(Append::new(loose.clone(), payloads))
-                    .wait()
-                    .unwrap();
+                let payloads = (0..batch_len(loose_b)).map(|k| format!("{loose_b}:{k}").into_bytes()).collect();
+                store.append(Append::new(loose.clone(), payloads)).wait().unwrap();
                 loose_b += 1;
             }
         }));
@@ -88,22 +77,14 @@ fn check_stream(store: &Store, stream: &StreamId) -> u64 {
         let text = String::from_utf8(r.payload.clone()).expect("payload intact");
         let (b, k) = text.split_once(':').expect("payload intact");
         let (b, k): (u64, u64) = (b.parse().unwrap(), k.parse().unwrap());
-        assert_eq!(
-            (b, k),
-            (expected_b, expected_k),
-            "{stream}: record {} out of order or torn",
-            r.seq
-        );
+        assert_eq!((b, k), (expected_b, expected_k), "{stream}: record {} out of order or torn", r.seq);
         expected_k += 1;
         if expected_k == batch_len(b) {
             expected_b += 1;
             expected_k = 0;
         }
     }
-    assert_eq!(
-        expected_k, 0,
-        "{stream}: batch {expected_b} is half-visible"
-    );
+    assert_eq!(expected_k, 0, "{stream}: batch {expected_b} is half-visible");
     records.len() as u64
 }
 
@@ -115,14 +96,7 @@ fn acknowledged_appends_survive_sigkill() {
     let mut total_acked = 0usize;
     for round in 0..6 {
         let mut child = Command::new(&exe)
-            .args([
-                "--ignored",
-                "--exact",
-                "crash_child",
-                "--nocapture",
-                "--test-threads",
-                "1",
-            ])
+            .args(["--ignored", "--exact", "crash_child", "--nocapture", "--test-threads", "1"])
             .env(CHILD_ENV, dir.path())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
@@ -139,9 +113,7 @@ fn acknowledged_appends_survive_sigkill() {
             }
         });
         // Wait for the first acknowledgement (the child has opened the store), then the kill point.
-        let first = rx
-            .recv_timeout(Duration::from_secs(30))
-            .expect("child acknowledged nothing");
+        let first = rx.recv_timeout(Duration::from_secs(30)).expect("child acknowledged nothing");
         let started = Instant::now();
         let mut acks = vec![first];
         while started.elapsed() < kill_after {
@@ -159,20 +131,10 @@ fn acknowledged_appends_survive_sigkill() {
             let f: Vec<u64> = line[4..].split(' ').map(|x| x.parse().unwrap()).collect();
             let (w, b, first_seq, last_seq) = (f[0], f[1], f[2], f[3]);
             let stream = StreamId::new(format!("run/w{w}")).unwrap();
-            let recs = store
-                .read_stream(&stream, first_seq, (last_seq - first_seq + 1) as usize)
-                .unwrap();
-            assert_eq!(
-                recs.len() as u64,
-                last_seq - first_seq + 1,
-                "round {round}: acknowledged batch lost: {line}"
-            );
+            let recs = store.read_stream(&stream, first_seq, (last_seq - first_seq + 1) as usize).unwrap();
+            assert_eq!(recs.len() as u64, last_seq - first_seq + 1, "round {round}: acknowledged batch lost: {line}");
             for (k, r) in recs.iter().enumerate() {
-                assert_eq!(
-                    r.payload,
-                    format!("{b}:{k}").into_bytes(),
-                    "round {round}: {line}"
-                );
+                assert_eq!(r.payload, format!("{b}:{k}").into_bytes(), "round {round}: {line}");
             }
         }
         let mut events = 0;
@@ -188,23 +150,12 @@ fn acknowledged_appends_survive_sigkill() {
         }
         for w in 0..WRITERS {
             let s = format!("run/w{w}");
-            let head = store
-                .stream_head(&StreamId::new(s.clone()).unwrap())
-                .unwrap();
-            assert_eq!(
-                store
-                    .get_json::<u64>("counts", s.as_bytes())
-                    .unwrap()
-                    .unwrap_or(0),
-                head
-            );
+            let head = store.stream_head(&StreamId::new(s.clone()).unwrap()).unwrap();
+            assert_eq!(store.get_json::<u64>("counts", s.as_bytes()).unwrap().unwrap_or(0), head);
         }
         total_acked += acks.len();
         drop(store);
-        eprintln!(
-            "round {round}: killed after {kill_after:?}, {} acknowledged, {events} events on disk",
-            acks.len()
-        );
+        eprintln!("round {round}: killed after {kill_after:?}, {} acknowledged, {events} events on disk", acks.len());
     }
     assert!(total_acked > 0);
 }

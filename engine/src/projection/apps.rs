@@ -20,15 +20,7 @@ impl Projector for Apps {
         let env = decode(record)?;
         let id = app_id.as_bytes();
         match env.event {
-            Event::AppImported {
-                app_id: _,
-                name,
-                mode,
-                description,
-                icon,
-                icon_background,
-                dsl: _,
-            } => {
+            Event::AppImported { app_id: _, name, mode, description, icon, icon_background, dsl: _ } => {
                 let row = AppRow {
                     id: app_id,
                     name,
@@ -43,13 +35,7 @@ impl Projector for Apps {
                 };
                 kv.put_json(trees::APPS, id, &row)?;
             }
-            Event::WorkflowPublished {
-                workflow_id,
-                graph,
-                features,
-                environment,
-                conversation_variables,
-            } => {
+            Event::WorkflowPublished { workflow_id, graph, features, environment, conversation_variables } => {
                 let version = WorkflowVersionRow {
                     id: workflow_id,
                     app_id,
@@ -59,11 +45,7 @@ impl Projector for Apps {
                     conversation_variables: conversation_variables.0,
                     created_at: env.at,
                 };
-                kv.put_json(
-                    trees::WORKFLOWS,
-                    &key(&[id, &time_key(env.at), workflow_id.as_bytes()]),
-                    &version,
-                )?;
+                kv.put_json(trees::WORKFLOWS, &key(&[id, &time_key(env.at), workflow_id.as_bytes()]), &version)?;
                 if let Some(mut row) = kv.get_json::<AppRow>(trees::APPS, id)? {
                     row.workflow_id = Some(workflow_id);
                     row.updated_at = env.at;

@@ -11,12 +11,7 @@ pub struct Conversations;
 
 /// Index key: app + end user + time + conversation.
 pub fn index_key(row: &ConversationRow, micros: i64) -> Vec<u8> {
-    key(&[
-        row.app_id.as_bytes(),
-        row.end_user_id.as_bytes(),
-        &time_key(micros),
-        row.id.as_bytes(),
-    ])
+    key(&[row.app_id.as_bytes(), row.end_user_id.as_bytes(), &time_key(micros), row.id.as_bytes()])
 }
 
 /// Index prefix of one end user's conversations in one app.
@@ -32,16 +27,8 @@ fn unindex(kv: &mut KvTxn<'_>, row: &ConversationRow) {
 fn save(kv: &mut KvTxn<'_>, row: &ConversationRow) -> Result<()> {
     kv.put_json(trees::CONVERSATIONS, row.id.as_bytes(), row)?;
     if !row.deleted {
-        kv.put(
-            trees::CONV_BY_UPDATED,
-            &index_key(row, row.updated_at),
-            Vec::new(),
-        );
-        kv.put(
-            trees::CONV_BY_CREATED,
-            &index_key(row, row.created_at),
-            Vec::new(),
-        );
+        kv.put(trees::CONV_BY_UPDATED, &index_key(row, row.updated_at), Vec::new());
+        kv.put(trees::CONV_BY_CREATED, &index_key(row, row.created_at), Vec::new());
     }
     Ok(())
 }
@@ -76,8 +63,8 @@ impl Projector for Conversations {
                         message_count: 1,
                     };
                     save(kv, &row)?;
-                } else if let Some(mut row) = kv
-                    .get_json::<ConversationRow>(trees::CONVERSATIONS, conversation_id.as_bytes())?
+                } else if let Some(mut row) =
+                    kv.get_json::<ConversationRow>(trees::CONVERSATIONS, conversation_id.as_bytes())?
                 {
                     unindex(kv, &row);
                     row.updated_at = env.at;
@@ -90,9 +77,7 @@ impl Projector for Conversations {
                     return Ok(());
                 };
                 let env = decode(record)?;
-                let Some(mut row) =
-                    kv.get_json::<ConversationRow>(trees::CONVERSATIONS, id.as_bytes())?
-                else {
+                let Some(mut row) = kv.get_json::<ConversationRow>(trees::CONVERSATIONS, id.as_bytes())? else {
                     return Ok(());
                 };
                 match env.event {

@@ -11,11 +11,7 @@ pub struct Messages;
 
 /// Index key of a message in its conversation.
 pub fn conv_key(conversation_id: Uuid, created_at: i64, message_id: Uuid) -> Vec<u8> {
-    key(&[
-        conversation_id.as_bytes(),
-        &time_key(created_at),
-        message_id.as_bytes(),
-    ])
+    key(&[conversation_id.as_bytes(), &time_key(created_at), message_id.as_bytes()])
 }
 
 impl Projector for Messages {
@@ -51,17 +47,9 @@ impl Projector for Messages {
                 created_at: env.at,
             };
             kv.put_json(trees::MESSAGES, message_id.as_bytes(), &row)?;
-            kv.put(
-                trees::MESSAGE_BY_TASK,
-                task_id.as_bytes(),
-                message_id.as_bytes().to_vec(),
-            );
+            kv.put(trees::MESSAGE_BY_TASK, task_id.as_bytes(), message_id.as_bytes().to_vec());
             if let Some(c) = run.conversation_id {
-                kv.put(
-                    trees::CONV_MESSAGES,
-                    &conv_key(c, env.at, message_id),
-                    Vec::new(),
-                );
+                kv.put(trees::CONV_MESSAGES, &conv_key(c, env.at, message_id), Vec::new());
             }
             return Ok(());
         }
@@ -73,12 +61,7 @@ impl Projector for Messages {
         };
         match env.event {
             Event::AnswerReplaced { answer, .. } => row.answer = answer,
-            Event::MessageEnded {
-                answer,
-                usage,
-                latency,
-                stopped,
-            } => {
+            Event::MessageEnded { answer, usage, latency, stopped } => {
                 row.answer = answer;
                 row.usage = usage;
                 row.provider_response_latency = latency;

@@ -59,12 +59,10 @@ impl Projector for NodeExecutions {
                 kv.put(trees::NODE_BY_EXECUTION, n.node_execution_id.as_bytes(), k);
             }
             Event::NodeFinished(n) => {
-                let Some(k) = kv.get(trees::NODE_BY_EXECUTION, n.node_execution_id.as_bytes())?
-                else {
+                let Some(k) = kv.get(trees::NODE_BY_EXECUTION, n.node_execution_id.as_bytes())? else {
                     return Ok(());
                 };
-                let Some(mut row) = kv.get_json::<NodeExecutionRow>(trees::NODE_EXECUTIONS, &k)?
-                else {
+                let Some(mut row) = kv.get_json::<NodeExecutionRow>(trees::NODE_EXECUTIONS, &k)? else {
                     return Ok(());
                 };
                 row.status = n.status;

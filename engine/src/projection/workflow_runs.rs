@@ -42,16 +42,8 @@ impl Projector for WorkflowRuns {
                 finished_at: None,
             };
             kv.put_json(trees::WORKFLOW_RUNS, run_id.as_bytes(), &row)?;
-            kv.put(
-                trees::RUN_BY_TASK,
-                task_id.as_bytes(),
-                run_id.as_bytes().to_vec(),
-            );
-            kv.put(
-                trees::APP_RUNS,
-                &key(&[run.app_id.as_bytes(), &time_key(env.at), run_id.as_bytes()]),
-                Vec::new(),
-            );
+            kv.put(trees::RUN_BY_TASK, task_id.as_bytes(), run_id.as_bytes().to_vec());
+            kv.put(trees::APP_RUNS, &key(&[run.app_id.as_bytes(), &time_key(env.at), run_id.as_bytes()]), Vec::new());
             return Ok(());
         }
         let Some(id) = kv.get(trees::RUN_BY_TASK, task_id.as_bytes())? else {

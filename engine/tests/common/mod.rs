@@ -36,10 +36,7 @@ pub fn run_started(task: u128) -> RunStarted {
         end_user_id: id(2),
         user: "alice".into(),
         conversation_id: Some(id(3)),
-        new_conversation: Some(NewConversation {
-            name: "New conversation".into(),
-            introduction: "Hi".into(),
-        }),
+        new_conversation: Some(NewConversation { name: "New conversation".into(), introduction: "Hi".into() }),
         message_id: Some(id(4)),
         workflow_run_id: Some(id(5)),
         workflow_id: Some(id(6)),
@@ -71,11 +68,7 @@ pub fn every_variant() -> Vec<Event> {
             environment: Json(json!([])),
             conversation_variables: Json(json!([])),
         },
-        Event::ApiKeyCreated {
-            key_id: id(7),
-            token_hash: "ab".repeat(32),
-            token_hint: "app-…wxyz".into(),
-        },
+        Event::ApiKeyCreated { key_id: id(7), token_hash: "ab".repeat(32), token_hint: "app-…wxyz".into() },
         Event::ApiKeyRevoked { key_id: id(7) },
         Event::AppDeleted,
         Event::RunStarted(Box::new(run_started(10))),
@@ -85,33 +78,12 @@ pub fn every_variant() -> Vec<Event> {
             model: "echo".into(),
             request: Json(json!({"messages": [{"role": "user", "content": "hi"}]})),
         },
-        Event::AnswerChunk {
-            text: "hi ".into(),
-            from_variable_selector: Some(vec!["llm".into(), "text".into()]),
-        },
-        Event::ModelAnswered {
-            node_id: None,
-            text: "hi there".into(),
-            usage: usage(),
-        },
-        Event::AnswerReplaced {
-            answer: "***".into(),
-            reason: "output_moderation".into(),
-        },
-        Event::MessageEnded {
-            answer: "hi there".into(),
-            usage: usage(),
-            latency: 0.5,
-            stopped: false,
-        },
-        Event::StopRequested {
-            user: "alice".into(),
-        },
-        Event::RunFailed {
-            code: "completion_request_error".into(),
-            message: "boom".into(),
-            status: 400,
-        },
+        Event::AnswerChunk { text: "hi ".into(), from_variable_selector: Some(vec!["llm".into(), "text".into()]) },
+        Event::ModelAnswered { node_id: None, text: "hi there".into(), usage: usage() },
+        Event::AnswerReplaced { answer: "***".into(), reason: "output_moderation".into() },
+        Event::MessageEnded { answer: "hi there".into(), usage: usage(), latency: 0.5, stopped: false },
+        Event::StopRequested { user: "alice".into() },
+        Event::RunFailed { code: "completion_request_error".into(), message: "boom".into(), status: 400 },
         Event::NodeStarted(Box::new(NodeStarted {
             node_execution_id: id(20),
             node_id: "1711".into(),
@@ -136,10 +108,7 @@ pub fn every_variant() -> Vec<Event> {
             elapsed_time: 0.125,
             execution_metadata: Json(json!({"total_tokens": 15})),
         })),
-        Event::TextChunk {
-            text: "chunk".into(),
-            from_variable_selector: None,
-        },
+        Event::TextChunk { text: "chunk".into(), from_variable_selector: None },
         Event::WorkflowFinished(Box::new(WorkflowFinished {
             status: "succeeded".into(),
             outputs: Json(json!({"answer": "ok"})),
@@ -149,9 +118,7 @@ pub fn every_variant() -> Vec<Event> {
             exceptions_count: 0,
             elapsed_time: 1.5,
         })),
-        Event::ConversationRenamed {
-            name: "Trip".into(),
-        },
+        Event::ConversationRenamed { name: "Trip".into() },
         Event::ConversationDeleted,
         Event::ConversationVariableUpdated {
             variable_id: "v1".into(),
@@ -161,11 +128,7 @@ pub fn every_variant() -> Vec<Event> {
         },
     ];
     for (i, e) in events.iter().enumerate() {
-        assert_eq!(
-            variant_index(e),
-            i,
-            "every_variant must list variants in declaration order"
-        );
+        assert_eq!(variant_index(e), i, "every_variant must list variants in declaration order");
     }
     events
 }

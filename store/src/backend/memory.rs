@@ -31,16 +31,9 @@ impl Backend for MemoryBackend {
         };
         let range = map.range::<[u8], _>((Bound::Included(start), upper));
         let pairs = if reverse {
-            range
-                .rev()
-                .take(limit)
-                .map(|(k, v)| (k.clone(), v.clone()))
-                .collect()
+            range.rev().take(limit).map(|(k, v)| (k.clone(), v.clone())).collect()
         } else {
-            range
-                .take(limit)
-                .map(|(k, v)| (k.clone(), v.clone()))
-                .collect()
+            range.take(limit).map(|(k, v)| (k.clone(), v.clone())).collect()
         };
         Ok(pairs)
     }
