@@ -39,16 +39,31 @@ fn run(store: &Store, writers: usize, per_writer: u64, durable: bool) -> Duratio
     start.elapsed()
 }
 
+/// One appender streaming `n` single-event non-durable appends to one run
+/// stream without waiting for each acknowledgement (how a runner appends
+/// token chunks), then waiting for all of them.
+fn pipelined(store: &Store, n: u64) -> Duration {
+    let stream = StreamId::of("run", Uuid::new_v4()).unwrap();
+    let start = Instant::now();
+    let pending: Vec<_> = (0..n).map(|i| store.append(Append::new(stream.clone(), vec![common::chunk(i)]))).collect();
+    for p in pending {
+        p.wait().unwrap();
+    }
+    start.elapsed()
+}
+
 fn appends(c: &mut Criterion) {
     let dir = tempfile::tempdir().unwrap();
     let store = open(dir.path());
     let mut g = c.benchmark_group("append");
     g.sample_size(10).measurement_time(Duration::from_secs(4));
+    g.throughput(Throughput::Elements(1));
+    g.bench_function("non_durable/1_writer_pipelined", |b| b.iter_custom(|iters| pipelined(&store, iters)));
     for durable in [false, true] {
         for writers in [1usize, 16] {
             let kind = if durable { "durable" } else { "non_durable" };
             g.throughput(Throughput::Elements(writers as u64));
-            g.bench_with_input(BenchmarkId::new(kind, format!("{writers}_writers")), &writers, |b, &w| {
+            g.bench_with_input(BenchmarkId::new(kind, format!("{writers}_writers_ack_each")), &writers, |b, &w| {
                 b.iter_custom(|iters| run(&store, w, iters, durable));
             });
         }

@@ -10,7 +10,9 @@
 //! no clock, no randomness, no I/O besides the `KvTxn`. That is what makes
 //! `rebuild` produce the same trees as incremental application.
 
+use std::any::Any;
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::ops::Bound;
 
 use serde::{de::DeserializeOwned, Serialize};
@@ -38,11 +40,28 @@ pub struct KvTxn<'a> {
     backend: &'a dyn Backend,
     group: &'a Overlay,
     local: Overlay,
+    /// One decoded value per record, shared by the projectors of that record.
+    memo: Option<(u64, Arc<dyn Any + Send + Sync>)>,
 }
 
 impl<'a> KvTxn<'a> {
     pub(crate) fn new(backend: &'a dyn Backend, group: &'a Overlay) -> Self {
-        KvTxn { backend, group, local: Overlay::new() }
+        KvTxn { backend, group, local: Overlay::new(), memo: None }
+    }
+
+    /// Decodes a record's payload once for all projectors: the first caller
+    /// for `position` runs `decode`, later callers get the same value.
+    pub fn memo<T: Any + Send + Sync>(&mut self, position: u64, decode: impl FnOnce() -> Result<T>) -> Result<Arc<T>> {
+        if let Some((p, value)) = &self.memo {
+            if *p == position {
+                if let Ok(v) = value.clone().downcast::<T>() {
+                    return Ok(v);
+                }
+            }
+        }
+        let value = Arc::new(decode()?);
+        self.memo = Some((position, value.clone()));
+        Ok(value)
     }
 
     pub(crate) fn into_writes(self) -> Overlay {

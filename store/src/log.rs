@@ -128,7 +128,7 @@ impl Store {
             max_group: options.max_group.max(1),
             next_position: last + 1,
             heads: HashMap::new(),
-            dirty_since: None,
+            sync_tx: None,
         };
         let handle = std::thread::Builder::new().name("ferrify-writer".into()).spawn(move || writer.run(rx))?;
         Ok(Store {

@@ -53,36 +53,110 @@ pub(crate) struct Writer {
     pub max_group: usize,
     pub next_position: Position,
     pub heads: HashMap<StreamId, Seq>,
-    /// When the oldest committed-but-not-fsynced append was committed.
-    pub dirty_since: Option<Instant>,
+    /// The syncer's queue (set while `run` runs).
+    pub sync_tx: Option<crossbeam_channel::Sender<SyncJob>>,
 }
 
 /// An append staged in the current group, waiting for the commit.
-struct Staged {
+pub(crate) struct Staged {
     ack: oneshot::Sender<Result<Appended>>,
     appended: Appended,
     durable: bool,
 }
 
-impl Writer {
-    pub fn run(mut self, rx: Receiver<Command>) {
+/// Work for the syncer thread.
+pub(crate) enum SyncJob {
+    /// Non-durable appends were committed at this instant: fsync within the flush interval.
+    Dirty(Instant),
+    /// Durable appends committed before this job was sent: ack after the next fsync.
+    Acks(Vec<Staged>),
+    /// An explicit flush.
+    Flush(oneshot::Sender<Result<()>>),
+}
+
+/// The syncer: fsyncs on behalf of the writer, so the writer can commit the
+/// next group while the previous one is being made durable. Every job it
+/// receives was sent after its commit, so the fsync it starts next covers it.
+struct Syncer {
+    backend: Arc<dyn Backend>,
+    stats: Arc<Stats>,
+    flush_interval: Duration,
+}
+
+impl Syncer {
+    fn run(self, rx: Receiver<SyncJob>) {
+        let mut dirty_since: Option<Instant> = None;
         loop {
-            let first = match self.dirty_since {
+            let first = match dirty_since {
                 Some(since) => match rx.recv_deadline(since + self.flush_interval) {
-                    Ok(cmd) => cmd,
-                    Err(RecvTimeoutError::Timeout) => {
-                        if let Err(e) = self.sync() {
-                            tracing::error!("timed flush failed: {e}");
-                        }
-                        continue;
-                    }
+                    Ok(job) => Some(job),
+                    Err(RecvTimeoutError::Timeout) => None,
                     Err(RecvTimeoutError::Disconnected) => break,
                 },
                 None => match rx.recv() {
-                    Ok(cmd) => cmd,
+                    Ok(job) => Some(job),
                     Err(_) => break,
                 },
             };
+            let mut acks = Vec::new();
+            let mut flushes = Vec::new();
+            let mut must_sync = first.is_none(); // the flush interval elapsed
+            for job in first.into_iter().chain(std::iter::from_fn(|| rx.try_recv().ok())) {
+                match job {
+                    SyncJob::Dirty(at) => {
+                        dirty_since.get_or_insert(at);
+                    }
+                    SyncJob::Acks(a) => {
+                        acks.extend(a);
+                        must_sync = true;
+                    }
+                    SyncJob::Flush(ack) => {
+                        flushes.push(ack);
+                        must_sync = true;
+                    }
+                }
+            }
+            if !must_sync {
+                continue;
+            }
+            let result = self.backend.sync();
+            self.stats.fsyncs.fetch_add(1, Relaxed);
+            dirty_since = None;
+            if let Err(e) = &result {
+                tracing::error!("fsync failed: {e}");
+            }
+            for s in acks {
+                let _ = s.ack.send(match &result {
+                    Ok(()) => Ok(s.appended),
+                    Err(e) => Err(Error::Io(e.to_string())),
+                });
+            }
+            for f in flushes {
+                let _ = f.send(result.as_ref().map(|_| ()).map_err(|e| Error::Io(e.to_string())));
+            }
+        }
+        if dirty_since.is_some() {
+            if let Err(e) = self.backend.sync() {
+                tracing::error!("final fsync failed: {e}");
+            }
+            self.stats.fsyncs.fetch_add(1, Relaxed);
+        }
+    }
+}
+
+impl Writer {
+    pub fn run(mut self, rx: Receiver<Command>) {
+        let (sync_tx, sync_rx) = crossbeam_channel::unbounded();
+        let syncer = Syncer { backend: self.backend.clone(), stats: self.stats.clone(), flush_interval: self.flush_interval };
+        let handle = match std::thread::Builder::new().name("ferrify-syncer".into()).spawn(move || syncer.run(sync_rx)) {
+            Ok(h) => h,
+            Err(e) => {
+                tracing::error!("cannot start the syncer thread: {e}");
+                return;
+            }
+        };
+        self.sync_tx = Some(sync_tx);
+        while let Ok(first) = rx.recv() {
             let mut group = vec![first];
             while group.len() < self.max_group {
                 match rx.try_recv() {
@@ -92,12 +166,30 @@ impl Writer {
             }
             self.handle_group(group);
         }
-        if self.dirty_since.is_some() {
-            if let Err(e) = self.sync() {
-                tracing::error!("final flush failed: {e}");
+        // Closing the syncer's channel makes it fsync what is left and stop.
+        self.sync_tx = None;
+        let _ = handle.join();
+        self.notifier.close();
+    }
+
+    fn to_syncer(&self, job: SyncJob) {
+        if let Some(tx) = &self.sync_tx {
+            if let Err(crossbeam_channel::SendError(job)) = tx.send(job) {
+                // The syncer is gone: fsync here instead.
+                let result = self.backend.sync();
+                match job {
+                    SyncJob::Acks(acks) => {
+                        for s in acks {
+                            let _ = s.ack.send(result.as_ref().map(|_| s.appended).map_err(|e| Error::Io(e.to_string())));
+                        }
+                    }
+                    SyncJob::Flush(ack) => {
+                        let _ = ack.send(result.map_err(|e| Error::Io(e.to_string())));
+                    }
+                    SyncJob::Dirty(_) => {}
+                }
             }
         }
-        self.notifier.close();
     }
 
     fn handle_group(&mut self, group: Vec<Command>) {
@@ -107,7 +199,7 @@ impl Writer {
                 Command::Append(a, ack) => appends.push((a, ack)),
                 Command::Flush(ack) => {
                     self.commit_appends(std::mem::take(&mut appends));
-                    let _ = ack.send(self.sync());
+                    self.to_syncer(SyncJob::Flush(ack));
                 }
                 Command::Rebuild(progress, ack) => {
                     self.commit_appends(std::mem::take(&mut appends));
@@ -174,7 +266,6 @@ impl Writer {
         }
         self.notifier.publish(staged_heads.iter().map(|(s, q)| (s, *q)), last_position);
         self.heads.extend(staged_heads);
-        self.dirty_since.get_or_insert_with(Instant::now);
 
         let events: u64 = staged.iter().map(|s| s.appended.last_seq - s.appended.first_seq + 1).sum();
         self.stats.events.fetch_add(events, Relaxed);
@@ -188,17 +279,11 @@ impl Writer {
             }
         }
         if durable.is_empty() {
+            self.to_syncer(SyncJob::Dirty(Instant::now()));
             return;
         }
         self.stats.durable_appends.fetch_add(durable.len() as u64, Relaxed);
-        match self.sync() {
-            Ok(()) => {
-                for s in durable {
-                    let _ = s.ack.send(Ok(s.appended));
-                }
-            }
-            Err(e) => self.fail_all(durable, &e),
-        }
+        self.to_syncer(SyncJob::Acks(durable));
     }
 
     /// Validates one append and stages its records and read-model updates.
@@ -260,13 +345,6 @@ impl Writer {
         Ok(appended)
     }
 
-    fn sync(&mut self) -> Result<()> {
-        self.backend.sync()?;
-        self.stats.fsyncs.fetch_add(1, Relaxed);
-        self.dirty_since = None;
-        Ok(())
-    }
-
     fn fail_all(&self, staged: Vec<Staged>, e: &Error) {
         self.stats.failed_appends.fetch_add(staged.len() as u64, Relaxed);
         for s in staged {
@@ -285,8 +363,8 @@ impl Writer {
 
     fn rebuild(&mut self, progress: Progress) -> Result<u64> {
         let n = reader::rebuild(self.backend.as_ref(), &self.projectors, progress)?;
-        self.dirty_since.get_or_insert_with(Instant::now);
-        self.sync()?;
+        self.backend.sync()?;
+        self.stats.fsyncs.fetch_add(1, Relaxed);
         Ok(n)
     }
 }

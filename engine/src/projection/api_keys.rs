@@ -14,16 +14,19 @@ impl Projector for ApiKeys {
     }
 
     fn apply(&self, record: &Record, kv: &mut KvTxn<'_>) -> Result<()> {
-        let Some(app_id) = stream_id(record, "app") else {
-            return Ok(());
-        };
-        let env = decode(record)?;
-        match env.event {
+        let Some(app_id) = stream_id(record, "app") else { return Ok(()) };
+        let env = decode(record, kv)?;
+        match &env.event {
             Event::ApiKeyCreated { key_id, token_hash, token_hint } => {
-                let row =
-                    ApiKeyRow { id: key_id, app_id, token_hash: token_hash.clone(), token_hint, created_at: env.at };
+                let row = ApiKeyRow {
+                    id: *key_id,
+                    app_id,
+                    token_hash: token_hash.clone(),
+                    token_hint: token_hint.clone(),
+                    created_at: env.at,
+                };
                 kv.put_json(trees::API_KEYS, token_hash.as_bytes(), &row)?;
-                kv.put(trees::APP_KEYS, &key(&[app_id.as_bytes(), key_id.as_bytes()]), token_hash.into_bytes());
+                kv.put(trees::APP_KEYS, &key(&[app_id.as_bytes(), key_id.as_bytes()]), token_hash.clone().into_bytes());
             }
             Event::ApiKeyRevoked { key_id } => {
                 let k = key(&[app_id.as_bytes(), key_id.as_bytes()]);

@@ -41,21 +41,21 @@ impl Projector for Conversations {
     fn apply(&self, record: &Record, kv: &mut KvTxn<'_>) -> Result<()> {
         match record.stream.kind() {
             "run" => {
-                let env = decode(record)?;
-                let Event::RunStarted(run) = env.event else {
+                let env = decode(record, kv)?;
+                let Event::RunStarted(run) = &env.event else {
                     return Ok(());
                 };
                 let Some(conversation_id) = run.conversation_id else {
                     return Ok(());
                 };
-                if let Some(new) = run.new_conversation {
+                if let Some(new) = &run.new_conversation {
                     let row = ConversationRow {
                         id: conversation_id,
                         app_id: run.app_id,
                         end_user_id: run.end_user_id,
-                        name: new.name,
-                        inputs: run.inputs.0,
-                        introduction: new.introduction,
+                        name: new.name.clone(),
+                        inputs: run.inputs.0.clone(),
+                        introduction: new.introduction.clone(),
                         status: "normal".into(),
                         created_at: env.at,
                         updated_at: env.at,
@@ -76,14 +76,17 @@ impl Projector for Conversations {
                 let Some(id) = stream_id(record, "conversation") else {
                     return Ok(());
                 };
-                let env = decode(record)?;
+                let env = decode(record, kv)?;
+                if !matches!(env.event, Event::ConversationRenamed { .. } | Event::ConversationDeleted) {
+                    return Ok(());
+                }
                 let Some(mut row) = kv.get_json::<ConversationRow>(trees::CONVERSATIONS, id.as_bytes())? else {
                     return Ok(());
                 };
-                match env.event {
+                match &env.event {
                     Event::ConversationRenamed { name } => {
                         unindex(kv, &row);
-                        row.name = name;
+                        row.name = name.clone();
                         row.updated_at = env.at;
                         save(kv, &row)?;
                     }

@@ -23,8 +23,8 @@ impl Projector for Messages {
         let Some(task_id) = stream_id(record, "run") else {
             return Ok(());
         };
-        let env = decode(record)?;
-        if let Event::RunStarted(run) = env.event {
+        let env = decode(record, kv)?;
+        if let Event::RunStarted(run) = &env.event {
             let Some(message_id) = run.message_id else {
                 return Ok(());
             };
@@ -35,9 +35,9 @@ impl Projector for Messages {
                 conversation_id: run.conversation_id,
                 end_user_id: run.end_user_id,
                 workflow_run_id: run.workflow_run_id,
-                query: run.query,
-                inputs: run.inputs.0,
-                files: run.files.0,
+                query: run.query.clone(),
+                inputs: run.inputs.0.clone(),
+                files: run.files.0.clone(),
                 answer: String::new(),
                 status: "running".into(),
                 error: None,
@@ -53,24 +53,27 @@ impl Projector for Messages {
             }
             return Ok(());
         }
+        if !matches!(env.event, Event::AnswerReplaced { .. } | Event::MessageEnded { .. } | Event::RunFailed { .. }) {
+            return Ok(());
+        }
         let Some(id) = kv.get(trees::MESSAGE_BY_TASK, task_id.as_bytes())? else {
             return Ok(());
         };
         let Some(mut row) = kv.get_json::<MessageRow>(trees::MESSAGES, &id)? else {
             return Ok(());
         };
-        match env.event {
-            Event::AnswerReplaced { answer, .. } => row.answer = answer,
+        match &env.event {
+            Event::AnswerReplaced { answer, .. } => row.answer = answer.clone(),
             Event::MessageEnded { answer, usage, latency, stopped } => {
-                row.answer = answer;
-                row.usage = usage;
-                row.provider_response_latency = latency;
-                row.stopped = stopped;
+                row.answer = answer.clone();
+                row.usage = usage.clone();
+                row.provider_response_latency = *latency;
+                row.stopped = *stopped;
                 row.status = "normal".into();
             }
             Event::RunFailed { message, .. } => {
                 row.status = "error".into();
-                row.error = Some(message);
+                row.error = Some(message.clone());
             }
             _ => return Ok(()),
         }

@@ -24,7 +24,7 @@ pub mod workflow_runs;
 
 use std::sync::Arc;
 
-use ferrify_store::{Error as StoreError, Projector, Record};
+use ferrify_store::{Error as StoreError, KvTxn, Projector, Record};
 use uuid::Uuid;
 
 use crate::event::Envelope;
@@ -42,9 +42,10 @@ pub fn all() -> Vec<Arc<dyn Projector>> {
     ]
 }
 
-/// Decodes a record's envelope; an undecodable record refuses the append.
-pub(crate) fn decode(record: &Record) -> Result<Envelope, StoreError> {
-    Envelope::decode(&record.payload).map_err(StoreError::from)
+/// Decodes a record's envelope (once per record, shared by every
+/// projection); an undecodable record refuses the append.
+pub(crate) fn decode(record: &Record, kv: &mut KvTxn<'_>) -> Result<Arc<Envelope>, StoreError> {
+    kv.memo(record.position, || Envelope::decode(&record.payload).map_err(StoreError::from))
 }
 
 /// The id of a `kind/<uuid>` stream, if the record belongs to such a stream.

@@ -20,8 +20,8 @@ impl Projector for NodeExecutions {
         let Some(task_id) = stream_id(record, "run") else {
             return Ok(());
         };
-        let env = decode(record)?;
-        match env.event {
+        let env = decode(record, kv)?;
+        match &env.event {
             Event::RunStarted(run) => {
                 if let Some(run_id) = run.workflow_run_id {
                     kv.put(RUNS, task_id.as_bytes(), run_id.as_bytes().to_vec());
@@ -38,19 +38,19 @@ impl Projector for NodeExecutions {
                     id: n.node_execution_id,
                     workflow_run_id: run_id,
                     index: n.index,
-                    node_id: n.node_id,
-                    node_type: n.node_type,
-                    title: n.title,
-                    predecessor_node_id: n.predecessor_node_id,
-                    inputs: n.inputs.0,
+                    node_id: n.node_id.clone(),
+                    node_type: n.node_type.clone(),
+                    title: n.title.clone(),
+                    predecessor_node_id: n.predecessor_node_id.clone(),
+                    inputs: n.inputs.0.clone(),
                     process_data: serde_json::Value::Null,
                     outputs: serde_json::Value::Null,
                     status: "running".into(),
                     error: None,
                     elapsed_time: 0.0,
                     execution_metadata: serde_json::Value::Null,
-                    iteration_id: n.iteration_id,
-                    loop_id: n.loop_id,
+                    iteration_id: n.iteration_id.clone(),
+                    loop_id: n.loop_id.clone(),
                     created_at: env.at,
                     finished_at: None,
                 };
@@ -65,13 +65,13 @@ impl Projector for NodeExecutions {
                 let Some(mut row) = kv.get_json::<NodeExecutionRow>(trees::NODE_EXECUTIONS, &k)? else {
                     return Ok(());
                 };
-                row.status = n.status;
-                row.inputs = n.inputs.0;
-                row.process_data = n.process_data.0;
-                row.outputs = n.outputs.0;
-                row.error = n.error;
+                row.status = n.status.clone();
+                row.inputs = n.inputs.0.clone();
+                row.process_data = n.process_data.0.clone();
+                row.outputs = n.outputs.0.clone();
+                row.error = n.error.clone();
                 row.elapsed_time = n.elapsed_time;
-                row.execution_metadata = n.execution_metadata.0;
+                row.execution_metadata = n.execution_metadata.0.clone();
                 row.finished_at = Some(env.at);
                 kv.put_json(trees::NODE_EXECUTIONS, &k, &row)?;
             }

@@ -17,8 +17,8 @@ impl Projector for WorkflowRuns {
         let Some(task_id) = stream_id(record, "run") else {
             return Ok(());
         };
-        let env = decode(record)?;
-        if let Event::RunStarted(run) = env.event {
+        let env = decode(record, kv)?;
+        if let Event::RunStarted(run) = &env.event {
             let Some(run_id) = run.workflow_run_id else {
                 return Ok(());
             };
@@ -28,9 +28,9 @@ impl Projector for WorkflowRuns {
                 app_id: run.app_id,
                 workflow_id: run.workflow_id,
                 end_user_id: run.end_user_id,
-                user: run.user,
+                user: run.user.clone(),
                 conversation_id: run.conversation_id,
-                inputs: run.inputs.0,
+                inputs: run.inputs.0.clone(),
                 outputs: serde_json::Value::Object(Default::default()),
                 status: "running".into(),
                 error: None,
@@ -46,18 +46,21 @@ impl Projector for WorkflowRuns {
             kv.put(trees::APP_RUNS, &key(&[run.app_id.as_bytes(), &time_key(env.at), run_id.as_bytes()]), Vec::new());
             return Ok(());
         }
+        if !matches!(env.event, Event::NodeStarted(_) | Event::WorkflowFinished(_)) {
+            return Ok(());
+        }
         let Some(id) = kv.get(trees::RUN_BY_TASK, task_id.as_bytes())? else {
             return Ok(());
         };
         let Some(mut row) = kv.get_json::<WorkflowRunRow>(trees::WORKFLOW_RUNS, &id)? else {
             return Ok(());
         };
-        match env.event {
+        match &env.event {
             Event::NodeStarted(_) => row.total_steps += 1,
             Event::WorkflowFinished(f) => {
-                row.status = f.status;
-                row.outputs = f.outputs.0;
-                row.error = f.error;
+                row.status = f.status.clone();
+                row.outputs = f.outputs.0.clone();
+                row.error = f.error.clone();
                 row.total_tokens = f.total_tokens;
                 row.total_steps = f.total_steps;
                 row.exceptions_count = f.exceptions_count;
