@@ -1,13 +1,23 @@
-//! The command line: flags > environment (`FERRIFY_*`) > defaults.
+//! The command line and configuration: flags > environment (`FERRIFY_*`) >
+//! `ferrify.toml` > defaults.
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
 
+use anyhow::Context;
 use clap::{Parser, Subcommand};
+use ferrify_engine::provider::{ProviderConfig, Providers};
+use ferrify_engine::EngineConfig;
+use serde::Deserialize;
 
 #[derive(Parser, Debug)]
 #[command(name = "ferrify", version, about = "A self-hosted, event-sourced server for the Dify Service API")]
 pub struct Cli {
+    /// Configuration file (default: ./ferrify.toml when it exists).
+    #[arg(long, global = true, env = "FERRIFY_CONFIG")]
+    pub config: Option<PathBuf>,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -17,28 +27,127 @@ pub enum Command {
     /// Run the server.
     Serve(ServeArgs),
     /// Rebuild every read model from the log.
-    Rebuild {
-        /// Data directory.
-        #[arg(long, env = "FERRIFY_DATA", default_value = "./ferrify-data")]
-        data: PathBuf,
+    Rebuild(DataArgs),
+    /// Manage apps offline (the server must not be running on the same data directory).
+    Apps {
+        #[command(subcommand)]
+        command: AppsCommand,
     },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum AppsCommand {
+    /// Import a Dify DSL file; prints the import result as JSON.
+    Import {
+        file: PathBuf,
+        #[command(flatten)]
+        data: DataArgs,
+    },
+    /// List apps as JSON.
+    List {
+        #[command(flatten)]
+        data: DataArgs,
+    },
+    /// API keys of an app.
+    Keys {
+        #[command(subcommand)]
+        command: KeysCommand,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum KeysCommand {
+    /// Create an API key; prints it as JSON (the only time the token is shown).
+    Create {
+        app_id: String,
+        #[command(flatten)]
+        data: DataArgs,
+    },
+}
+
+#[derive(clap::Args, Debug, Clone)]
+pub struct DataArgs {
+    /// Data directory [default: ./ferrify-data].
+    #[arg(long, env = "FERRIFY_DATA")]
+    pub data: Option<PathBuf>,
 }
 
 #[derive(clap::Args, Debug)]
 pub struct ServeArgs {
-    /// Address to listen on.
-    #[arg(long, env = "FERRIFY_ADDR", default_value = "127.0.0.1:5001")]
-    pub addr: SocketAddr,
-    /// Data directory (the sled log and read models).
-    #[arg(long, env = "FERRIFY_DATA", default_value = "./ferrify-data")]
-    pub data: PathBuf,
+    /// Address to listen on [default: 127.0.0.1:5001].
+    #[arg(long, env = "FERRIFY_ADDR")]
+    pub addr: Option<SocketAddr>,
+    #[command(flatten)]
+    pub data: DataArgs,
     /// Keep everything in memory (nothing is written to disk).
     #[arg(long, env = "FERRIFY_EPHEMERAL")]
     pub ephemeral: bool,
-    /// Longest time, in milliseconds, a non-durable event waits for its fsync.
-    #[arg(long, env = "FERRIFY_FLUSH_INTERVAL_MS", default_value_t = 10)]
-    pub flush_interval_ms: u64,
+    /// Longest time, in milliseconds, a non-durable event waits for its fsync [default: 10].
+    #[arg(long, env = "FERRIFY_FLUSH_INTERVAL_MS")]
+    pub flush_interval_ms: Option<u64>,
     /// Admin token of the console API (without one the console API is closed).
     #[arg(long, env = "FERRIFY_ADMIN_TOKEN", hide_env_values = true)]
     pub admin_token: Option<String>,
+    /// Run every app on this model, e.g. `builtin/echo`.
+    #[arg(long, env = "FERRIFY_MODEL_OVERRIDE")]
+    pub model_override: Option<String>,
+    /// Do not create the demo apps on an empty data directory.
+    #[arg(long)]
+    pub no_demo: bool,
+}
+
+/// `ferrify.toml`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    pub addr: Option<SocketAddr>,
+    pub data: Option<PathBuf>,
+    pub flush_interval_ms: Option<u64>,
+    pub admin_token: Option<String>,
+    pub model_override: Option<String>,
+    #[serde(default)]
+    pub providers: HashMap<String, ProviderConfig>,
+}
+
+impl FileConfig {
+    /// Reads the configuration file: the given path (must exist) or `./ferrify.toml` (may not).
+    pub fn load(path: Option<&Path>) -> anyhow::Result<FileConfig> {
+        let (path, required) = match path {
+            Some(p) => (p.to_path_buf(), true),
+            None => (PathBuf::from("ferrify.toml"), false),
+        };
+        match std::fs::read_to_string(&path) {
+            Ok(text) => toml::from_str(&text).with_context(|| format!("reading {}", path.display())),
+            Err(e) if !required && e.kind() == std::io::ErrorKind::NotFound => Ok(FileConfig::default()),
+            Err(e) => Err(e).with_context(|| format!("reading {}", path.display())),
+        }
+    }
+
+    pub fn data_dir(&self, args: &DataArgs) -> PathBuf {
+        args.data.clone().or_else(|| self.data.clone()).unwrap_or_else(|| PathBuf::from("./ferrify-data"))
+    }
+
+    /// The engine configuration for `serve` (or offline commands when `serve` is None).
+    pub fn engine(&self, data: &DataArgs, serve: Option<&ServeArgs>) -> anyhow::Result<EngineConfig> {
+        let override_text = serve.and_then(|s| s.model_override.clone()).or_else(|| self.model_override.clone());
+        let model_override = match override_text {
+            Some(text) => {
+                let (p, m) = text
+                    .split_once('/')
+                    .filter(|(p, m)| !p.is_empty() && !m.is_empty())
+                    .with_context(|| format!("--model-override must be PROVIDER/MODEL, got {text:?}"))?;
+                Some((p.to_string(), m.to_string()))
+            }
+            None => None,
+        };
+        let providers = Providers::new(&self.providers, model_override).map_err(anyhow::Error::msg)?;
+        let ephemeral = serve.is_some_and(|s| s.ephemeral);
+        Ok(EngineConfig {
+            data_dir: (!ephemeral).then(|| self.data_dir(data)),
+            flush_interval: Duration::from_millis(
+                serve.and_then(|s| s.flush_interval_ms).or(self.flush_interval_ms).unwrap_or(10),
+            ),
+            providers,
+        })
+    }
 }

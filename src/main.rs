@@ -3,12 +3,11 @@
 mod config;
 
 use std::process::ExitCode;
-use std::time::Duration;
 
 use anyhow::Context;
 use clap::Parser;
-use config::{Cli, Command, ServeArgs};
-use ferrify_engine::{Engine, EngineConfig};
+use config::{AppsCommand, Cli, Command, FileConfig, KeysCommand, ServeArgs};
+use ferrify_engine::Engine;
 
 fn main() -> ExitCode {
     tracing_subscriber::fmt()
@@ -19,13 +18,7 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
-    let result = match cli.command {
-        Command::Serve(args) => serve(args),
-        Command::Rebuild { data } => ferrify_replay::rebuild::rebuild(&data, true)
-            .map(|r| eprintln!("rebuilt read models from {} events in {:.2?}", r.records, r.elapsed))
-            .with_context(|| format!("rebuilding {}", data.display())),
-    };
-    match result {
+    match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");
@@ -34,19 +27,77 @@ fn main() -> ExitCode {
     }
 }
 
-fn serve(args: ServeArgs) -> anyhow::Result<()> {
-    let config = EngineConfig {
-        data_dir: (!args.ephemeral).then(|| args.data.clone()),
-        flush_interval: Duration::from_millis(args.flush_interval_ms),
+fn run(cli: Cli) -> anyhow::Result<()> {
+    let file = FileConfig::load(cli.config.as_deref())?;
+    match cli.command {
+        Command::Serve(args) => serve(&file, args),
+        Command::Rebuild(data) => {
+            let dir = file.data_dir(&data);
+            let r = ferrify_replay::rebuild::rebuild(&dir, true)
+                .with_context(|| format!("rebuilding {}", dir.display()))?;
+            eprintln!("rebuilt read models from {} events in {:.2?}", r.records, r.elapsed);
+            Ok(())
+        }
+        Command::Apps { command } => apps(&file, command),
+    }
+}
+
+fn open(file: &FileConfig, config: &ferrify_engine::EngineConfig, data: &config::DataArgs) -> anyhow::Result<Engine> {
+    Engine::open(config).with_context(|| format!("opening the data directory {}", file.data_dir(data).display()))
+}
+
+fn apps(file: &FileConfig, command: AppsCommand) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let (data, output) = match command {
+        AppsCommand::Import { file: path, data } => {
+            let yaml = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+            let engine = open(file, &file.engine(&data, None)?, &data)?;
+            let imported = runtime.block_on(engine.import_app(&yaml))?;
+            engine.close()?;
+            (data, ferrify_http::console::import_json(&imported))
+        }
+        AppsCommand::List { data } => {
+            let engine = open(file, &file.engine(&data, None)?, &data)?;
+            let apps = engine.list_apps()?;
+            engine.close()?;
+            (data, ferrify_http::console::apps_json(&apps))
+        }
+        AppsCommand::Keys { command: KeysCommand::Create { app_id, data } } => {
+            let engine = open(file, &file.engine(&data, None)?, &data)?;
+            let id = uuid::Uuid::parse_str(app_id.trim()).with_context(|| format!("{app_id:?} is not an app id"))?;
+            let key = runtime.block_on(engine.create_api_key(id))?;
+            engine.close()?;
+            (data, ferrify_http::console::key_json(&key.row, &key.token))
+        }
     };
-    let engine =
-        Engine::open(&config).with_context(|| format!("opening the data directory {}", args.data.display()))?;
+    let _ = data;
+    println!("{}", serde_json::to_string_pretty(&output)?);
+    Ok(())
+}
+
+fn serve(file: &FileConfig, args: ServeArgs) -> anyhow::Result<()> {
+    let config = file.engine(&args.data, Some(&args))?;
+    let addr = args.addr.or(file.addr).unwrap_or_else(|| ([127, 0, 0, 1], 5001).into());
+    let admin_token = args.admin_token.clone().or_else(|| file.admin_token.clone());
+    let engine = open(file, &config, &args.data)?;
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     runtime.block_on(async {
-        let listener =
-            tokio::net::TcpListener::bind(args.addr).await.with_context(|| format!("binding {}", args.addr))?;
-        tracing::info!(addr = %args.addr, data = %args.data.display(), "ferrify is listening");
-        ferrify_http::serve(listener, ferrify_http::State::new(engine.clone()), shutdown_signal()).await;
+        if !args.no_demo {
+            let demos = engine.seed_demo_apps().await.context("creating the demo apps")?;
+            if !demos.is_empty() {
+                eprintln!("Created demo apps on the builtin model (keep these keys, they are shown once):");
+                for d in &demos {
+                    eprintln!("  {:<16} {:<11} {}", d.name, d.mode, d.token);
+                }
+                eprintln!(
+                    "Try: curl -s http://{addr}/v1/chat-messages -H 'Authorization: Bearer {}' -H 'Content-Type: application/json' \\\n       -d '{{\"query\":\"hello\",\"inputs\":{{}},\"user\":\"me\",\"response_mode\":\"blocking\"}}'",
+                    demos[0].token
+                );
+            }
+        }
+        let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("binding {addr}"))?;
+        tracing::info!(%addr, "ferrify is listening");
+        ferrify_http::serve(listener, ferrify_http::State::new(engine.clone(), admin_token), shutdown_signal()).await;
         anyhow::Ok(())
     })?;
     engine.close().context("flushing the log")?;

@@ -1,32 +1,59 @@
-//! [`Engine`]: the store opened with every projection, plus everything the
-//! runners share. Cheap to clone.
+//! [`Engine`]: the store opened with every projection, plus what runs share
+//! (providers, the app cache, stop flags, conversation locks). Cheap to clone.
 
+use std::collections::HashMap;
 use std::path::PathBuf;
-use std::time::Duration;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use ferrify_store::{Options, Store};
+use parking_lot::{Mutex, RwLock};
+use uuid::Uuid;
 
+use crate::apps::LoadedApp;
 use crate::projection;
+use crate::provider::Providers;
 
-/// Where and how the engine keeps its log.
-#[derive(Clone, Debug)]
+/// Where and how the engine keeps its log, and which models it can call.
+#[derive(Clone)]
 pub struct EngineConfig {
     /// Data directory of the sled log; `None` keeps everything in memory.
     pub data_dir: Option<PathBuf>,
     /// Longest time a non-durable event waits for its fsync.
     pub flush_interval: Duration,
+    pub providers: Providers,
 }
 
 impl Default for EngineConfig {
     fn default() -> Self {
-        EngineConfig { data_dir: Some(PathBuf::from("./ferrify-data")), flush_interval: Duration::from_millis(10) }
+        EngineConfig {
+            data_dir: Some(PathBuf::from("./ferrify-data")),
+            flush_interval: Duration::from_millis(10),
+            providers: Providers::builtin_only(),
+        }
     }
+}
+
+/// A run that can be stopped: who started it and its flag.
+pub(crate) struct Stoppable {
+    pub app_id: Uuid,
+    pub end_user_id: Uuid,
+    pub flag: Arc<AtomicBool>,
+}
+
+pub(crate) struct Inner {
+    pub store: Store,
+    pub providers: Providers,
+    pub apps: RwLock<HashMap<Uuid, Arc<LoadedApp>>>,
+    pub running: Mutex<HashMap<Uuid, Stoppable>>,
+    pub conversation_locks: Mutex<HashMap<Uuid, Arc<tokio::sync::Mutex<()>>>>,
 }
 
 /// The engine: its store and shared services.
 #[derive(Clone)]
 pub struct Engine {
-    store: Store,
+    pub(crate) inner: Arc<Inner>,
 }
 
 impl Engine {
@@ -37,15 +64,46 @@ impl Engine {
             Some(dir) => Store::open_sled(dir, projection::all(), options)?,
             None => Store::open_memory(projection::all(), options)?,
         };
-        Ok(Engine { store })
+        Ok(Engine {
+            inner: Arc::new(Inner {
+                store,
+                providers: config.providers.clone(),
+                apps: RwLock::new(HashMap::new()),
+                running: Mutex::new(HashMap::new()),
+                conversation_locks: Mutex::new(HashMap::new()),
+            }),
+        })
     }
 
     pub fn store(&self) -> &Store {
-        &self.store
+        &self.inner.store
+    }
+
+    pub fn providers(&self) -> &Providers {
+        &self.inner.providers
+    }
+
+    /// Unix microseconds, the time of new events.
+    pub fn now(&self) -> i64 {
+        SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_micros() as i64).unwrap_or(0)
     }
 
     /// Flushes the log and stops its writer.
     pub fn close(&self) -> Result<(), ferrify_store::Error> {
-        self.store.close()
+        self.inner.store.close()
+    }
+
+    /// Serialises turns of one conversation: the guard is held for a whole run.
+    pub(crate) async fn lock_conversation(&self, id: Uuid) -> tokio::sync::OwnedMutexGuard<()> {
+        let lock = self.inner.conversation_locks.lock().entry(id).or_default().clone();
+        lock.lock_owned().await
+    }
+
+    /// Forgets a conversation's lock once nobody holds or waits for it.
+    pub(crate) fn release_conversation(&self, id: Uuid) {
+        let mut locks = self.inner.conversation_locks.lock();
+        if locks.get(&id).is_some_and(|l| Arc::strong_count(l) == 1) {
+            locks.remove(&id);
+        }
     }
 }

@@ -6,12 +6,21 @@
 //! - [`model`]: read-model rows;
 //! - [`projection`]: pure folds of events into read models, one module each.
 
+pub mod app;
+pub mod apps;
+pub mod demo;
 pub mod engine;
+pub mod error;
 pub mod event;
+pub mod history;
 pub mod json;
 pub mod model;
 pub mod projection;
+pub mod provider;
+pub mod runner;
+pub mod wire;
 
 pub use engine::{Engine, EngineConfig};
+pub use error::{EngineError, Result};
 pub use event::{Envelope, Event};
 pub use json::Json;

@@ -2,11 +2,20 @@
 //! statuses and Dify's error codes.
 //!
 //! - [`serve`]: runs the server on a bound listener until a shutdown future resolves;
-//! - `routes`: one module per endpoint group;
-//! - `metrics`: request counters and the Prometheus exposition.
+//! - `routes`: one module per endpoint group (Service API under `/v1` and `/api`, console under `/console/api`);
+//! - [`auth`]: API keys and the admin token;
+//! - [`error`]: Dify's error envelope and the one table of codes;
+//! - [`request`]: reading bodies, queries, users, ids, trace ids;
+//! - [`stream`]: SSE framing and blocking folds of a run;
+//! - [`metrics`]: request counters and the Prometheus exposition.
 
+pub mod auth;
+pub mod error;
 pub mod metrics;
+pub mod request;
 mod routes;
+pub use routes::console;
+pub mod stream;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -22,11 +31,13 @@ use crate::metrics::Metrics;
 pub struct State {
     pub engine: Engine,
     pub metrics: Arc<Metrics>,
+    /// The console API's token; `None` closes the console API.
+    pub admin_token: Option<Arc<str>>,
 }
 
 impl State {
-    pub fn new(engine: Engine) -> Self {
-        State { engine, metrics: Arc::new(Metrics::default()) }
+    pub fn new(engine: Engine, admin_token: Option<String>) -> Self {
+        State { engine, metrics: Arc::new(Metrics::default()), admin_token: admin_token.map(Arc::from) }
     }
 }
 
@@ -36,20 +47,35 @@ pub fn routes(state: State) -> impl Filter<Extract = (impl warp::Reply,), Error 
     let log = warp::log::custom(move |info: warp::log::Info<'_>| {
         metrics.record(info.method().as_str(), info.path(), info.status().as_u16());
     });
-    routes::health::route().or(routes::metrics::route(state.clone())).recover(recover).with(log)
+    routes::health::route()
+        .or(routes::metrics::route(state.clone()))
+        .or(routes::service_api(state.clone()))
+        .or(routes::console::routes(state))
+        .recover(recover)
+        .with(log)
 }
 
-async fn recover(err: warp::Rejection) -> Result<impl warp::Reply, std::convert::Infallible> {
+async fn recover(err: warp::Rejection) -> Result<warp::reply::Response, std::convert::Infallible> {
+    if let Some(api) = err.find::<error::ApiError>() {
+        return Ok(api.into_response());
+    }
     let (status, code, message) = if err.is_not_found() {
         (404, "not_found", "The requested URL was not found on the server.")
     } else if err.find::<warp::reject::MethodNotAllowed>().is_some() {
         (405, "method_not_allowed", "The method is not allowed for the requested URL.")
+    } else if err.find::<warp::reject::PayloadTooLarge>().is_some() {
+        (413, "request_entity_too_large", "The data value transmitted exceeds the capacity limit.")
+    } else if err.find::<warp::reject::LengthRequired>().is_some() {
+        (411, "length_required", "A Content-Length header is required.")
+    } else if err.find::<warp::reject::MissingHeader>().is_some() || err.find::<warp::reject::InvalidHeader>().is_some()
+    {
+        (400, "bad_request", "A request header is missing or invalid.")
     } else {
         (500, "internal_server_error", "Internal Server Error, please contact support.")
     };
     let body = serde_json::json!({"code": code, "message": message, "status": status});
     let status = warp::http::StatusCode::from_u16(status).unwrap_or(warp::http::StatusCode::INTERNAL_SERVER_ERROR);
-    Ok(warp::reply::with_status(warp::reply::json(&body), status))
+    Ok(warp::Reply::into_response(warp::reply::with_status(warp::reply::json(&body), status)))
 }
 
 /// How long open connections (streams) may take to finish after shutdown is asked.

@@ -12,8 +12,8 @@
 
 use std::any::Any;
 use std::collections::BTreeMap;
-use std::sync::Arc;
 use std::ops::Bound;
+use std::sync::Arc;
 
 use serde::{de::DeserializeOwned, Serialize};
 

@@ -147,8 +147,10 @@ impl Syncer {
 impl Writer {
     pub fn run(mut self, rx: Receiver<Command>) {
         let (sync_tx, sync_rx) = crossbeam_channel::unbounded();
-        let syncer = Syncer { backend: self.backend.clone(), stats: self.stats.clone(), flush_interval: self.flush_interval };
-        let handle = match std::thread::Builder::new().name("ferrify-syncer".into()).spawn(move || syncer.run(sync_rx)) {
+        let syncer =
+            Syncer { backend: self.backend.clone(), stats: self.stats.clone(), flush_interval: self.flush_interval };
+        let handle = match std::thread::Builder::new().name("ferrify-syncer".into()).spawn(move || syncer.run(sync_rx))
+        {
             Ok(h) => h,
             Err(e) => {
                 tracing::error!("cannot start the syncer thread: {e}");
@@ -180,7 +182,8 @@ impl Writer {
                 match job {
                     SyncJob::Acks(acks) => {
                         for s in acks {
-                            let _ = s.ack.send(result.as_ref().map(|_| s.appended).map_err(|e| Error::Io(e.to_string())));
+                            let _ =
+                                s.ack.send(result.as_ref().map(|_| s.appended).map_err(|e| Error::Io(e.to_string())));
                         }
                     }
                     SyncJob::Flush(ack) => {

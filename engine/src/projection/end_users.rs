@@ -21,8 +21,12 @@ impl Projector for EndUsers {
         if let Event::RunStarted(run) = &env.event {
             let k = key(&[run.app_id.as_bytes(), run.user.as_bytes()]);
             if kv.get(trees::END_USERS, &k)?.is_none() {
-                let row =
-                    EndUserRow { id: run.end_user_id, app_id: run.app_id, session_id: run.user.clone(), created_at: env.at };
+                let row = EndUserRow {
+                    id: run.end_user_id,
+                    app_id: run.app_id,
+                    session_id: run.user.clone(),
+                    created_at: env.at,
+                };
                 kv.put_json(trees::END_USERS, &k, &row)?;
                 kv.put(trees::END_USERS_BY_ID, run.end_user_id.as_bytes(), k);
             }

@@ -1,0 +1,221 @@
+//! Apps and API keys: import, listing, key creation and revocation, and the
+//! lookup of an API key's app. Parsed apps are cached per app id and dropped
+//! whenever the engine appends to that app's stream.
+
+use std::sync::Arc;
+
+use ferrify_store::{Append, EventLog, Expected, StreamId};
+use rand::Rng;
+use sha2::{Digest, Sha256};
+use uuid::Uuid;
+
+use crate::app::{parse_dsl, AppMode, AppSpec};
+use crate::engine::Engine;
+use crate::error::{EngineError, Result};
+use crate::event::{Envelope, Event};
+use crate::json::Json;
+use crate::model::{ApiKeyRow, AppRow};
+use crate::projection::{key as key_of, trees};
+
+/// An app with its parsed DSL.
+#[derive(Clone, Debug)]
+pub struct LoadedApp {
+    pub row: AppRow,
+    pub spec: Arc<AppSpec>,
+}
+
+impl LoadedApp {
+    pub fn id(&self) -> Uuid {
+        self.row.id
+    }
+
+    pub fn mode(&self) -> AppMode {
+        self.spec.mode
+    }
+}
+
+/// What an import produced.
+#[derive(Clone, Debug)]
+pub struct Imported {
+    pub app_id: Uuid,
+    pub mode: AppMode,
+    pub workflow_id: Option<Uuid>,
+}
+
+/// A newly created key: the only time the token is visible.
+#[derive(Clone, Debug)]
+pub struct CreatedKey {
+    pub row: ApiKeyRow,
+    pub token: String,
+}
+
+/// SHA-256 of a token, hex.
+pub fn hash_token(token: &str) -> String {
+    hex::encode(Sha256::digest(token.as_bytes()))
+}
+
+fn new_token() -> String {
+    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+    let mut rng = rand::thread_rng();
+    let body: String = (0..24).map(|_| ALPHABET[rng.gen_range(0..ALPHABET.len())] as char).collect();
+    format!("app-{body}")
+}
+
+/// `app-…wxyz`: enough to recognise a key in a listing.
+pub fn mask_token(token: &str) -> String {
+    let tail: String = token.chars().rev().take(4).collect::<Vec<_>>().into_iter().rev().collect();
+    format!("app-…{tail}")
+}
+
+impl Engine {
+    fn app_stream(app_id: Uuid) -> Result<StreamId> {
+        Ok(StreamId::of("app", app_id)?)
+    }
+
+    /// Imports a DSL file as a new app (workflow apps also publish a first version).
+    pub async fn import_app(&self, yaml: &str) -> Result<Imported> {
+        let spec = parse_dsl(yaml)?;
+        let app_id = Uuid::new_v4();
+        let now = self.now();
+        let mut events = vec![Envelope::new(
+            now,
+            None,
+            Event::AppImported {
+                app_id,
+                name: spec.name.clone(),
+                mode: spec.mode.as_str().to_string(),
+                description: spec.description.clone(),
+                icon: spec.icon.clone(),
+                icon_background: spec.icon_background.clone(),
+                dsl: yaml.to_string(),
+            },
+        )];
+        let mut workflow_id = None;
+        if let Some(wf) = &spec.workflow {
+            let id = Uuid::new_v4();
+            workflow_id = Some(id);
+            events.push(Envelope::new(
+                now,
+                None,
+                Event::WorkflowPublished {
+                    workflow_id: id,
+                    graph: Json(wf.get("graph").cloned().unwrap_or_default()),
+                    features: Json(wf.get("features").cloned().unwrap_or_default()),
+                    environment: Json(wf.get("environment_variables").cloned().unwrap_or_default()),
+                    conversation_variables: Json(wf.get("conversation_variables").cloned().unwrap_or_default()),
+                },
+            ));
+        }
+        self.append_app(app_id, events, Expected::NoStream).await?;
+        Ok(Imported { app_id, mode: spec.mode, workflow_id })
+    }
+
+    async fn append_app(&self, app_id: Uuid, events: Vec<Envelope>, expected: Expected) -> Result<()> {
+        let payloads = events
+            .iter()
+            .map(Envelope::encode)
+            .collect::<std::result::Result<Vec<_>, _>>()
+            .map_err(ferrify_store::Error::from)?;
+        let r = self.store().append(Append::new(Self::app_stream(app_id)?, payloads).expect(expected).durable()).await;
+        self.inner.apps.write().remove(&app_id);
+        r?;
+        Ok(())
+    }
+
+    /// Every app that is not deleted, oldest first.
+    pub fn list_apps(&self) -> Result<Vec<AppRow>> {
+        let mut rows: Vec<AppRow> = self
+            .store()
+            .scan(trees::APPS, b"", None, usize::MAX, false)?
+            .into_iter()
+            .filter_map(|(_, v)| ferrify_store::codec::from_json::<AppRow>(&v).ok())
+            .filter(|r| !r.deleted)
+            .collect();
+        rows.sort_by_key(|r| (r.created_at, r.id));
+        Ok(rows)
+    }
+
+    /// The app with its parsed DSL, from the cache or the log.
+    pub fn app(&self, app_id: Uuid) -> Result<Option<Arc<LoadedApp>>> {
+        if let Some(app) = self.inner.apps.read().get(&app_id) {
+            return Ok(Some(app.clone()));
+        }
+        let Some(row) = self.store().get_json::<AppRow>(trees::APPS, app_id.as_bytes())? else { return Ok(None) };
+        if row.deleted {
+            return Ok(None);
+        }
+        let first = self.store().read_stream(&Self::app_stream(app_id)?, 1, 1)?;
+        let Some(record) = first.first() else { return Ok(None) };
+        let env = Envelope::decode(&record.payload).map_err(ferrify_store::Error::from)?;
+        let Event::AppImported { dsl, .. } = env.event else {
+            return Err(EngineError::AppUnavailable("App unavailable, please check your app configurations.".into()));
+        };
+        let spec = parse_dsl(&dsl)?;
+        let app = Arc::new(LoadedApp { row, spec: Arc::new(spec) });
+        self.inner.apps.write().insert(app_id, app.clone());
+        Ok(Some(app))
+    }
+
+    /// Creates an API key for an app.
+    pub async fn create_api_key(&self, app_id: Uuid) -> Result<CreatedKey> {
+        if self.app(app_id)?.is_none() {
+            return Err(EngineError::NotFound("App not found.".into()));
+        }
+        let token = new_token();
+        let key_id = Uuid::new_v4();
+        let hash = hash_token(&token);
+        let hint = mask_token(&token);
+        let now = self.now();
+        let event = Event::ApiKeyCreated { key_id, token_hash: hash.clone(), token_hint: hint.clone() };
+        self.append_app(app_id, vec![Envelope::new(now, None, event)], Expected::Any).await?;
+        Ok(CreatedKey {
+            row: ApiKeyRow { id: key_id, app_id, token_hash: hash, token_hint: hint, created_at: now },
+            token,
+        })
+    }
+
+    /// An app's keys, oldest first.
+    pub fn list_api_keys(&self, app_id: Uuid) -> Result<Vec<ApiKeyRow>> {
+        let mut rows = Vec::new();
+        for (_, hash) in self.store().scan(trees::APP_KEYS, app_id.as_bytes(), None, usize::MAX, false)? {
+            if let Some(row) = self.store().get_json::<ApiKeyRow>(trees::API_KEYS, &hash)? {
+                rows.push(row);
+            }
+        }
+        rows.sort_by_key(|r| (r.created_at, r.id));
+        Ok(rows)
+    }
+
+    /// Revokes a key at once. Unknown keys → `NotFound`.
+    pub async fn revoke_api_key(&self, app_id: Uuid, key_id: Uuid) -> Result<()> {
+        let k = key_of(&[app_id.as_bytes(), key_id.as_bytes()]);
+        if self.store().get(trees::APP_KEYS, &k)?.is_none() {
+            return Err(EngineError::NotFound("API key not found.".into()));
+        }
+        self.append_app(app_id, vec![Envelope::new(self.now(), None, Event::ApiKeyRevoked { key_id })], Expected::Any)
+            .await
+    }
+
+    /// The app an API token belongs to, if the token is a live key of a live app.
+    pub fn authenticate(&self, token: &str) -> Result<Option<Arc<LoadedApp>>> {
+        let Some(row) = self.store().get_json::<ApiKeyRow>(trees::API_KEYS, hash_token(token).as_bytes())? else {
+            return Ok(None);
+        };
+        self.app(row.app_id)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens() {
+        let t = new_token();
+        assert_eq!(t.len(), 28);
+        assert!(t.starts_with("app-") && t[4..].chars().all(|c| c.is_ascii_alphanumeric()));
+        assert_ne!(new_token(), t);
+        assert_eq!(mask_token("app-abcdefgh"), "app-…efgh");
+        assert_eq!(hash_token("x").len(), 64);
+    }
+}

@@ -1,0 +1,41 @@
+//! The engine's error type. Dify's error codes are chosen from it at the
+//! HTTP edge, never here.
+
+use crate::app::DslError;
+use crate::provider::ProviderError;
+
+pub type Result<T, E = EngineError> = std::result::Result<T, E>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    /// Storage failed (I/O, corruption): a failure, not a fact.
+    #[error(transparent)]
+    Store(#[from] ferrify_store::Error),
+    /// The request is invalid (validation, form inputs).
+    #[error("{0}")]
+    InvalidParam(String),
+    /// A malformed request that is not a validation failure (`bad_request`).
+    #[error("{0}")]
+    BadRequest(String),
+    /// Something the caller named does not exist for them.
+    #[error("{0}")]
+    NotFound(String),
+    /// The app cannot serve this request (broken config, unsupported mode).
+    #[error("{0}")]
+    AppUnavailable(String),
+    /// The route is for chat apps.
+    #[error("Please check if your app mode matches the right API route.")]
+    NotChatApp,
+    /// The route is for workflow apps.
+    #[error("Please check if your app mode matches the right API route.")]
+    NotWorkflowApp,
+    /// The conversation is closed.
+    #[error("The conversation has ended. Please start a new conversation.")]
+    ConversationCompleted,
+    /// The model provider refused or failed.
+    #[error(transparent)]
+    Provider(#[from] ProviderError),
+    /// A DSL file could not be imported.
+    #[error(transparent)]
+    Dsl(#[from] DslError),
+}

@@ -1,0 +1,249 @@
+//! Reads and edits of conversations and messages, scoped to one app and one
+//! end user, with Dify's pagination semantics (§2.13, §2.17 of the API spec).
+
+use ferrify_store::StreamId;
+use serde_json::{json, Value};
+use uuid::Uuid;
+
+use crate::apps::LoadedApp;
+use crate::engine::Engine;
+use crate::error::{EngineError, Result};
+use crate::event::{Envelope, Event};
+use crate::model::{ConversationRow, MessageRow};
+use crate::projection::conversations::index_prefix;
+use crate::projection::messages::conv_key;
+use crate::projection::{secs, time_key, trees};
+use crate::runner::end_user_id;
+use crate::wire::usage_json;
+
+/// A page of a cursor-paginated list.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Page {
+    pub limit: usize,
+    pub has_more: bool,
+    pub data: Vec<Value>,
+}
+
+impl Page {
+    pub fn to_json(&self) -> Value {
+        json!({"limit": self.limit, "has_more": self.has_more, "data": self.data})
+    }
+}
+
+/// Sort orders of `GET /conversations`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SortBy {
+    CreatedAsc,
+    CreatedDesc,
+    UpdatedAsc,
+    UpdatedDesc,
+}
+
+impl SortBy {
+    pub fn parse(s: &str) -> Option<SortBy> {
+        Some(match s {
+            "created_at" => SortBy::CreatedAsc,
+            "-created_at" => SortBy::CreatedDesc,
+            "updated_at" => SortBy::UpdatedAsc,
+            "-updated_at" => SortBy::UpdatedDesc,
+            _ => return None,
+        })
+    }
+}
+
+/// A conversation as the API shows it.
+pub fn conversation_json(c: &ConversationRow) -> Value {
+    json!({
+        "id": c.id.to_string(),
+        "name": c.name,
+        "inputs": c.inputs,
+        "status": c.status,
+        "introduction": c.introduction,
+        "created_at": secs(c.created_at),
+        "updated_at": secs(c.updated_at),
+    })
+}
+
+/// A message as `GET /messages` shows it.
+pub fn message_json(m: &MessageRow) -> Value {
+    let usage = usage_json(&m.usage);
+    let status = if m.status == "error" { "error" } else { "normal" };
+    json!({
+        "id": m.id.to_string(),
+        "conversation_id": m.conversation_id.map(|c| c.to_string()),
+        "parent_message_id": "00000000-0000-0000-0000-000000000000",
+        "inputs": m.inputs,
+        "query": m.query,
+        "answer": m.answer,
+        "status": status,
+        "error": m.error,
+        "message_files": [],
+        "feedback": null,
+        "retriever_resources": [],
+        "agent_thoughts": [],
+        "created_at": secs(m.created_at),
+        "extra_contents": [],
+        "message_tokens": m.usage.prompt_tokens,
+        "answer_tokens": m.usage.completion_tokens,
+        "total_tokens": usage["total_tokens"],
+        "provider_response_latency": m.provider_response_latency,
+        "total_price": if m.usage.total_price.is_empty() { Value::Null } else { usage["total_price"].clone() },
+        "currency": if m.usage.currency.is_empty() { Value::Null } else { usage["currency"].clone() },
+    })
+}
+
+impl Engine {
+    fn chat_app(app: &LoadedApp) -> Result<()> {
+        if app.mode().is_chat_family() {
+            Ok(())
+        } else {
+            Err(EngineError::NotChatApp)
+        }
+    }
+
+    /// The conversation if it belongs to this app and end user and is not deleted.
+    pub fn owned_conversation(&self, app: &LoadedApp, user: &str, id: Uuid) -> Result<Option<ConversationRow>> {
+        let row = self.store().get_json::<ConversationRow>(trees::CONVERSATIONS, id.as_bytes())?;
+        let who = end_user_id(app.id(), user);
+        Ok(row.filter(|c| c.app_id == app.id() && c.end_user_id == who && !c.deleted))
+    }
+
+    fn conversation_or_404(&self, app: &LoadedApp, user: &str, id: Uuid) -> Result<ConversationRow> {
+        self.owned_conversation(app, user, id)?.ok_or_else(|| EngineError::NotFound("Conversation Not Exists.".into()))
+    }
+
+    /// `GET /messages`: the newest `limit` messages older than `first_id`, oldest first.
+    pub fn list_messages(
+        &self,
+        app: &LoadedApp,
+        user: &str,
+        conversation_id: Uuid,
+        first_id: Option<Uuid>,
+        limit: usize,
+    ) -> Result<Page> {
+        Self::chat_app(app)?;
+        let conv = self.conversation_or_404(app, user, conversation_id)?;
+        let before = match first_id {
+            Some(id) => {
+                let m = self
+                    .store()
+                    .get_json::<MessageRow>(trees::MESSAGES, id.as_bytes())?
+                    .filter(|m| m.conversation_id == Some(conv.id))
+                    .ok_or_else(|| EngineError::NotFound("First Message Not Exists.".into()))?;
+                Some(conv_key(conv.id, m.created_at, m.id))
+            }
+            None => None,
+        };
+        let index = self.store().scan(trees::CONV_MESSAGES, conv.id.as_bytes(), before.as_deref(), limit + 1, true)?;
+        let has_more = index.len() > limit;
+        let mut data = Vec::with_capacity(limit);
+        for (k, _) in index.into_iter().take(limit) {
+            let Ok(id) = Uuid::from_slice(&k[k.len() - 16..]) else { continue };
+            if let Some(m) = self.store().get_json::<MessageRow>(trees::MESSAGES, id.as_bytes())? {
+                data.push(message_json(&m));
+            }
+        }
+        data.reverse();
+        Ok(Page { limit, has_more, data })
+    }
+
+    /// `GET /conversations`.
+    pub fn list_conversations(
+        &self,
+        app: &LoadedApp,
+        user: &str,
+        last_id: Option<Uuid>,
+        limit: usize,
+        sort: SortBy,
+    ) -> Result<Page> {
+        Self::chat_app(app)?;
+        let who = end_user_id(app.id(), user);
+        let (tree, reverse) = match sort {
+            SortBy::CreatedAsc => (trees::CONV_BY_CREATED, false),
+            SortBy::CreatedDesc => (trees::CONV_BY_CREATED, true),
+            SortBy::UpdatedAsc => (trees::CONV_BY_UPDATED, false),
+            SortBy::UpdatedDesc => (trees::CONV_BY_UPDATED, true),
+        };
+        let prefix = index_prefix(app.id(), who);
+        // With a reference conversation, keep rows strictly beyond its sort time
+        // (rows tied with it on the timestamp are skipped, as in Dify).
+        let after = match last_id {
+            Some(id) => {
+                let c = self
+                    .owned_conversation(app, user, id)?
+                    .ok_or_else(|| EngineError::NotFound("Last Conversation Not Exists.".into()))?;
+                let t = if tree == trees::CONV_BY_CREATED { c.created_at } else { c.updated_at };
+                let mut k = prefix.clone();
+                k.extend_from_slice(&time_key(t));
+                if !reverse {
+                    k.extend_from_slice(&[0xFF; 16]);
+                }
+                Some(k)
+            }
+            None => None,
+        };
+        let index = self.store().scan(tree, &prefix, after.as_deref(), limit + 1, reverse)?;
+        let has_more = index.len() > limit;
+        let mut data = Vec::with_capacity(limit);
+        for (k, _) in index.into_iter().take(limit) {
+            let Ok(id) = Uuid::from_slice(&k[k.len() - 16..]) else { continue };
+            if let Some(c) = self.store().get_json::<ConversationRow>(trees::CONVERSATIONS, id.as_bytes())? {
+                data.push(conversation_json(&c));
+            }
+        }
+        Ok(Page { limit, has_more, data })
+    }
+
+    async fn append_conversation(&self, id: Uuid, event: Event) -> Result<()> {
+        let stream = StreamId::of("conversation", id)?;
+        self.append_run(&stream, vec![Envelope::new(self.now(), None, event)]).await
+    }
+
+    /// `DELETE /conversations/:id`.
+    pub async fn delete_conversation(&self, app: &LoadedApp, user: &str, id: Uuid) -> Result<()> {
+        Self::chat_app(app)?;
+        self.conversation_or_404(app, user, id)?;
+        self.append_conversation(id, Event::ConversationDeleted).await
+    }
+
+    /// `POST /conversations/:id/name`.
+    pub async fn rename_conversation(
+        &self,
+        app: &LoadedApp,
+        user: &str,
+        id: Uuid,
+        name: Option<String>,
+        auto_generate: bool,
+    ) -> Result<Value> {
+        Self::chat_app(app)?;
+        let conv = self.conversation_or_404(app, user, id)?;
+        let name = if auto_generate {
+            let first = self.store().scan(trees::CONV_MESSAGES, conv.id.as_bytes(), None, 1, false)?;
+            let Some((k, _)) = first.first() else { return Err(EngineError::InvalidParam(String::new())) };
+            let query = Uuid::from_slice(&k[k.len() - 16..])
+                .ok()
+                .and_then(|mid| self.store().get_json::<MessageRow>(trees::MESSAGES, mid.as_bytes()).ok().flatten())
+                .map(|m| m.query)
+                .unwrap_or_default();
+            match self.generate_title(app, &query).await {
+                Some(t) => t,
+                None => return Ok(conversation_json(&conv)),
+            }
+        } else {
+            match name {
+                Some(n) if !n.trim().is_empty() => n,
+                _ => return Err(EngineError::InvalidParam("name is required when auto_generate is false".into())),
+            }
+        };
+        self.append_conversation(id, Event::ConversationRenamed { name }).await?;
+        let conv = self.conversation_or_404(app, user, id)?;
+        Ok(conversation_json(&conv))
+    }
+
+    /// `GET /conversations/:id/variables`: chat apps have none; advanced-chat later.
+    pub fn conversation_variables(&self, app: &LoadedApp, user: &str, id: Uuid, limit: usize) -> Result<Page> {
+        Self::chat_app(app)?;
+        self.conversation_or_404(app, user, id)?;
+        Ok(Page { limit, has_more: false, data: Vec::new() })
+    }
+}

@@ -1,0 +1,81 @@
+//! Model providers: one trait with streaming output and usage, one module
+//! per provider kind.
+//!
+//! - `builtin`: deterministic models for demos, tests and benches
+//!   (`echo` repeats the last user message, `lorem` streams N words at a pace);
+//! - `openai`: any OpenAI-compatible chat-completions endpoint.
+//!
+//! A provider never touches the log: the runner records the request it sent
+//! ([`crate::Event::ModelCalled`]) and the full answer
+//! ([`crate::Event::ModelAnswered`]), so replay never calls a provider.
+
+pub mod builtin;
+pub mod openai;
+pub mod registry;
+
+use futures_util::stream::BoxStream;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+pub use registry::{ModelPrice, ProviderConfig, Providers};
+
+/// Who said a message of a prompt.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    System,
+    User,
+    Assistant,
+}
+
+/// One message of a prompt.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PromptMessage {
+    pub role: Role,
+    pub content: String,
+}
+
+/// A model call.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ModelRequest {
+    /// Model name at the provider (`gpt-4o-mini`, `echo`, …).
+    pub model: String,
+    pub messages: Vec<PromptMessage>,
+    /// The DSL's `completion_params` (temperature, max_tokens, stop, …).
+    pub params: Value,
+}
+
+/// A piece of a streamed answer.
+#[derive(Clone, Debug, PartialEq)]
+pub enum ModelChunk {
+    /// A text delta.
+    Text(String),
+    /// Token counts reported by the provider (usually once, at the end).
+    Usage { prompt_tokens: u64, completion_tokens: u64 },
+}
+
+/// Why a model call failed. Mapped to Dify's codes only at the HTTP edge.
+#[derive(Clone, Debug, PartialEq, thiserror::Error)]
+pub enum ProviderError {
+    /// No provider is configured for the model (`provider_not_initialize`).
+    #[error("{0}")]
+    NotInitialized(String),
+    /// The provider rate-limited the call and retries were exhausted (`rate_limit_error`).
+    #[error("{0}")]
+    RateLimited(String),
+    /// The call failed (`completion_request_error`).
+    #[error("{0}")]
+    Request(String),
+}
+
+/// A model provider: turns a request into a stream of chunks.
+pub trait ModelProvider: Send + Sync + 'static {
+    /// Starts the call. Errors before the first chunk (bad credentials,
+    /// rate limit) should come as the stream's first item.
+    fn stream(&self, request: ModelRequest) -> BoxStream<'static, Result<ModelChunk, ProviderError>>;
+}
+
+/// A rough token count (words and punctuation), for providers that report none.
+pub fn estimate_tokens(text: &str) -> u64 {
+    text.split_whitespace().map(|w| 1 + w.len() as u64 / 5).sum()
+}

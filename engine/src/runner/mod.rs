@@ -1,0 +1,91 @@
+//! Runners turn an accepted request into a run stream (`run/<task_id>`).
+//!
+//! Accepting a request validates it, allocates every id and appends
+//! `RunStarted`; the run itself goes on in a spawned task that appends the
+//! rest of the events, independent of the HTTP connection (a client that
+//! disconnects does not stop it). Stop is a `StopRequested` event on the run
+//! stream plus an in-process flag the runner checks between chunks.
+//!
+//! - [`easy`]: chat and completion apps (one prompt, one model call);
+//! - [`prompt`]: `{{var}}` templates of `pre_prompt`.
+
+pub mod easy;
+pub mod prompt;
+
+use std::sync::atomic::Ordering;
+
+use ferrify_store::{Append, EventLog, StreamId};
+use uuid::Uuid;
+
+use crate::engine::Engine;
+use crate::error::Result;
+use crate::event::{Envelope, Event};
+
+/// Namespace of end-user ids: an end user is UUIDv5(app id ‖ user string).
+const END_USER_NAMESPACE: Uuid = Uuid::from_u128(0x6c0f_3a9e_52d4_4b8e_9d6f_0a7b_1c2d_3e4f);
+
+/// The end user id of `user` in `app_id` (stable, so it needs no lookup).
+pub fn end_user_id(app_id: Uuid, user: &str) -> Uuid {
+    let mut name = app_id.as_bytes().to_vec();
+    name.extend_from_slice(user.as_bytes());
+    Uuid::new_v5(&END_USER_NAMESPACE, &name)
+}
+
+/// An accepted run: what the HTTP edge needs to stream or fold it.
+#[derive(Clone, Debug)]
+pub struct RunHandle {
+    pub task_id: Uuid,
+    pub stream: StreamId,
+    pub message_id: Option<Uuid>,
+    pub conversation_id: Option<Uuid>,
+    pub workflow_run_id: Option<Uuid>,
+}
+
+impl Engine {
+    /// Appends events to a run stream; durable when any of them must be.
+    pub(crate) async fn append_run(&self, stream: &StreamId, events: Vec<Envelope>) -> Result<()> {
+        let durable = events.iter().any(|e| e.event.is_durable());
+        let payloads =
+            events.iter().map(Envelope::encode).collect::<Result<Vec<_>, _>>().map_err(ferrify_store::Error::from)?;
+        let mut append = Append::new(stream.clone(), payloads);
+        append.durable = durable;
+        self.store().append(append).await?;
+        Ok(())
+    }
+
+    /// Asks a chat or completion run to stop. Only the end user who started
+    /// it can; anything else is silently ignored (Dify answers success either way).
+    pub async fn stop_message(&self, app_id: Uuid, task_id: Uuid, user: &str) -> Result<()> {
+        let who = end_user_id(app_id, user);
+        let flag = {
+            let running = self.inner.running.lock();
+            match running.get(&task_id) {
+                Some(r) if r.app_id == app_id && r.end_user_id == who => Some(r.flag.clone()),
+                _ => None,
+            }
+        };
+        if let Some(flag) = flag {
+            let stream = StreamId::of("run", task_id)?;
+            self.append_run(
+                &stream,
+                vec![Envelope::new(self.now(), None, Event::StopRequested { user: user.to_string() })],
+            )
+            .await?;
+            flag.store(true, Ordering::Release);
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn end_users_are_per_app() {
+        let (a, b) = (Uuid::from_u128(1), Uuid::from_u128(2));
+        assert_eq!(end_user_id(a, "x"), end_user_id(a, "x"));
+        assert_ne!(end_user_id(a, "x"), end_user_id(b, "x"));
+        assert_ne!(end_user_id(a, "x"), end_user_id(a, "y"));
+    }
+}

@@ -1,0 +1,70 @@
+//! `{{var}}` templates of simple-mode prompts (`pre_prompt`): a variable name
+//! is `[a-zA-Z_][a-zA-Z0-9_]{0,29}`; unknown variables and anything else are
+//! left as written. `{{#context#}}`-style placeholders render as empty.
+
+use serde_json::{Map, Value};
+
+fn is_var(name: &str) -> bool {
+    let mut chars = name.chars();
+    matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
+        && name.len() <= 30
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+/// How an input value reads inside a prompt.
+pub fn value_text(v: &Value) -> String {
+    match v {
+        Value::Null => String::new(),
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// Renders `template` with `inputs`.
+pub fn render(template: &str, inputs: &Map<String, Value>) -> String {
+    let mut out = String::with_capacity(template.len());
+    let mut rest = template;
+    while let Some(start) = rest.find("{{") {
+        out.push_str(&rest[..start]);
+        let after = &rest[start + 2..];
+        match after.find("}}") {
+            Some(end) => {
+                let name = &after[..end];
+                if is_var(name) {
+                    match inputs.get(name) {
+                        Some(v) => out.push_str(&value_text(v)),
+                        None => out.push_str(&rest[start..start + 2 + end + 2]),
+                    }
+                } else if name.starts_with('#') && name.ends_with('#') && name.len() > 1 {
+                    // {{#context#}}, {{#histories#}}, {{#query#}}: filled elsewhere or empty.
+                } else {
+                    out.push_str(&rest[start..start + 2 + end + 2]);
+                }
+                rest = &after[end + 2..];
+            }
+            None => {
+                out.push_str(&rest[start..]);
+                rest = "";
+            }
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn renders_variables() {
+        let inputs = json!({"text": "hi", "n": 3}).as_object().unwrap().clone();
+        assert_eq!(
+            render("Translate {{text}} x{{n}} {{missing}} {{#context#}}end", &inputs),
+            "Translate hi x3 {{missing}} end"
+        );
+        assert_eq!(render("no close {{text", &inputs), "no close {{text");
+        assert_eq!(render("{{ text }}", &inputs), "{{ text }}");
+    }
+}

@@ -1,0 +1,95 @@
+//! Dify's error envelope `{"code","message","status"}` and the one table that
+//! maps engine errors to HTTP statuses and codes.
+
+use ferrify_engine::app::DslError;
+use ferrify_engine::provider::ProviderError;
+use ferrify_engine::EngineError;
+use serde_json::json;
+use warp::http::StatusCode;
+
+/// An error response.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ApiError {
+    pub status: u16,
+    pub code: &'static str,
+    pub message: String,
+}
+
+impl warp::reject::Reject for ApiError {}
+
+impl ApiError {
+    pub fn new(status: u16, code: &'static str, message: impl Into<String>) -> Self {
+        ApiError { status, code, message: message.into() }
+    }
+
+    pub fn invalid_param(message: impl Into<String>) -> Self {
+        Self::new(400, "invalid_param", message)
+    }
+
+    pub fn bad_request(message: impl Into<String>) -> Self {
+        Self::new(400, "bad_request", message)
+    }
+
+    pub fn not_found(message: impl Into<String>) -> Self {
+        Self::new(404, "not_found", message)
+    }
+
+    pub fn unauthorized(message: impl Into<String>) -> Self {
+        Self::new(401, "unauthorized", message)
+    }
+
+    pub fn invalid_json() -> Self {
+        Self::bad_request("Invalid JSON payload received or JSON payload is empty.")
+    }
+
+    pub fn internal() -> Self {
+        Self::new(500, "internal_server_error", "Internal Server Error, please contact support.")
+    }
+
+    /// The JSON body.
+    pub fn body(&self) -> serde_json::Value {
+        json!({"code": self.code, "message": self.message, "status": self.status})
+    }
+
+    /// The full response (401s carry `WWW-Authenticate`).
+    pub fn into_response(&self) -> warp::reply::Response {
+        use warp::Reply;
+        let status = StatusCode::from_u16(self.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let mut res = warp::reply::with_status(warp::reply::json(&self.body()), status).into_response();
+        if self.status == 401 {
+            res.headers_mut().insert("www-authenticate", warp::http::HeaderValue::from_static("Bearer realm=\"api\""));
+        }
+        res
+    }
+
+    pub fn reject(self) -> warp::Rejection {
+        warp::reject::custom(self)
+    }
+}
+
+impl From<EngineError> for ApiError {
+    fn from(e: EngineError) -> Self {
+        match e {
+            EngineError::Store(err) => {
+                tracing::error!("storage failure: {err}");
+                ApiError::internal()
+            }
+            EngineError::InvalidParam(m) => ApiError::invalid_param(m),
+            EngineError::BadRequest(m) => ApiError::bad_request(m),
+            EngineError::NotFound(m) => ApiError::not_found(m),
+            EngineError::AppUnavailable(m) => ApiError::new(400, "app_unavailable", m),
+            EngineError::NotChatApp => ApiError::new(400, "not_chat_app", e.to_string()),
+            EngineError::NotWorkflowApp => ApiError::new(400, "not_workflow_app", e.to_string()),
+            EngineError::ConversationCompleted => ApiError::new(400, "conversation_completed", e.to_string()),
+            EngineError::Provider(p) => match p {
+                ProviderError::NotInitialized(m) => ApiError::new(400, "provider_not_initialize", m),
+                ProviderError::RateLimited(m) => ApiError::new(429, "rate_limit_error", m),
+                ProviderError::Request(m) => ApiError::new(400, "completion_request_error", m),
+            },
+            EngineError::Dsl(d) => match d {
+                DslError::TooLarge => ApiError::new(413, "request_entity_too_large", d.to_string()),
+                other => ApiError::invalid_param(other.to_string()),
+            },
+        }
+    }
+}

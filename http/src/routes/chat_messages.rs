@@ -1,0 +1,122 @@
+//! `POST /chat-messages` and `POST /chat-messages/:task_id/stop`.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use ferrify_engine::apps::LoadedApp;
+use ferrify_engine::runner::easy::MessageRequest;
+use serde_json::{json, Map, Value};
+use uuid::Uuid;
+use warp::{Filter, Reply};
+
+use super::{respond, with_state};
+use crate::auth::app_key;
+use crate::error::ApiError;
+use crate::request::{field_bool, field_string, json_body, optional_uuid, query, required_user, streaming, trace_id};
+use crate::stream::{blocking, sse, wants_ids};
+use crate::State;
+
+pub fn routes(state: State) -> impl Filter<Extract = (warp::reply::Response,), Error = warp::Rejection> + Clone {
+    let send = warp::path!("chat-messages")
+        .and(warp::post())
+        .and(app_key(state.clone()))
+        .and(with_state(state.clone()))
+        .and(request_meta())
+        .and(json_body())
+        .and_then(|app: Arc<LoadedApp>, state: State, meta: RequestMeta, body: Map<String, Value>| async move {
+            respond(send(app, state, meta, body).await)
+        });
+    let stop = warp::path!("chat-messages" / String / "stop")
+        .and(warp::post())
+        .and(app_key(state.clone()))
+        .and(with_state(state))
+        .and(json_body())
+        .and_then(|task: String, app: Arc<LoadedApp>, state: State, body: Map<String, Value>| async move {
+            respond(stop(app, state, task, body).await)
+        });
+    send.or(stop).unify()
+}
+
+/// Headers and query of a generation request.
+#[derive(Clone, Debug)]
+pub struct RequestMeta {
+    pub trace_header: Option<String>,
+    pub accept: Option<String>,
+    pub last_event_id: Option<String>,
+    pub query: HashMap<String, String>,
+}
+
+pub fn request_meta() -> impl Filter<Extract = (RequestMeta,), Error = warp::Rejection> + Clone {
+    warp::header::optional::<String>("x-trace-id")
+        .and(warp::header::optional::<String>("accept"))
+        .and(warp::header::optional::<String>("last-event-id"))
+        .and(query())
+        .map(|trace_header, accept, last_event_id, query| RequestMeta { trace_header, accept, last_event_id, query })
+}
+
+/// The fields chat and completion requests share.
+pub fn message_request(body: &Map<String, Value>, meta: &RequestMeta) -> Result<MessageRequest, ApiError> {
+    let user = required_user(body)?;
+    let query = match body.get("query") {
+        None | Some(Value::Null) => String::new(),
+        Some(Value::String(s)) => s.clone(),
+        Some(_) => return Err(ApiError::invalid_param("query must be a string")),
+    };
+    let inputs = match body.get("inputs") {
+        None | Some(Value::Null) => json!({}),
+        Some(v @ Value::Object(_)) => v.clone(),
+        Some(_) => return Err(ApiError::invalid_param("inputs must be an object")),
+    };
+    let files = match body.get("files") {
+        None | Some(Value::Null) => json!([]),
+        Some(v @ Value::Array(_)) => v.clone(),
+        Some(_) => return Err(ApiError::invalid_param("files must be a list")),
+    };
+    let conversation_id = match body.get("conversation_id") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(s)) => optional_uuid(Some(s), "conversation_id must be a valid UUID")?,
+        Some(_) => return Err(ApiError::invalid_param("conversation_id must be a valid UUID")),
+    };
+    Ok(MessageRequest {
+        query,
+        inputs,
+        user,
+        conversation_id,
+        streaming: streaming(body)?,
+        auto_generate_name: field_bool(body, "auto_generate_name", true)?,
+        trace_id: trace_id(meta.trace_header.clone(), &meta.query, body),
+        files,
+    })
+}
+
+async fn send(
+    app: Arc<LoadedApp>,
+    state: State,
+    meta: RequestMeta,
+    body: Map<String, Value>,
+) -> Result<warp::reply::Response, ApiError> {
+    let req = message_request(&body, &meta)?;
+    let handle = state.engine.start_chat(&app, req.clone()).await?;
+    if req.streaming {
+        Ok(sse(&state, &handle, wants_ids(meta.accept.as_deref(), meta.last_event_id.as_deref())))
+    } else {
+        Ok(blocking(&state, &handle).await)
+    }
+}
+
+async fn stop(
+    app: Arc<LoadedApp>,
+    state: State,
+    task: String,
+    body: Map<String, Value>,
+) -> Result<warp::reply::Response, ApiError> {
+    let user = required_user(&body)?;
+    if !app.mode().is_chat_family() {
+        return Err(ferrify_engine::EngineError::NotChatApp.into());
+    }
+    if let Ok(task_id) = Uuid::parse_str(task.trim()) {
+        state.engine.stop_message(app.id(), task_id, &user).await?;
+    }
+    let _ = field_string(&body, "user");
+    Ok(warp::reply::json(&json!({"result": "success"})).into_response())
+}

@@ -1,0 +1,70 @@
+//! `POST /completion-messages` and `POST /completion-messages/:task_id/stop`.
+
+use std::sync::Arc;
+
+use ferrify_engine::app::AppMode;
+use ferrify_engine::apps::LoadedApp;
+use ferrify_engine::EngineError;
+use serde_json::{json, Map, Value};
+use uuid::Uuid;
+use warp::{Filter, Reply};
+
+use super::chat_messages::{message_request, request_meta, RequestMeta};
+use super::{respond, with_state};
+use crate::auth::app_key;
+use crate::error::ApiError;
+use crate::request::{json_body, required_user};
+use crate::stream::{blocking, sse, wants_ids};
+use crate::State;
+
+pub fn routes(state: State) -> impl Filter<Extract = (warp::reply::Response,), Error = warp::Rejection> + Clone {
+    let send = warp::path!("completion-messages")
+        .and(warp::post())
+        .and(app_key(state.clone()))
+        .and(with_state(state.clone()))
+        .and(request_meta())
+        .and(json_body())
+        .and_then(|app: Arc<LoadedApp>, state: State, meta: RequestMeta, body: Map<String, Value>| async move {
+            respond(send(app, state, meta, body).await)
+        });
+    let stop = warp::path!("completion-messages" / String / "stop")
+        .and(warp::post())
+        .and(app_key(state.clone()))
+        .and(with_state(state))
+        .and(json_body())
+        .and_then(|task: String, app: Arc<LoadedApp>, state: State, body: Map<String, Value>| async move {
+            respond(stop(app, state, task, body).await)
+        });
+    send.or(stop).unify()
+}
+
+async fn send(
+    app: Arc<LoadedApp>,
+    state: State,
+    meta: RequestMeta,
+    body: Map<String, Value>,
+) -> Result<warp::reply::Response, ApiError> {
+    let req = message_request(&body, &meta)?;
+    let handle = state.engine.start_completion(&app, req.clone()).await?;
+    if req.streaming {
+        Ok(sse(&state, &handle, wants_ids(meta.accept.as_deref(), meta.last_event_id.as_deref())))
+    } else {
+        Ok(blocking(&state, &handle).await)
+    }
+}
+
+async fn stop(
+    app: Arc<LoadedApp>,
+    state: State,
+    task: String,
+    body: Map<String, Value>,
+) -> Result<warp::reply::Response, ApiError> {
+    let user = required_user(&body)?;
+    if app.mode() != AppMode::Completion {
+        return Err(EngineError::AppUnavailable("App unavailable, please check your app configurations.".into()).into());
+    }
+    if let Ok(task_id) = Uuid::parse_str(task.trim()) {
+        state.engine.stop_message(app.id(), task_id, &user).await?;
+    }
+    Ok(warp::reply::json(&json!({"result": "success"})).into_response())
+}

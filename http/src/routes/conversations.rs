@@ -1,0 +1,114 @@
+//! `GET /conversations`, `DELETE /conversations/:id`,
+//! `POST /conversations/:id/name`, `GET /conversations/:id/variables`.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use ferrify_engine::apps::LoadedApp;
+use ferrify_engine::history::SortBy;
+use serde_json::{Map, Value};
+use uuid::Uuid;
+use warp::{Filter, Reply};
+
+use super::{respond, with_state};
+use crate::auth::app_key;
+use crate::error::ApiError;
+use crate::request::{field_bool, field_string, json_body, limit, optional_user, optional_uuid, q, query};
+use crate::State;
+
+pub fn routes(state: State) -> impl Filter<Extract = (warp::reply::Response,), Error = warp::Rejection> + Clone {
+    let list = warp::path!("conversations")
+        .and(warp::get())
+        .and(app_key(state.clone()))
+        .and(with_state(state.clone()))
+        .and(query())
+        .and_then(|app: Arc<LoadedApp>, state: State, query: HashMap<String, String>| async move {
+            respond(list(app, state, query))
+        });
+    let delete = warp::path!("conversations" / String)
+        .and(warp::delete())
+        .and(app_key(state.clone()))
+        .and(with_state(state.clone()))
+        .and(json_body())
+        .and_then(|id: String, app: Arc<LoadedApp>, state: State, body: Map<String, Value>| async move {
+            respond(delete(app, state, id, body).await)
+        });
+    let rename = warp::path!("conversations" / String / "name")
+        .and(warp::post())
+        .and(app_key(state.clone()))
+        .and(with_state(state.clone()))
+        .and(json_body())
+        .and_then(|id: String, app: Arc<LoadedApp>, state: State, body: Map<String, Value>| async move {
+            respond(rename(app, state, id, body).await)
+        });
+    let variables = warp::path!("conversations" / String / "variables")
+        .and(warp::get())
+        .and(app_key(state.clone()))
+        .and(with_state(state))
+        .and(query())
+        .and_then(|id: String, app: Arc<LoadedApp>, state: State, query: HashMap<String, String>| async move {
+            respond(variables(app, state, id, query))
+        });
+    list.or(delete).unify().or(rename).unify().or(variables).unify()
+}
+
+fn conversation_id(id: &str) -> Result<Uuid, ApiError> {
+    Uuid::parse_str(id.trim()).map_err(|_| ApiError::not_found("Conversation Not Exists."))
+}
+
+fn list(app: Arc<LoadedApp>, state: State, query: HashMap<String, String>) -> Result<warp::reply::Response, ApiError> {
+    let limit = limit(&query, 20, 100)?;
+    let user = optional_user(q(&query, "user").map(str::to_string));
+    let last_id = optional_uuid(q(&query, "last_id"), "last_id must be a valid UUID")?;
+    let sort = match q(&query, "sort_by") {
+        None => SortBy::UpdatedDesc,
+        Some(s) => SortBy::parse(s.trim()).ok_or_else(|| {
+            ApiError::invalid_param("sort_by must be one of created_at, -created_at, updated_at, -updated_at")
+        })?,
+    };
+    let page = state.engine.list_conversations(&app, &user, last_id, limit, sort)?;
+    Ok(warp::reply::json(&page.to_json()).into_response())
+}
+
+async fn delete(
+    app: Arc<LoadedApp>,
+    state: State,
+    id: String,
+    body: Map<String, Value>,
+) -> Result<warp::reply::Response, ApiError> {
+    let id = conversation_id(&id)?;
+    let user = optional_user(field_string(&body, "user"));
+    state.engine.delete_conversation(&app, &user, id).await?;
+    Ok(warp::reply::with_status(warp::reply(), warp::http::StatusCode::NO_CONTENT).into_response())
+}
+
+async fn rename(
+    app: Arc<LoadedApp>,
+    state: State,
+    id: String,
+    body: Map<String, Value>,
+) -> Result<warp::reply::Response, ApiError> {
+    let id = conversation_id(&id)?;
+    let user = optional_user(field_string(&body, "user"));
+    let auto = field_bool(&body, "auto_generate", false)?;
+    let name = match body.get("name") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(s)) => Some(s.clone()),
+        Some(_) => return Err(ApiError::invalid_param("name must be a string")),
+    };
+    let conv = state.engine.rename_conversation(&app, &user, id, name, auto).await?;
+    Ok(warp::reply::json(&conv).into_response())
+}
+
+fn variables(
+    app: Arc<LoadedApp>,
+    state: State,
+    id: String,
+    query: HashMap<String, String>,
+) -> Result<warp::reply::Response, ApiError> {
+    let id = conversation_id(&id)?;
+    let limit = limit(&query, 20, 100)?;
+    let user = optional_user(q(&query, "user").map(str::to_string));
+    let page = state.engine.conversation_variables(&app, &user, id, limit)?;
+    Ok(warp::reply::json(&page.to_json()).into_response())
+}

@@ -1,0 +1,40 @@
+//! `GET /messages`: conversation history.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use ferrify_engine::apps::LoadedApp;
+use serde_json::json;
+use warp::{Filter, Reply};
+
+use super::{respond, with_state};
+use crate::auth::app_key;
+use crate::error::ApiError;
+use crate::request::{limit, optional_user, optional_uuid, q, query};
+use crate::State;
+
+pub fn routes(state: State) -> impl Filter<Extract = (warp::reply::Response,), Error = warp::Rejection> + Clone {
+    warp::path!("messages")
+        .and(warp::get())
+        .and(app_key(state.clone()))
+        .and(with_state(state))
+        .and(query())
+        .and_then(|app: Arc<LoadedApp>, state: State, query: HashMap<String, String>| async move {
+            respond(list(app, state, query))
+        })
+}
+
+fn list(app: Arc<LoadedApp>, state: State, query: HashMap<String, String>) -> Result<warp::reply::Response, ApiError> {
+    if !app.mode().is_chat_family() {
+        return Err(ferrify_engine::EngineError::NotChatApp.into());
+    }
+    let limit = limit(&query, 20, 100)?;
+    let user = optional_user(q(&query, "user").map(str::to_string));
+    let first_id = optional_uuid(q(&query, "first_id"), "first_id must be a valid UUID")?;
+    let Some(conversation_id) = optional_uuid(q(&query, "conversation_id"), "conversation_id must be a valid UUID")?
+    else {
+        return Ok(warp::reply::json(&json!({"limit": limit, "has_more": false, "data": []})).into_response());
+    };
+    let page = state.engine.list_messages(&app, &user, conversation_id, first_id, limit)?;
+    Ok(warp::reply::json(&page.to_json()).into_response())
+}
