@@ -5,3 +5,6 @@ mod common;
 // Server skeleton: health, metrics, the data-directory lock, graceful shutdown.
 #[path = "server_skeleton.rs"]
 mod server;
+
+// Chat and completion apps: import, keys, blocking and streaming, history, isolation, stop.
+mod chat;

@@ -86,3 +86,117 @@ impl Drop for Server {
 pub fn client() -> reqwest::Client {
     reqwest::Client::builder().no_proxy().build().unwrap()
 }
+
+/// A fixture app's DSL from `tests/apps/`.
+pub fn app_yaml(name: &str) -> String {
+    std::fs::read_to_string(format!("{}/tests/apps/{name}", env!("CARGO_MANIFEST_DIR"))).unwrap()
+}
+
+impl Server {
+    /// Imports a fixture app through the console API; returns its id.
+    pub async fn import(&self, name: &str) -> String {
+        let r = client()
+            .post(self.url("/console/api/apps/imports"))
+            .bearer_auth(ADMIN)
+            .json(&serde_json::json!({"mode": "yaml-content", "yaml_content": app_yaml(name)}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        let body: serde_json::Value = r.json().await.unwrap();
+        assert_eq!(body["status"], "completed");
+        body["app_id"].as_str().unwrap().to_string()
+    }
+
+    /// Creates an API key through the console API.
+    pub async fn key(&self, app_id: &str) -> String {
+        let r = client()
+            .post(self.url(&format!("/console/api/apps/{app_id}/api-keys")))
+            .bearer_auth(ADMIN)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 201);
+        let body: serde_json::Value = r.json().await.unwrap();
+        body["token"].as_str().unwrap().to_string()
+    }
+
+    /// Imports a fixture app and returns a key for it.
+    pub async fn app(&self, name: &str) -> String {
+        let id = self.import(name).await;
+        self.key(&id).await
+    }
+
+    /// A JSON request with an API key; returns status and body.
+    pub async fn call(
+        &self,
+        method: &str,
+        path: &str,
+        key: &str,
+        body: Option<serde_json::Value>,
+    ) -> (u16, serde_json::Value) {
+        let c = client();
+        let m = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
+        let mut req = c.request(m, self.url(path)).bearer_auth(key);
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let r = req.send().await.unwrap();
+        let status = r.status().as_u16();
+        let text = r.text().await.unwrap();
+        (status, serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text)))
+    }
+}
+
+/// One SSE data frame as a client sees it.
+#[derive(Debug, Clone)]
+pub struct Frame {
+    pub id: Option<u64>,
+    pub data: serde_json::Value,
+}
+
+/// Parses an SSE body: data frames (with their `id:` if any) and the number of ping frames.
+pub fn parse_sse(body: &str) -> (Vec<Frame>, usize) {
+    let mut frames = Vec::new();
+    let mut pings = 0;
+    for block in body.split("\n\n").filter(|b| !b.is_empty()) {
+        let mut id = None;
+        let mut data = None;
+        let mut event = None;
+        for line in block.lines() {
+            if let Some(v) = line.strip_prefix("id: ") {
+                id = v.parse().ok();
+            } else if let Some(v) = line.strip_prefix("data: ") {
+                data = Some(serde_json::from_str(v).expect("data lines are JSON"));
+            } else if let Some(v) = line.strip_prefix("event: ") {
+                event = Some(v.to_string());
+            } else {
+                panic!("unexpected SSE line {line:?}");
+            }
+        }
+        match (data, event.as_deref()) {
+            (Some(data), _) => frames.push(Frame { id, data }),
+            (None, Some("ping")) => pings += 1,
+            _ => panic!("frame without data: {block:?}"),
+        }
+    }
+    (frames, pings)
+}
+
+/// Posts a streaming request and reads the whole SSE body.
+pub async fn stream(
+    server: &Server,
+    path: &str,
+    key: &str,
+    body: serde_json::Value,
+    accept_sse: bool,
+) -> (u16, String, reqwest::header::HeaderMap) {
+    let mut req = client().post(server.url(path)).bearer_auth(key).json(&body);
+    if accept_sse {
+        req = req.header("accept", "text/event-stream");
+    }
+    let r = req.send().await.unwrap();
+    let status = r.status().as_u16();
+    let headers = r.headers().clone();
+    (status, r.text().await.unwrap(), headers)
+}

@@ -1,0 +1,437 @@
+//! Chat and completion apps over the Service API, black-box: the real binary
+//! on loopback, spoken to like a Dify client.
+
+use serde_json::{json, Value};
+
+use crate::common::{client, parse_sse, stream, Server, ADMIN};
+
+fn chat(query: &str, user: &str, conversation: Option<&str>, mode: &str) -> Value {
+    json!({"query": query, "inputs": {}, "user": user, "response_mode": mode, "conversation_id": conversation.unwrap_or("")})
+}
+
+#[tokio::test]
+async fn blocking_and_streaming_chat_with_history() {
+    let s = Server::start(&["--no-demo"]);
+    let key = s.app("chat-echo.yml").await;
+    let (st, b) = s.call("POST", "/v1/chat-messages", &key, Some(chat("hello there", "u1", None, "blocking"))).await;
+    assert_eq!(st, 200, "{b}");
+    assert_eq!(b["answer"], "hello there");
+    assert_eq!(b["event"], "message");
+    assert_eq!(b["mode"], "chat");
+    assert_eq!(b["id"], b["message_id"]);
+    assert!(b["created_at"].is_i64());
+    for f in ["prompt_tokens", "completion_tokens", "total_tokens", "total_price", "currency", "latency"] {
+        assert!(b["metadata"]["usage"].get(f).is_some(), "usage lacks {f}");
+    }
+    assert!(b["metadata"]["usage"]["total_price"].is_string(), "prices are decimal strings");
+    let conv = b["conversation_id"].as_str().unwrap().to_string();
+
+    // Streaming, as a browser (ids) and as a plain client (data lines only).
+    let (st, body, headers) =
+        stream(&s, "/v1/chat-messages", &key, chat("second turn words", "u1", Some(&conv), "streaming"), true).await;
+    assert_eq!(st, 200);
+    assert!(headers["content-type"].to_str().unwrap().starts_with("text/event-stream"));
+    assert_eq!(headers["cache-control"], "no-cache");
+    assert_eq!(headers["x-accel-buffering"], "no");
+    let (frames, _) = parse_sse(&body);
+    let events: Vec<&str> = frames.iter().map(|f| f.data["event"].as_str().unwrap()).collect();
+    assert_eq!(events.last(), Some(&"message_end"));
+    assert!(events[..events.len() - 1].iter().all(|e| *e == "message"));
+    let answer: String = frames.iter().filter_map(|f| f.data["answer"].as_str()).collect();
+    assert_eq!(answer, "second turn words");
+    let ids: Vec<u64> = frames.iter().map(|f| f.id.expect("id lines when opted in")).collect();
+    assert_eq!(ids, (1..=frames.len() as u64).collect::<Vec<_>>());
+    for f in &frames {
+        assert_eq!(f.data["conversation_id"], conv.as_str());
+        assert!(f.data.get("task_id").is_some());
+    }
+    let (_, body, _) =
+        stream(&s, "/v1/chat-messages", &key, chat("plain client", "u2", None, "streaming"), false).await;
+    for line in body.lines().filter(|l| !l.is_empty()) {
+        assert!(line.starts_with("data: ") || line == "event: ping", "non-data line without opt-in: {line}");
+    }
+
+    // History: both turns, oldest first, of this user only.
+    let (st, h) = s.call("GET", &format!("/v1/messages?conversation_id={conv}&user=u1&limit=20"), &key, None).await;
+    assert_eq!(st, 200, "{h}");
+    let queries: Vec<&str> = h["data"].as_array().unwrap().iter().map(|m| m["query"].as_str().unwrap()).collect();
+    assert_eq!(queries, vec!["hello there", "second turn words"]);
+    assert_eq!(h["data"][1]["answer"], "second turn words");
+    assert_eq!(h["data"][0]["parent_message_id"], "00000000-0000-0000-0000-000000000000");
+    assert_eq!(h["has_more"], false);
+    let (_, c) = s.call("GET", "/v1/conversations?user=u1&limit=20", &key, None).await;
+    assert_eq!(c["data"].as_array().unwrap().len(), 1);
+    assert_eq!(c["data"][0]["id"], conv.as_str());
+    assert_eq!(c["data"][0]["introduction"], "Say something and I will say it back.");
+}
+
+#[tokio::test]
+async fn completion_apps_and_mode_checks() {
+    let s = Server::start(&["--no-demo", "--model-override", "builtin/echo"]);
+    let ckey = s.app("completion-echo.yml").await;
+    let chat_key = s.app("chat-echo.yml").await;
+    let (st, b) = s
+        .call("POST", "/v1/completion-messages", &ckey, Some(json!({"inputs": {"query": "bonjour"}, "user": "u"})))
+        .await;
+    assert_eq!(st, 200, "{b}");
+    assert_eq!(b["answer"], "Translate: bonjour");
+    assert_eq!(b["mode"], "completion");
+    assert!(b.get("conversation_id").is_none());
+    let (st, b) = s.call("POST", "/v1/completion-messages", &ckey, Some(json!({"inputs": {}, "user": "u"}))).await;
+    assert_eq!((st, b["code"].as_str()), (400, Some("invalid_param")));
+    assert_eq!(b["message"], "query is required in input form");
+    let (st, b) = s
+        .call("POST", "/v1/completion-messages", &ckey, Some(json!({"inputs": {"query": "x".repeat(21)}, "user": "u"})))
+        .await;
+    assert_eq!((st, b["code"].as_str()), (400, Some("invalid_param")), "{b}");
+    let (st, b) = s
+        .call(
+            "POST",
+            "/v1/completion-messages",
+            &ckey,
+            Some(json!({"inputs": {"query": "a", "tone": "rude"}, "user": "u"})),
+        )
+        .await;
+    assert_eq!((st, b["code"].as_str()), (400, Some("invalid_param")), "{b}");
+    // Streaming completion frames carry no conversation_id.
+    let (_, body, _) = stream(
+        &s,
+        "/v1/completion-messages",
+        &ckey,
+        json!({"inputs": {"query": "hi"}, "user": "u", "response_mode": "streaming"}),
+        false,
+    )
+    .await;
+    let (frames, _) = parse_sse(&body);
+    assert_eq!(frames.last().unwrap().data["event"], "message_end");
+    assert!(frames.iter().all(|f| f.data.get("conversation_id").is_none()));
+    // Wrong routes for the mode.
+    let (st, b) = s.call("POST", "/v1/completion-messages", &chat_key, Some(json!({"inputs": {}, "user": "u"}))).await;
+    assert_eq!((st, b["code"].as_str()), (400, Some("app_unavailable")));
+    let (st, b) = s.call("POST", "/v1/chat-messages", &ckey, Some(chat("hi", "u", None, "blocking"))).await;
+    assert_eq!((st, b["code"].as_str()), (400, Some("not_chat_app")));
+    let (st, b) = s.call("GET", "/v1/conversations?user=u", &ckey, None).await;
+    assert_eq!((st, b["code"].as_str()), (400, Some("not_chat_app")));
+    // Parameters come from the form.
+    let (st, p) = s.call("GET", "/v1/parameters", &ckey, None).await;
+    assert_eq!(st, 200);
+    assert_eq!(p["user_input_form"][0]["paragraph"]["variable"], "query");
+    assert_eq!(p["user_input_form"][1]["select"]["options"], json!(["formal", "casual"]));
+    assert_eq!(p["suggested_questions_after_answer"], json!({"enabled": false}));
+    assert_eq!(p["system_parameters"]["file_size_limit"], 15);
+    let (_, info) = s.call("GET", "/api/info", &ckey, None).await;
+    assert_eq!(info["mode"], "completion");
+    assert_eq!(info["name"], "Translate");
+}
+
+#[tokio::test]
+async fn missing_provider_is_provider_not_initialize() {
+    let s = Server::start(&["--no-demo"]);
+    let key = s.app("completion-echo.yml").await;
+    let (st, b) =
+        s.call("POST", "/v1/completion-messages", &key, Some(json!({"inputs": {"query": "x"}, "user": "u"}))).await;
+    assert_eq!((st, b["code"].as_str()), (400, Some("provider_not_initialize")), "{b}");
+}
+
+#[tokio::test]
+async fn auth_errors_and_key_revocation() {
+    let s = Server::start(&["--no-demo"]);
+    let app = s.import("chat-echo.yml").await;
+    let key = s.key(&app).await;
+    let c = client();
+    for (header, message) in [
+        (None, "Authorization header must be provided and start with 'Bearer'"),
+        (Some("Bearer"), "Authorization header must be provided and start with 'Bearer'"),
+        (Some("Basic abc"), "Authorization scheme must be 'Bearer'"),
+        (Some("Bearer app-nonexistent"), "Access token is invalid"),
+    ] {
+        let mut req = c.get(s.url("/v1/parameters"));
+        if let Some(h) = header {
+            req = req.header("authorization", h);
+        }
+        let r = req.send().await.unwrap();
+        assert_eq!(r.status(), 401, "{header:?}");
+        assert_eq!(r.headers()["www-authenticate"], "Bearer realm=\"api\"");
+        let b: Value = r.json().await.unwrap();
+        assert_eq!((b["code"].as_str(), b["message"].as_str()), (Some("unauthorized"), Some(message)));
+    }
+    // Keys are listed masked and revoked at once.
+    let r = c.get(s.url(&format!("/console/api/apps/{app}/api-keys"))).bearer_auth(ADMIN).send().await.unwrap();
+    let list: Value = r.json().await.unwrap();
+    let listed = &list["data"][0];
+    assert!(!listed["token"].as_str().unwrap().contains(&key[4..20]), "token must be masked");
+    let key_id = listed["id"].as_str().unwrap();
+    assert_eq!(s.call("GET", "/v1/parameters", &key, None).await.0, 200);
+    let r =
+        c.delete(s.url(&format!("/console/api/apps/{app}/api-keys/{key_id}"))).bearer_auth(ADMIN).send().await.unwrap();
+    assert_eq!(r.status(), 204);
+    assert_eq!(s.call("GET", "/v1/parameters", &key, None).await.0, 401);
+    // The console needs the admin token.
+    let r = c.get(s.url("/console/api/apps")).send().await.unwrap();
+    assert_eq!(r.status(), 401);
+    let r = c.get(s.url("/console/api/apps")).bearer_auth("wrong").send().await.unwrap();
+    assert_eq!(r.status(), 401);
+}
+
+#[tokio::test]
+async fn two_apps_two_users_see_only_their_own() {
+    let s = Server::start(&["--no-demo"]);
+    let (ka, kb) = (s.app("chat-echo.yml").await, s.app("chat-echo.yml").await);
+    let (_, b) = s.call("POST", "/v1/chat-messages", &ka, Some(chat("secret of x", "x", None, "blocking"))).await;
+    let conv = b["conversation_id"].as_str().unwrap().to_string();
+    for (key, user) in [(&kb, "x"), (&ka, "y")] {
+        let (st, h) = s.call("GET", &format!("/v1/messages?conversation_id={conv}&user={user}"), key, None).await;
+        assert_eq!((st, h["message"].as_str()), (404, Some("Conversation Not Exists.")));
+        let (_, c) = s.call("GET", &format!("/v1/conversations?user={user}"), key, None).await;
+        assert_eq!(c["data"], json!([]));
+        let (st, _) = s.call("DELETE", &format!("/v1/conversations/{conv}"), key, Some(json!({"user": user}))).await;
+        assert_eq!(st, 404);
+        let (st, _) = s
+            .call("POST", &format!("/v1/conversations/{conv}/name"), key, Some(json!({"name": "pwned", "user": user})))
+            .await;
+        assert_eq!(st, 404);
+        let (st, _) = s.call("GET", &format!("/v1/conversations/{conv}/variables?user={user}"), key, None).await;
+        assert_eq!(st, 404);
+        // Continuing someone else's conversation is refused.
+        let (st, _) = s.call("POST", "/v1/chat-messages", key, Some(chat("hi", user, Some(&conv), "blocking"))).await;
+        assert_eq!(st, 404);
+    }
+    let (st, h) = s.call("GET", &format!("/v1/messages?conversation_id={conv}&user=x"), &ka, None).await;
+    assert_eq!(st, 200);
+    assert_eq!(h["data"][0]["query"], "secret of x");
+    // The owner renames and deletes.
+    let (st, r) = s
+        .call("POST", &format!("/v1/conversations/{conv}/name"), &ka, Some(json!({"name": "mine", "user": "x"})))
+        .await;
+    assert_eq!((st, r["name"].as_str()), (200, Some("mine")));
+    let (st, _) = s.call("DELETE", &format!("/v1/conversations/{conv}"), &ka, Some(json!({"user": "x"}))).await;
+    assert_eq!(st, 204);
+    let (_, c) = s.call("GET", "/v1/conversations?user=x", &ka, None).await;
+    assert_eq!(c["data"], json!([]));
+}
+
+#[tokio::test]
+async fn stop_in_the_middle_of_a_stream() {
+    let s = Server::start(&["--no-demo"]);
+    let key = s.app("chat-lorem.yml").await;
+    let c = client();
+    let mut r = c
+        .post(s.url("/v1/chat-messages"))
+        .bearer_auth(&key)
+        .json(&chat("go", "u", None, "streaming"))
+        .send()
+        .await
+        .unwrap();
+    let mut body = String::new();
+    let mut task = None;
+    while task.is_none() {
+        let chunk = r.chunk().await.unwrap().expect("stream ended early");
+        body.push_str(std::str::from_utf8(&chunk).unwrap());
+        if let Some(line) = body.lines().find(|l| l.starts_with("data: ")) {
+            let v: Value = serde_json::from_str(&line[6..]).unwrap();
+            task = v["task_id"].as_str().map(str::to_string);
+        }
+    }
+    let task = task.unwrap();
+    // Another user cannot stop it (and is still told success).
+    let (st, b) = s.call("POST", &format!("/v1/chat-messages/{task}/stop"), &key, Some(json!({"user": "other"}))).await;
+    assert_eq!((st, b), (200, json!({"result": "success"})));
+    let (st, _) = s.call("POST", &format!("/v1/chat-messages/{task}/stop"), &key, Some(json!({"user": "u"}))).await;
+    assert_eq!(st, 200);
+    while let Some(chunk) = r.chunk().await.unwrap() {
+        body.push_str(std::str::from_utf8(&chunk).unwrap());
+    }
+    let (frames, _) = parse_sse(&body);
+    let last = &frames.last().unwrap().data;
+    assert_eq!(last["event"], "message_end");
+    let answer: String = frames.iter().filter_map(|f| f.data["answer"].as_str()).collect();
+    let words = answer.split_whitespace().count();
+    assert!(words > 0 && words < 200, "stopped after {words} words");
+    // The partial answer is stored.
+    let conv = last["conversation_id"].as_str().unwrap();
+    let (_, h) = s.call("GET", &format!("/v1/messages?conversation_id={conv}&user=u"), &key, None).await;
+    assert_eq!(h["data"][0]["answer"], answer.as_str());
+    let (st, _) = s.call("POST", "/v1/chat-messages/not-a-task/stop", &key, Some(json!({"user": "u"}))).await;
+    assert_eq!(st, 200);
+    let (st, b) = s.call("POST", &format!("/v1/chat-messages/{task}/stop"), &key, Some(json!({}))).await;
+    assert_eq!((st, b["message"].as_str()), (400, Some("Arg user must be provided.")));
+}
+
+#[tokio::test]
+async fn a_client_that_disconnects_does_not_stop_the_run() {
+    let s = Server::start(&["--no-demo"]);
+    let key = s.app("chat-lorem.yml").await;
+    let r = client()
+        .post(s.url("/v1/chat-messages"))
+        .bearer_auth(&key)
+        .json(&chat("go", "u", None, "streaming"))
+        .send()
+        .await
+        .unwrap();
+    drop(r);
+    // The answer is completed and stored: 200 words at 10 ms.
+    let mut answer = String::new();
+    for _ in 0..100 {
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        let (_, c) = s.call("GET", "/v1/conversations?user=u", &key, None).await;
+        let Some(conv) = c["data"][0]["id"].as_str() else { continue };
+        let (_, h) = s.call("GET", &format!("/v1/messages?conversation_id={conv}&user=u"), &key, None).await;
+        answer = h["data"][0]["answer"].as_str().unwrap_or("").to_string();
+        if answer.split_whitespace().count() == 200 {
+            break;
+        }
+    }
+    assert_eq!(answer.split_whitespace().count(), 200);
+}
+
+#[tokio::test]
+async fn pages_of_history_and_conversations() {
+    let s = Server::start(&["--no-demo"]);
+    let key = s.app("chat-echo.yml").await;
+    let (_, b) = s.call("POST", "/v1/chat-messages", &key, Some(chat("m0", "p", None, "blocking"))).await;
+    let conv = b["conversation_id"].as_str().unwrap().to_string();
+    for i in 1..75 {
+        let (st, _) =
+            s.call("POST", "/v1/chat-messages", &key, Some(chat(&format!("m{i}"), "p", Some(&conv), "blocking"))).await;
+        assert_eq!(st, 200);
+    }
+    // Page backwards with first_id: 3 pages of 25.
+    let mut first_id: Option<String> = None;
+    let mut seen = Vec::new();
+    for page in 0..3 {
+        let mut path = format!("/v1/messages?conversation_id={conv}&user=p&limit=25");
+        if let Some(f) = &first_id {
+            path.push_str(&format!("&first_id={f}"));
+        }
+        let (st, h) = s.call("GET", &path, &key, None).await;
+        assert_eq!(st, 200, "{h}");
+        let data = h["data"].as_array().unwrap();
+        assert_eq!(data.len(), 25);
+        assert_eq!(h["has_more"], page < 2, "page {page}");
+        let q: Vec<String> = data.iter().map(|m| m["query"].as_str().unwrap().to_string()).collect();
+        seen.splice(0..0, q);
+        first_id = Some(data[0]["id"].as_str().unwrap().to_string());
+    }
+    assert_eq!(seen, (0..75).map(|i| format!("m{i}")).collect::<Vec<_>>());
+    let (st, b) = s
+        .call(
+            "GET",
+            &format!("/v1/messages?conversation_id={conv}&user=p&first_id={}", uuid::Uuid::new_v4()),
+            &key,
+            None,
+        )
+        .await;
+    assert_eq!((st, b["message"].as_str()), (404, Some("First Message Not Exists.")));
+
+    // Conversations: newest first by default; last_id cursor.
+    for i in 0..5 {
+        let (_, _) = s
+            .call(
+                "POST",
+                "/v1/chat-messages",
+                &key,
+                Some(json!({"query": format!("c{i}"), "inputs": {}, "user": "p", "auto_generate_name": false})),
+            )
+            .await;
+        tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    }
+    let (_, c) = s.call("GET", "/v1/conversations?user=p&limit=2", &key, None).await;
+    assert_eq!(c["data"].as_array().unwrap().len(), 2);
+    assert_eq!(c["has_more"], true);
+    assert_eq!(c["data"][0]["name"], "New conversation");
+    let last = c["data"][1]["id"].as_str().unwrap();
+    let (_, c2) = s.call("GET", &format!("/v1/conversations?user=p&limit=10&last_id={last}"), &key, None).await;
+    assert_eq!(c2["data"].as_array().unwrap().len(), 4, "{c2}");
+    assert_eq!(c2["has_more"], false);
+    let (_, asc) = s.call("GET", "/v1/conversations?user=p&limit=10&sort_by=created_at", &key, None).await;
+    assert_eq!(asc["data"][0]["id"], conv.as_str());
+}
+
+#[tokio::test]
+async fn lenient_and_strict_input() {
+    let s = Server::start(&["--no-demo"]);
+    let key = s.app("chat-echo.yml").await;
+    let (st, b) = s
+        .call(
+            "POST",
+            "/v1/chat-messages",
+            &key,
+            Some(json!({"query": "hi", "inputs": {}, "user": "u", "files": null, "conversation_id": "", "unknown": 1})),
+        )
+        .await;
+    assert_eq!(st, 200, "{b}");
+    let (st, _) = s.call("GET", "/v1/conversations?user=u&last_id=&limit=", &key, None).await;
+    assert_eq!(st, 200);
+    let r = client()
+        .get(s.url("/v1/conversations?user=u"))
+        .bearer_auth(&key)
+        .header("content-type", "application/json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let cases = [
+        (json!({"query": "hi", "inputs": {}, "user": "u", "conversation_id": "nope"}), 400, "invalid_param"),
+        (
+            json!({"query": "hi", "inputs": {}, "user": "u", "conversation_id": uuid::Uuid::new_v4().to_string()}),
+            404,
+            "not_found",
+        ),
+        (json!({"query": "hi", "inputs": {}}), 400, "invalid_param"),
+        (json!({"query": "", "inputs": {}, "user": "u"}), 400, "invalid_param"),
+        (json!({"query": "hi", "inputs": [], "user": "u"}), 400, "invalid_param"),
+        (json!({"query": "hi", "inputs": {}, "user": "u", "response_mode": "fast"}), 400, "invalid_param"),
+    ];
+    for (body, status, code) in cases {
+        let (st, b) = s.call("POST", "/v1/chat-messages", &key, Some(body.clone())).await;
+        assert_eq!((st, b["code"].as_str()), (status, Some(code)), "{body} → {b}");
+    }
+    let r = client()
+        .post(s.url("/v1/chat-messages"))
+        .bearer_auth(&key)
+        .header("content-type", "application/json")
+        .body("{not json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    for q in ["limit=0", "limit=101", "limit=abc", "sort_by=name", "last_id=zzz"] {
+        let (st, b) = s.call("GET", &format!("/v1/conversations?user=u&{q}"), &key, None).await;
+        assert_eq!((st, b["code"].as_str()), (400, Some("invalid_param")), "{q}");
+    }
+    // Nothing stored changed: still one conversation.
+    let (_, c) = s.call("GET", "/v1/conversations?user=u", &key, None).await;
+    assert_eq!(c["data"].as_array().unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn concurrent_turns_of_one_conversation_stay_in_order() {
+    let s = Server::start(&["--no-demo"]);
+    let key = s.app("chat-echo.yml").await;
+    let (_, b) = s.call("POST", "/v1/chat-messages", &key, Some(chat("first", "u", None, "blocking"))).await;
+    let conv = b["conversation_id"].as_str().unwrap().to_string();
+    let mut handles = Vec::new();
+    for i in 0..8 {
+        let (url, key, conv) = (s.url("/v1/chat-messages"), key.clone(), conv.clone());
+        handles.push(tokio::spawn(async move {
+            let r = client()
+                .post(url)
+                .bearer_auth(key)
+                .json(&chat(&format!("turn {i}"), "u", Some(&conv), "blocking"))
+                .send()
+                .await
+                .unwrap();
+            r.status().as_u16()
+        }));
+    }
+    for h in handles {
+        assert_eq!(h.await.unwrap(), 200);
+    }
+    let (_, h) = s.call("GET", &format!("/v1/messages?conversation_id={conv}&user=u&limit=100"), &key, None).await;
+    let data = h["data"].as_array().unwrap();
+    assert_eq!(data.len(), 9);
+    for m in data {
+        assert_eq!(m["answer"], m["query"], "each turn answered on its own");
+        assert_eq!(m["status"], "normal");
+    }
+}
