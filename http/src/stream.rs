@@ -13,9 +13,10 @@ use std::time::Duration;
 use bytes::Bytes;
 use ferrify_engine::runner::RunHandle;
 use ferrify_engine::wire::{Outcome, WireRun};
+use ferrify_engine::EngineError;
 use ferrify_engine::Envelope;
 use ferrify_store::EventLog;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 use warp::http::{HeaderValue, StatusCode};
 use warp::Reply;
 
@@ -87,29 +88,17 @@ pub fn sse(state: &State, handle: &RunHandle, with_ids: bool) -> warp::reply::Re
     res
 }
 
-/// Waits for the run's terminal event and answers with the blocking body.
-pub async fn blocking(state: &State, handle: &RunHandle) -> warp::reply::Response {
-    let mut sub = state.engine.store().subscribe(&handle.stream, 1);
-    let mut wire = WireRun::new();
-    while !wire.is_done() {
-        let Ok(records) = sub.next_batch().await else { return ApiError::internal().into_response() };
-        for record in records {
-            match Envelope::decode(&record.payload) {
-                Ok(env) => {
-                    wire.values(&env);
-                }
-                Err(_) => return ApiError::internal().into_response(),
-            }
-        }
-    }
-    match wire.outcome() {
-        Some(Outcome::Message(body)) => warp::reply::json(body).into_response(),
-        Some(Outcome::Failed { status, code, message }) => {
+/// Waits for the run's outcome and answers with the blocking body.
+pub async fn blocking(outcome: oneshot::Receiver<Result<Outcome, EngineError>>) -> warp::reply::Response {
+    match outcome.await {
+        Ok(Ok(Outcome::Message(body))) => warp::reply::json(&body).into_response(),
+        Ok(Ok(Outcome::Failed { status, code, message })) => {
             let body = serde_json::json!({"code": code, "message": message, "status": status});
-            let status = StatusCode::from_u16(*status).unwrap_or(StatusCode::BAD_REQUEST);
+            let status = StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_REQUEST);
             warp::reply::with_status(warp::reply::json(&body), status).into_response()
         }
-        None => ApiError::internal().into_response(),
+        Ok(Err(e)) => ApiError::from(e).into_response(),
+        Err(_) => ApiError::internal().into_response(),
     }
 }
 

@@ -93,6 +93,10 @@ fn corrupt_index(stream: &StreamId) -> Error {
 pub(crate) fn stream_head(backend: &dyn Backend, stream: &StreamId) -> Result<Seq> {
     let prefix = keys::stream_prefix(stream.as_str());
     let end = keys::prefix_end(&prefix);
+    // New streams are the common case: a forward probe is much cheaper than a reverse scan.
+    if backend.scan(&prefix, end.as_deref(), 1, false)?.is_empty() {
+        return Ok(0);
+    }
     match backend.scan(&prefix, end.as_deref(), 1, true)?.pop() {
         Some((k, v)) => {
             let first = codec::key_u64(&k[prefix.len()..]).ok_or_else(|| corrupt_index(stream))?;

@@ -226,11 +226,11 @@ impl Writer {
         // Runs of records of one stream with consecutive positions.
         let mut segments: Vec<Vec<Record>> = Vec::new();
         let mut segment: Vec<Record> = Vec::new();
-        for (append, ack) in group_by_stream(appends) {
+        for (mut append, ack) in group_by_stream(appends) {
             if segment.first().is_some_and(|r| r.stream != append.stream) {
                 segments.push(std::mem::take(&mut segment));
             }
-            match self.stage(&append, at, &mut position, &mut staged_heads, &mut overlay, &mut segment) {
+            match self.stage(&mut append, at, &mut position, &mut staged_heads, &mut overlay, &mut segment) {
                 Ok(appended) => staged.push(Staged { ack, appended, durable: append.durable }),
                 Err(e) => {
                     self.stats.failed_appends.fetch_add(1, Relaxed);
@@ -292,7 +292,7 @@ impl Writer {
     /// Validates one append and stages its records and read-model updates.
     fn stage(
         &mut self,
-        append: &Append,
+        append: &mut Append,
         at: i64,
         position: &mut Position,
         staged_heads: &mut HashMap<StreamId, Seq>,
@@ -319,14 +319,15 @@ impl Writer {
             }
         }
         let mut txn = KvTxn::new(self.backend.as_ref(), overlay);
+        let n = append.payloads.len() as u64;
         let mut records = Vec::with_capacity(append.payloads.len());
-        for (i, payload) in append.payloads.iter().enumerate() {
+        for (i, payload) in std::mem::take(&mut append.payloads).into_iter().enumerate() {
             let record = Record {
                 stream: append.stream.clone(),
                 seq: head + 1 + i as u64,
                 position: *position + i as u64,
                 at,
-                payload: payload.clone(),
+                payload,
             };
             for p in self.projectors.iter() {
                 p.apply(&record, &mut txn).map_err(|e| projection_error(p.name(), &record, e))?;
@@ -336,7 +337,6 @@ impl Writer {
         let writes = txn.into_writes();
         overlay.extend(writes);
         segment.extend(records);
-        let n = append.payloads.len() as u64;
         let appended = Appended {
             first_seq: head + 1,
             last_seq: head + n,

@@ -10,7 +10,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
-use ferrify_store::{EventLog, PendingAppend, StreamId};
+use ferrify_store::{Append, EventLog, PendingAppend, StreamId};
+use futures_util::FutureExt;
+use tokio::sync::oneshot;
+
+use crate::wire::{Outcome, WireRun};
 use futures_util::StreamExt;
 use serde_json::{json, Value};
 use uuid::Uuid;
@@ -49,19 +53,21 @@ pub struct MessageRequest {
 /// Everything the spawned run needs.
 struct Plan {
     engine: Engine,
-    stream: StreamId,
+    recorder: Recorder,
     trace_id: Option<String>,
     model: ResolvedModel,
     request: ModelRequest,
     flag: Arc<AtomicBool>,
     task_id: Uuid,
+    user: String,
     conversation: Option<(Uuid, tokio::sync::OwnedMutexGuard<()>)>,
     title_from: Option<(Uuid, String)>,
+    outcome: Option<oneshot::Sender<Result<Outcome>>>,
 }
 
 impl Engine {
     /// Accepts a chat turn (`POST /chat-messages`) and starts its run.
-    pub async fn start_chat(&self, app: &LoadedApp, req: MessageRequest) -> Result<RunHandle> {
+    pub async fn start_chat(&self, app: &LoadedApp, req: MessageRequest) -> Result<Accepted> {
         match app.mode() {
             AppMode::Chat => {}
             AppMode::AgentChat | AppMode::AdvancedChat => {
@@ -76,14 +82,14 @@ impl Engine {
     }
 
     /// Accepts a completion (`POST /completion-messages`) and starts its run.
-    pub async fn start_completion(&self, app: &LoadedApp, req: MessageRequest) -> Result<RunHandle> {
+    pub async fn start_completion(&self, app: &LoadedApp, req: MessageRequest) -> Result<Accepted> {
         if app.mode() != AppMode::Completion {
             return Err(EngineError::AppUnavailable("App unavailable, please check your app configurations.".into()));
         }
         self.start_easy(app, MessageRequest { conversation_id: None, auto_generate_name: false, ..req }, false).await
     }
 
-    async fn start_easy(&self, app: &LoadedApp, req: MessageRequest, chat: bool) -> Result<RunHandle> {
+    async fn start_easy(&self, app: &LoadedApp, req: MessageRequest, chat: bool) -> Result<Accepted> {
         let mc = app.spec.model_config.as_ref().ok_or_else(|| {
             EngineError::AppUnavailable("App unavailable, please check your app configurations.".into())
         })?;
@@ -166,28 +172,42 @@ impl Engine {
         let flag = Arc::new(AtomicBool::new(false));
         self.inner.running.lock().insert(task_id, Stoppable { app_id, end_user_id: end_user, flag: flag.clone() });
         let first = Envelope::new(self.now(), req.trace_id.clone(), Event::RunStarted(Box::new(started)));
-        if let Err(e) = self.append_run(&stream, vec![first]).await {
+        let mut recorder = Recorder::new(self.clone(), stream.clone(), !req.streaming);
+        // A streamed run is on the log before the response starts; a blocking one
+        // is appended as one batch when it ends.
+        if let Err(e) = recorder.push(first).await {
             self.inner.running.lock().remove(&task_id);
             return Err(e);
         }
+        let (outcome_tx, outcome_rx) = if req.streaming {
+            (None, None)
+        } else {
+            let (tx, rx) = oneshot::channel();
+            (Some(tx), Some(rx))
+        };
         let plan = Plan {
             engine: self.clone(),
-            stream: stream.clone(),
+            recorder,
             trace_id: req.trace_id,
             model,
             request,
             flag,
             task_id,
+            user: req.user,
             conversation: conversation_id.zip(guard),
             title_from,
+            outcome: outcome_tx,
         };
         tokio::spawn(run(plan));
-        Ok(RunHandle {
-            task_id,
-            stream,
-            message_id: Some(message_id),
-            conversation_id: if chat { conversation_id } else { None },
-            workflow_run_id: None,
+        Ok(Accepted {
+            handle: RunHandle {
+                task_id,
+                stream,
+                message_id: Some(message_id),
+                conversation_id: if chat { conversation_id } else { None },
+                workflow_run_id: None,
+            },
+            outcome: outcome_rx,
         })
     }
 
@@ -210,14 +230,30 @@ impl Engine {
 
 /// The run itself, in its own task.
 async fn run(plan: Plan) {
-    let Plan { engine, stream, trace_id, model, request, flag, task_id, conversation, title_from } = plan;
-    if let Some((conversation_id, query)) = title_from {
-        let engine = engine.clone();
+    let Plan { engine, mut recorder, trace_id, model, request, flag, task_id, user, conversation, title_from, outcome } =
+        plan;
+    // The title of a new conversation is asked for alongside the answer. If it
+    // is ready when a buffered run is written, it names the conversation in
+    // `RunStarted`; otherwise it arrives as a rename.
+    let mut title = title_from.map(|(id, query)| {
         let model = model.clone();
-        tokio::spawn(async move { name_conversation(engine, model, conversation_id, query).await });
+        (id, Box::pin(async move { title_for(&model, &query).await }))
+    });
+    let result = call_model(&engine, &mut recorder, &trace_id, &model, request, &flag, &user).await;
+    if recorder.is_buffering() {
+        let ready = title.as_mut().and_then(|(_, fut)| fut.as_mut().now_or_never());
+        if let Some(name) = ready {
+            if let Some(name) = name {
+                recorder.name_new_conversation(name);
+            }
+            title = None;
+        }
     }
-    let result = call_model(&engine, &stream, &trace_id, &model, request, &flag).await;
-    if let Err(e) = result {
+    let result = match result {
+        Ok(()) => recorder.finish().await,
+        Err(e) => Err(e),
+    };
+    if let Err(e) = &result {
         tracing::error!(task = %task_id, "run could not be recorded: {e}");
     }
     engine.inner.running.lock().remove(&task_id);
@@ -225,53 +261,61 @@ async fn run(plan: Plan) {
         drop(guard);
         engine.release_conversation(id);
     }
+    if let Some(tx) = outcome {
+        let _ = tx.send(result);
+    }
+    if let Some((conversation_id, fut)) = title {
+        tokio::spawn(async move {
+            if let Some(name) = fut.await {
+                rename_conversation(&engine, conversation_id, name).await;
+            }
+        });
+    }
 }
 
 async fn call_model(
     engine: &Engine,
-    stream: &StreamId,
+    recorder: &mut Recorder,
     trace_id: &Option<String>,
     model: &ResolvedModel,
     request: ModelRequest,
     flag: &AtomicBool,
+    user: &str,
 ) -> Result<()> {
     let started = Instant::now();
     let request_json = serde_json::to_value(&request).unwrap_or(Value::Null);
     let prompt_text: String = request.messages.iter().map(|m| m.content.as_str()).collect::<Vec<_>>().join("\n");
-    engine
-        .append_run(
-            stream,
-            vec![Envelope::new(
-                engine.now(),
-                trace_id.clone(),
-                Event::ModelCalled {
-                    node_id: None,
-                    provider: model.provider_name.clone(),
-                    model: model.model.clone(),
-                    request: Json(request_json),
-                },
-            )],
-        )
+    recorder
+        .push(Envelope::new(
+            engine.now(),
+            trace_id.clone(),
+            Event::ModelCalled {
+                node_id: None,
+                provider: model.provider_name.clone(),
+                model: model.model.clone(),
+                request: Json(request_json),
+            },
+        ))
         .await?;
     let mut chunks = model.provider.stream(request);
     let mut answer = String::new();
     let mut reported: Option<(u64, u64)> = None;
     let mut first_token: Option<f64> = None;
-    let mut pending: Vec<PendingAppend> = Vec::new();
     let mut failure: Option<ProviderError> = None;
     let mut stopped = false;
-    while let Some(item) = chunks.next().await {
+    loop {
         if flag.load(Ordering::Acquire) {
             stopped = true;
             break;
         }
+        let Some(item) = chunks.next().await else { break };
         match item {
             Ok(ModelChunk::Text(text)) if !text.is_empty() => {
                 first_token.get_or_insert(started.elapsed().as_secs_f64());
                 answer.push_str(&text);
-                let env = Envelope::new(engine.now(), None, Event::AnswerChunk { text, from_variable_selector: None });
-                let payload = env.encode().map_err(ferrify_store::Error::from)?;
-                pending.push(engine.store().append(ferrify_store::Append::new(stream.clone(), vec![payload])));
+                recorder
+                    .push(Envelope::new(engine.now(), None, Event::AnswerChunk { text, from_variable_selector: None }))
+                    .await?;
             }
             Ok(ModelChunk::Text(_)) => {}
             Ok(ModelChunk::Usage { prompt_tokens, completion_tokens }) => {
@@ -283,11 +327,9 @@ async fn call_model(
             }
         }
     }
-    if flag.load(Ordering::Acquire) {
-        stopped = true;
-    }
-    for p in pending {
-        p.await?;
+    drop(chunks);
+    if stopped {
+        recorder.push(Envelope::new(engine.now(), None, Event::StopRequested { user: user.to_string() })).await?;
     }
     let latency = started.elapsed().as_secs_f64();
     if let Some(e) = failure {
@@ -297,7 +339,7 @@ async fn call_model(
             ProviderError::Request(_) => ("completion_request_error", 400),
         };
         let event = Event::RunFailed { code: code.into(), message: e.to_string(), status };
-        return engine.append_run(stream, vec![Envelope::new(engine.now(), trace_id.clone(), event)]).await;
+        return recorder.push(Envelope::new(engine.now(), trace_id.clone(), event)).await;
     }
     let (prompt_tokens, completion_tokens) = match reported {
         Some(r) if !stopped => r,
@@ -313,22 +355,19 @@ async fn call_model(
     };
     price_usage(&mut usage, model.price.as_ref());
     let now = engine.now();
-    engine
-        .append_run(
-            stream,
-            vec![
-                Envelope::new(
-                    now,
-                    None,
-                    Event::ModelAnswered { node_id: None, text: answer.clone(), usage: usage.clone() },
-                ),
-                Envelope::new(
-                    now,
-                    trace_id.clone(),
-                    Event::MessageEnded { answer, usage, latency: round3(latency), stopped },
-                ),
-            ],
-        )
+    recorder
+        .push(Envelope::new(
+            now,
+            None,
+            Event::ModelAnswered { node_id: None, text: answer.clone(), usage: usage.clone() },
+        ))
+        .await?;
+    recorder
+        .push(Envelope::new(
+            now,
+            trace_id.clone(),
+            Event::MessageEnded { answer, usage, latency: round3(latency), stopped },
+        ))
         .await
 }
 
@@ -375,12 +414,87 @@ impl Engine {
     }
 }
 
-/// Names a new conversation from its first query with the app's model (best effort).
-async fn name_conversation(engine: Engine, model: ResolvedModel, conversation_id: Uuid, query: String) {
-    let Some(title) = title_for(&model, &query).await else { return };
+/// Records a generated conversation name (best effort).
+async fn rename_conversation(engine: &Engine, conversation_id: Uuid, name: String) {
     let Ok(stream) = StreamId::of("conversation", conversation_id) else { return };
-    let env = Envelope::new(engine.now(), None, Event::ConversationRenamed { name: title });
+    let env = Envelope::new(engine.now(), None, Event::ConversationRenamed { name });
     if let Err(e) = engine.append_run(&stream, vec![env]).await {
         tracing::warn!("could not name conversation {conversation_id}: {e}");
     }
+}
+
+/// Where a run's events go. Streamed runs append each event as it happens
+/// (pipelined: the runner does not wait for each acknowledgement; the log
+/// keeps their order). Blocking runs buffer their events and append them as
+/// one durable batch at the end. Either way the events are folded through
+/// the wire mapping, which gives the blocking response.
+pub(crate) struct Recorder {
+    engine: Engine,
+    stream: StreamId,
+    buffer: Option<Vec<Envelope>>,
+    pending: Vec<PendingAppend>,
+    wire: WireRun,
+}
+
+impl Recorder {
+    pub(crate) fn new(engine: Engine, stream: StreamId, buffered: bool) -> Self {
+        Recorder { engine, stream, buffer: buffered.then(Vec::new), pending: Vec::new(), wire: WireRun::new() }
+    }
+
+    fn is_buffering(&self) -> bool {
+        self.buffer.is_some()
+    }
+
+    /// Records one event.
+    pub(crate) async fn push(&mut self, env: Envelope) -> Result<()> {
+        self.wire.values(&env);
+        match &mut self.buffer {
+            Some(buffer) => buffer.push(env),
+            None => {
+                let durable = env.event.is_durable();
+                let payload = env.encode().map_err(ferrify_store::Error::from)?;
+                let mut append = Append::new(self.stream.clone(), vec![payload]);
+                append.durable = durable;
+                let pending = self.engine.store().append(append);
+                if matches!(env.event, Event::RunStarted(_)) {
+                    // The stream must exist before a client subscribes to it.
+                    pending.await?;
+                } else {
+                    self.pending.push(pending);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Names the conversation a buffered `RunStarted` creates.
+    fn name_new_conversation(&mut self, name: String) {
+        if let Some(Some(first)) = self.buffer.as_mut().map(|b| b.first_mut()) {
+            if let Event::RunStarted(run) = &mut first.event {
+                if let Some(new) = run.new_conversation.as_mut() {
+                    new.name = name;
+                }
+            }
+        }
+    }
+
+    /// Writes what is buffered, waits for every append, and returns the outcome.
+    pub(crate) async fn finish(mut self) -> Result<Outcome> {
+        if let Some(buffer) = self.buffer.take() {
+            self.engine.append_run(&self.stream, buffer).await?;
+        }
+        for p in self.pending.drain(..) {
+            p.await?;
+        }
+        self.wire
+            .outcome()
+            .cloned()
+            .ok_or_else(|| EngineError::AppUnavailable("the run ended without a terminal event".into()))
+    }
+}
+
+/// An accepted run: its handle, and for blocking runs the outcome to wait for.
+pub struct Accepted {
+    pub handle: RunHandle,
+    pub outcome: Option<oneshot::Receiver<Result<Outcome>>>,
 }

@@ -19,7 +19,7 @@ use uuid::Uuid;
 
 use crate::engine::Engine;
 use crate::error::Result;
-use crate::event::{Envelope, Event};
+use crate::event::Envelope;
 
 /// Namespace of end-user ids: an end user is UUIDv5(app id ‖ user string).
 const END_USER_NAMESPACE: Uuid = Uuid::from_u128(0x6c0f_3a9e_52d4_4b8e_9d6f_0a7b_1c2d_3e4f);
@@ -55,7 +55,7 @@ impl Engine {
 
     /// Asks a chat or completion run to stop. Only the end user who started
     /// it can; anything else is silently ignored (Dify answers success either way).
-    pub async fn stop_message(&self, app_id: Uuid, task_id: Uuid, user: &str) -> Result<()> {
+    pub fn stop_message(&self, app_id: Uuid, task_id: Uuid, user: &str) -> Result<()> {
         let who = end_user_id(app_id, user);
         let flag = {
             let running = self.inner.running.lock();
@@ -64,13 +64,8 @@ impl Engine {
                 _ => None,
             }
         };
+        // The runner observes the flag and records `StopRequested` on its stream.
         if let Some(flag) = flag {
-            let stream = StreamId::of("run", task_id)?;
-            self.append_run(
-                &stream,
-                vec![Envelope::new(self.now(), None, Event::StopRequested { user: user.to_string() })],
-            )
-            .await?;
             flag.store(true, Ordering::Release);
         }
         Ok(())

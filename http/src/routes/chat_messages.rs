@@ -96,11 +96,10 @@ async fn send(
     body: Map<String, Value>,
 ) -> Result<warp::reply::Response, ApiError> {
     let req = message_request(&body, &meta)?;
-    let handle = state.engine.start_chat(&app, req.clone()).await?;
-    if req.streaming {
-        Ok(sse(&state, &handle, wants_ids(meta.accept.as_deref(), meta.last_event_id.as_deref())))
-    } else {
-        Ok(blocking(&state, &handle).await)
+    let accepted = state.engine.start_chat(&app, req.clone()).await?;
+    match accepted.outcome {
+        None => Ok(sse(&state, &accepted.handle, wants_ids(meta.accept.as_deref(), meta.last_event_id.as_deref()))),
+        Some(outcome) => Ok(blocking(outcome).await),
     }
 }
 
@@ -115,7 +114,7 @@ async fn stop(
         return Err(ferrify_engine::EngineError::NotChatApp.into());
     }
     if let Ok(task_id) = Uuid::parse_str(task.trim()) {
-        state.engine.stop_message(app.id(), task_id, &user).await?;
+        state.engine.stop_message(app.id(), task_id, &user)?;
     }
     let _ = field_string(&body, "user");
     Ok(warp::reply::json(&json!({"result": "success"})).into_response())
