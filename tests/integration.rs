@@ -8,3 +8,6 @@ mod server;
 
 // Chat and completion apps: import, keys, blocking and streaming, history, isolation, stop.
 mod chat;
+
+// The openai provider against an OpenAI-compatible upstream on loopback.
+mod openai_upstream;

@@ -4,7 +4,8 @@
 //! L <first position:be64>                 -> segment: stream, first seq, time, payloads
 //! S <stream> 0x00 <first seq:be64>        -> first position:be64 + count:be32  (stream index)
 //! K <tree> 0x00 <key>                     -> read-model value                  (projections)
-//! P <projection name>                     -> applied position:be64             (projection cursors)
+//! P                                       -> [(projection name, applied position)] (cursors)
+//! R                                       -> marker: a rebuild is in progress
 //! ```
 //!
 //! A *segment* is the run of consecutive records one group commit wrote to
@@ -57,11 +58,14 @@ pub fn kv(tree: &str, key: &[u8]) -> Vec<u8> {
     k
 }
 
-pub fn projection(name: &str) -> Vec<u8> {
-    let mut k = Vec::with_capacity(name.len() + 1);
-    k.push(PROJECTION);
-    k.extend_from_slice(name.as_bytes());
-    k
+/// The one key holding every projection's cursor (one write per commit).
+pub fn cursors() -> Vec<u8> {
+    vec![PROJECTION]
+}
+
+/// The marker of an interrupted rebuild.
+pub fn rebuilding() -> Vec<u8> {
+    vec![b'R']
 }
 
 /// The smallest key greater than every key starting with `prefix`

@@ -216,13 +216,27 @@ pub(crate) fn read_all(backend: &dyn Backend, from: Position, limit: usize) -> R
     Ok(out)
 }
 
-/// The position a projection has applied up to.
-pub(crate) fn projection_position(backend: &dyn Backend, name: &str) -> Result<Position> {
-    Ok(backend.get(&keys::projection(name))?.and_then(|v| codec::key_u64(&v)).unwrap_or(0))
+/// Every projection's applied position, from the one cursor key.
+pub(crate) fn cursors(backend: &dyn Backend) -> Result<Vec<(String, Position)>> {
+    match backend.get(&keys::cursors())? {
+        Some(v) => codec::decode(&v).map_err(|e| Error::Corrupt {
+            at: Location { stream: None, position: None },
+            reason: format!("projection cursors: {e}"),
+        }),
+        None => Ok(Vec::new()),
+    }
 }
 
-/// Key marking an interrupted rebuild: present means read models are not trustworthy.
-const REBUILDING: &str = "!rebuilding";
+/// The position a projection has applied up to.
+pub(crate) fn projection_position(backend: &dyn Backend, name: &str) -> Result<Position> {
+    Ok(cursors(backend)?.into_iter().find(|(n, _)| n == name).map(|(_, p)| p).unwrap_or(0))
+}
+
+/// The write that records every projection at `positions`.
+pub(crate) fn cursors_op(projectors: &[Arc<dyn Projector>], positions: &[Position]) -> Result<Op> {
+    let list: Vec<(&str, Position)> = projectors.iter().map(|p| p.name()).zip(positions.iter().copied()).collect();
+    Ok(Op::Put(keys::cursors(), codec::encode(&list)?))
+}
 
 /// Records per atomic batch during catch-up and rebuild.
 const CHUNK: usize = 8192;
@@ -232,45 +246,91 @@ pub(crate) fn catch_up(backend: &dyn Backend, projectors: &Arc<Vec<Arc<dyn Proje
     if projectors.is_empty() {
         return Ok(0);
     }
-    if backend.get(&keys::projection(REBUILDING))?.is_some() {
+    if backend.get(&keys::rebuilding())?.is_some() {
         tracing::warn!("an earlier rebuild was interrupted; rebuilding read models");
         return rebuild(backend, projectors, Box::new(|_, _| {}));
     }
-    let mut positions = Vec::with_capacity(projectors.len());
-    for p in projectors.iter() {
-        positions.push(projection_position(backend, p.name())?);
-    }
+    let stored = cursors(backend)?;
+    let mut positions: Vec<Position> = projectors
+        .iter()
+        .map(|p| stored.iter().find(|(n, _)| n == p.name()).map(|(_, pos)| *pos).unwrap_or(0))
+        .collect();
     let from = positions.iter().copied().min().unwrap_or(0);
     apply_from(backend, projectors, &mut positions, from, &mut |_, _| {})
 }
 
-/// Clears every read model and re-applies the whole log. Returns the records applied.
+/// Recomputes every read model from the whole log and writes only what
+/// differs from the stored trees. Returns the records applied.
+///
+/// The new read models are folded in memory from an empty state (so stale
+/// values cannot leak in), then compared with the stored ones: a rebuild of
+/// consistent read models writes nothing but the cursors. A marker key makes
+/// an interrupted rebuild start over on the next open.
 pub(crate) fn rebuild(
     backend: &dyn Backend,
     projectors: &Arc<Vec<Arc<dyn Projector>>>,
     mut progress: Progress,
 ) -> Result<u64> {
-    backend.commit(vec![Op::Put(keys::projection(REBUILDING), vec![1])])?;
-    // Clear projection cursors and read-model trees, in chunks.
-    for prefix in [vec![keys::KV], vec![keys::PROJECTION]] {
-        let end = keys::prefix_end(&prefix);
-        loop {
-            let pairs = backend.scan(&prefix, end.as_deref(), CHUNK, false)?;
-            let ops: Vec<Op> = pairs
-                .into_iter()
-                .filter(|(k, _)| *k != keys::projection(REBUILDING))
-                .map(|(k, _)| Op::Delete(k))
-                .collect();
-            if ops.is_empty() {
-                break;
+    backend.commit(vec![Op::Put(keys::rebuilding(), vec![1])])?;
+    let total = last_position(backend)?;
+    let empty = crate::backend::memory::MemoryBackend::new();
+    let mut models = Overlay::new();
+    let mut next = 1;
+    let mut applied = 0u64;
+    progress(0, total);
+    loop {
+        let records = read_all(backend, next, CHUNK)?;
+        let Some(last) = records.last().map(|r| r.position) else { break };
+        let mut txn = KvTxn::new(&empty, &models);
+        for record in &records {
+            for p in projectors.iter() {
+                p.apply(record, &mut txn).map_err(|e| projection_error(p.name(), record, e))?;
             }
-            backend.commit(ops)?;
+        }
+        let writes = txn.into_writes();
+        models.extend(writes);
+        applied += records.len() as u64;
+        progress(applied, total);
+        next = last + 1;
+    }
+    // Diff the stored trees against the recomputed ones.
+    let prefix = [keys::KV];
+    let end = keys::prefix_end(&prefix);
+    let mut start = prefix.to_vec();
+    let mut ops = Vec::new();
+    loop {
+        let pairs = backend.scan(&start, end.as_deref(), CHUNK, false)?;
+        let Some((last, _)) = pairs.last() else { break };
+        let mut after = last.clone();
+        after.push(0);
+        let full = pairs.len() == CHUNK;
+        for (k, v) in pairs {
+            match models.remove(&k) {
+                Some(Some(new)) if new == v => {}
+                Some(Some(new)) => ops.push(Op::Put(k, new)),
+                Some(None) | None => ops.push(Op::Delete(k)),
+            }
+            if ops.len() >= CHUNK {
+                backend.commit(std::mem::take(&mut ops))?;
+            }
+        }
+        if !full {
+            break;
+        }
+        start = after;
+    }
+    for (k, v) in models {
+        if let Some(v) = v {
+            ops.push(Op::Put(k, v));
+            if ops.len() >= CHUNK {
+                backend.commit(std::mem::take(&mut ops))?;
+            }
         }
     }
-    let mut positions = vec![0; projectors.len()];
-    let n = apply_from(backend, projectors, &mut positions, 0, &mut progress)?;
-    backend.commit(vec![Op::Delete(keys::projection(REBUILDING))])?;
-    Ok(n)
+    ops.push(cursors_op(projectors, &vec![total; projectors.len()])?);
+    ops.push(Op::Delete(keys::rebuilding()));
+    backend.commit(ops)?;
+    Ok(applied)
 }
 
 fn apply_from(
@@ -306,10 +366,10 @@ fn apply_from(
                 None => Op::Delete(k),
             })
             .collect();
-        for (p, pos) in projectors.iter().zip(positions.iter_mut()) {
+        for pos in positions.iter_mut() {
             *pos = (*pos).max(last);
-            ops.push(Op::Put(keys::projection(p.name()), codec::u64_key(*pos).to_vec()));
         }
+        ops.push(cursors_op(projectors, positions)?);
         backend.commit(ops)?;
         applied += records.len() as u64;
         progress(applied, total.saturating_sub(from));

@@ -30,7 +30,7 @@ use crate::kv::{projection_error, KvTxn, Overlay, Projector};
 use crate::notify::Notifier;
 use crate::record::{Append, Appended, Expected, Position, Record, Seq, StreamId};
 use crate::stats::Stats;
-use crate::{codec, keys, reader};
+use crate::{keys, reader};
 
 /// Progress callback of a rebuild: `(done, total)` records.
 pub type Progress = Box<dyn FnMut(u64, u64) + Send>;
@@ -250,8 +250,15 @@ impl Writer {
             }
         }
         let last_position = position - 1;
-        for p in self.projectors.iter() {
-            ops.push(Op::Put(keys::projection(p.name()), codec::u64_key(last_position).to_vec()));
+        if !self.projectors.is_empty() {
+            match reader::cursors_op(&self.projectors, &vec![last_position; self.projectors.len()]) {
+                Ok(op) => ops.push(op),
+                Err(e) => {
+                    self.fail_all(staged, &e);
+                    self.reload();
+                    return;
+                }
+            }
         }
         ops.extend(overlay.into_iter().map(|(k, v)| match v {
             Some(v) => Op::Put(k, v),

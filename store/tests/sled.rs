@@ -120,3 +120,30 @@ fn corrupt_record_is_a_typed_error() {
         Ok(_) => panic!("opened a corrupt log with a projection"),
     }
 }
+
+#[test]
+fn rebuild_removes_stale_and_repairs_damaged_read_models() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let store = open_in(dir.path(), counter());
+        for i in 0..20 {
+            let s = StreamId::new(format!("run/{}", i % 2)).unwrap();
+            store.append(Append::new(s, vec![b"x".to_vec()])).wait().unwrap();
+        }
+        store.close().unwrap();
+    }
+    {
+        // Damage the read models behind the store's back: a stale key and a wrong count.
+        let db = sled::open(dir.path().join("db")).unwrap();
+        db.insert(b"Kcounts\0run/ghost", b"99".to_vec()).unwrap();
+        db.insert(b"Kcounts\0run/0", b"1234".to_vec()).unwrap();
+        db.flush().unwrap();
+    }
+    let store = open_in(dir.path(), counter());
+    assert_eq!(store.get_json::<u64>("counts", b"run/ghost").unwrap(), Some(99));
+    store.rebuild(Box::new(|_, _| {})).unwrap();
+    assert_eq!(store.get("counts", b"run/ghost").unwrap(), None);
+    assert_eq!(store.get_json::<u64>("counts", b"run/0").unwrap(), Some(10));
+    assert_eq!(store.get_json::<u64>("counts", b"run/1").unwrap(), Some(10));
+    assert_eq!(store.projection_position("counter").unwrap(), 20);
+}

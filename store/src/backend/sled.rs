@@ -14,14 +14,28 @@ pub struct SledBackend {
 
 impl SledBackend {
     /// Opens (or creates) the sled database in `dir`.
+    ///
+    /// The caller holds the data directory's own lock, so a sled lock conflict
+    /// can only be this process's previous handle whose I/O threads are still
+    /// finishing: that is retried for a moment.
     pub fn open(dir: &Path, cache_bytes: u64) -> Result<Self> {
-        let db = sled::Config::new()
-            .path(dir)
-            .cache_capacity(cache_bytes)
-            .flush_every_ms(None)
-            .mode(sled::Mode::HighThroughput)
-            .open()?;
-        Ok(SledBackend { db })
+        let mut attempts = 0;
+        loop {
+            let opened = sled::Config::new()
+                .path(dir)
+                .cache_capacity(cache_bytes)
+                .flush_every_ms(None)
+                .mode(sled::Mode::HighThroughput)
+                .open();
+            match opened {
+                Ok(db) => return Ok(SledBackend { db }),
+                Err(e) if attempts < 100 && e.to_string().contains("could not acquire lock") => {
+                    attempts += 1;
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
     }
 }
 
