@@ -9,6 +9,8 @@
 //!                                               │ ack non-durable appends
 //!                                               │ fsync once if any append was durable
 //!                                               ▼ ack durable appends
+//!                                  syncer thread: fsync non-durable commits within
+//!                                                 `flush_interval`, serve flush()
 //! ```
 //!
 //! Group commit: while the writer fsyncs, new appends queue in the channel and
@@ -68,15 +70,14 @@ pub(crate) struct Staged {
 pub(crate) enum SyncJob {
     /// Non-durable appends were committed at this instant: fsync within the flush interval.
     Dirty(Instant),
-    /// Durable appends committed before this job was sent: ack after the next fsync.
-    Acks(Vec<Staged>),
     /// An explicit flush.
     Flush(oneshot::Sender<Result<()>>),
 }
 
-/// The syncer: fsyncs on behalf of the writer, so the writer can commit the
-/// next group while the previous one is being made durable. Every job it
+/// The syncer: makes non-durable appends durable within the flush interval
+/// (and serves explicit flushes) without blocking the writer. Every job it
 /// receives was sent after its commit, so the fsync it starts next covers it.
+/// Durable appends are fsynced by the writer itself (see `commit_appends`).
 struct Syncer {
     backend: Arc<dyn Backend>,
     stats: Arc<Stats>,
@@ -98,17 +99,12 @@ impl Syncer {
                     Err(_) => break,
                 },
             };
-            let mut acks = Vec::new();
             let mut flushes = Vec::new();
             let mut must_sync = first.is_none(); // the flush interval elapsed
             for job in first.into_iter().chain(std::iter::from_fn(|| rx.try_recv().ok())) {
                 match job {
                     SyncJob::Dirty(at) => {
                         dirty_since.get_or_insert(at);
-                    }
-                    SyncJob::Acks(a) => {
-                        acks.extend(a);
-                        must_sync = true;
                     }
                     SyncJob::Flush(ack) => {
                         flushes.push(ack);
@@ -124,12 +120,6 @@ impl Syncer {
             dirty_since = None;
             if let Err(e) = &result {
                 tracing::error!("fsync failed: {e}");
-            }
-            for s in acks {
-                let _ = s.ack.send(match &result {
-                    Ok(()) => Ok(s.appended),
-                    Err(e) => Err(Error::Io(e.to_string())),
-                });
             }
             for f in flushes {
                 let _ = f.send(result.as_ref().map(|_| ()).map_err(|e| Error::Io(e.to_string())));
@@ -180,12 +170,6 @@ impl Writer {
                 // The syncer is gone: fsync here instead.
                 let result = self.backend.sync();
                 match job {
-                    SyncJob::Acks(acks) => {
-                        for s in acks {
-                            let _ =
-                                s.ack.send(result.as_ref().map(|_| s.appended).map_err(|e| Error::Io(e.to_string())));
-                        }
-                    }
                     SyncJob::Flush(ack) => {
                         let _ = ack.send(result.map_err(|e| Error::Io(e.to_string())));
                     }
@@ -293,7 +277,17 @@ impl Writer {
             return;
         }
         self.stats.durable_appends.fetch_add(durable.len() as u64, Relaxed);
-        self.to_syncer(SyncJob::Acks(durable));
+        // Durable appends are fsynced here, inline: while this fsync runs, the
+        // next appends queue up and the next round commits them together, which
+        // keeps groups (and so appends per fsync) as large as possible.
+        let result = self.backend.sync();
+        self.stats.fsyncs.fetch_add(1, Relaxed);
+        for s in durable {
+            let _ = s.ack.send(match &result {
+                Ok(()) => Ok(s.appended),
+                Err(e) => Err(Error::Io(e.to_string())),
+            });
+        }
     }
 
     /// Validates one append and stages its records and read-model updates.
