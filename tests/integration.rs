@@ -11,3 +11,6 @@ mod chat;
 
 // The openai provider against an OpenAI-compatible upstream on loopback.
 mod openai_upstream;
+
+// The official Dify Python SDK against the real server.
+mod sdk;

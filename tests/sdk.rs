@@ -1,0 +1,38 @@
+//! The official Dify Python SDK (`dify-client` from PyPI) works against
+//! ferrify unmodified. `.ci/run` installs the SDK and sets
+//! `FERRIFY_REQUIRE_SDK=1`, so there a missing SDK fails the test; elsewhere
+//! the test says loudly that it did not run.
+
+use std::process::Command;
+
+use crate::common::Server;
+
+#[tokio::test]
+async fn official_python_sdk() {
+    let has_sdk = Command::new("python3")
+        .args(["-c", "import dify_client"])
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false);
+    if !has_sdk {
+        if std::env::var_os("FERRIFY_REQUIRE_SDK").is_some() {
+            panic!("the Dify Python SDK is not installed (pip install dify-client==0.1.10)");
+        }
+        eprintln!("\n*** SKIPPED official_python_sdk: `pip install dify-client==0.1.10` to run it ***\n");
+        return;
+    }
+    let s = Server::start(&["--no-demo", "--model-override", "builtin/echo"]);
+    let chat = s.app("chat-echo.yml").await;
+    let completion = s.app("completion-echo.yml").await;
+    let script = format!("{}/tests/sdk/python_sdk.py", env!("CARGO_MANIFEST_DIR"));
+    let base = s.url("");
+    let out = tokio::task::spawn_blocking(move || {
+        Command::new("python3").arg(script).args([&base, &chat, &completion]).env("NO_PROXY", "127.0.0.1").output()
+    })
+    .await
+    .unwrap()
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("python sdk: all ok"), "{stdout}");
+}
