@@ -1,0 +1,149 @@
+//! Load: N concurrent SSE streams of the builtin `lorem` model (50 words,
+//! `pace_ms` 20) against the real server binary on loopback. Reports the
+//! added delay per token (gap between two `message` frames minus the pace),
+//! time to first frame, and the server's resident memory per open stream.
+//!
+//!     cargo bench --bench streams                 # 1,000 streams
+//!     STREAMS=200 cargo bench --bench streams
+
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+const PACE_MS: u64 = 20;
+const WORDS: u64 = 50;
+
+fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:").map(|v| v.trim().trim_end_matches(" kB").trim().parse().unwrap_or(0)))
+        .unwrap_or(0)
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    sorted[((sorted.len() - 1) as f64 * p).round() as usize]
+}
+
+#[tokio::main]
+async fn main() {
+    let n: usize = std::env::var("STREAMS").ok().and_then(|s| s.parse().ok()).unwrap_or(1000);
+    let dir = tempfile::tempdir().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let mut server = Command::new(env!("CARGO_BIN_EXE_ferrify"))
+        .args(["serve", "--no-demo", "--admin-token", "bench", "--addr", &format!("127.0.0.1:{port}"), "--data"])
+        .arg(dir.path())
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let base = format!("http://127.0.0.1:{port}");
+    let client = reqwest::Client::builder().no_proxy().pool_max_idle_per_host(n).build().unwrap();
+    let started = Instant::now();
+    while client.get(format!("{base}/health")).send().await.is_err() {
+        assert!(started.elapsed() < Duration::from_secs(20), "server did not start");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let yaml = format!(
+        "app: {{mode: chat, name: lorem}}\nmodel_config:\n  model: {{provider: builtin, name: lorem, mode: chat, completion_params: {{max_tokens: {WORDS}, pace_ms: {PACE_MS}}}}}\n"
+    );
+    let imported: Value = client
+        .post(format!("{base}/console/api/apps/imports"))
+        .bearer_auth("bench")
+        .json(&json!({"mode": "yaml-content", "yaml_content": yaml}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let app = imported["app_id"].as_str().unwrap().to_string();
+    let key: Value = client
+        .post(format!("{base}/console/api/apps/{app}/api-keys"))
+        .bearer_auth("bench")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let key = key["token"].as_str().unwrap().to_string();
+    let idle_rss = rss_kib(server.id());
+
+    let t0 = Instant::now();
+    let mut tasks = Vec::with_capacity(n);
+    for i in 0..n {
+        let (client, base, key) = (client.clone(), base.clone(), key.clone());
+        tasks.push(tokio::spawn(async move {
+            let sent = Instant::now();
+            let mut r = client
+                .post(format!("{base}/v1/chat-messages"))
+                .bearer_auth(key)
+                .json(&json!({"query": "go", "inputs": {}, "user": format!("u{i}"), "response_mode": "streaming"}))
+                .send()
+                .await
+                .ok()?;
+            let mut arrivals = Vec::with_capacity(WORDS as usize);
+            let mut buf = String::new();
+            let mut ended = false;
+            while let Ok(Some(chunk)) = r.chunk().await {
+                let now = Instant::now();
+                buf.push_str(&String::from_utf8_lossy(&chunk));
+                while let Some(end) = buf.find("\n\n") {
+                    let frame: String = buf.drain(..end + 2).collect();
+                    if frame.contains("\"event\":\"message\"") {
+                        arrivals.push(now);
+                    } else if frame.contains("\"event\":\"message_end\"") {
+                        ended = true;
+                    }
+                }
+            }
+            Some((sent, arrivals, ended))
+        }));
+    }
+    // Sample the server's memory while every stream is open (streams last ~1 s).
+    let mut peak_rss = idle_rss;
+    let sampler_pid = server.id();
+    while t0.elapsed() < Duration::from_millis(PACE_MS * WORDS * 2) {
+        peak_rss = peak_rss.max(rss_kib(sampler_pid));
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    let mut gaps = Vec::new();
+    let mut first = Vec::new();
+    let (mut complete, mut words) = (0, 0usize);
+    for t in tasks {
+        let Some((sent, arrivals, ended)) = t.await.unwrap() else { continue };
+        if ended && arrivals.len() as u64 == WORDS {
+            complete += 1;
+        }
+        words += arrivals.len();
+        if let Some(f) = arrivals.first() {
+            first.push(f.duration_since(sent).as_secs_f64() * 1000.0);
+        }
+        for w in arrivals.windows(2) {
+            gaps.push((w[1].duration_since(w[0]).as_secs_f64() * 1000.0 - PACE_MS as f64).max(0.0));
+        }
+    }
+    let wall = t0.elapsed();
+    gaps.sort_by(|a, b| a.total_cmp(b));
+    first.sort_by(|a, b| a.total_cmp(b));
+    println!("streams: {n} × {WORDS} words at {PACE_MS} ms; completed {complete}/{n}; {words} message frames in {wall:.2?}");
+    println!(
+        "added delay per token: p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
+        percentile(&gaps, 0.5),
+        percentile(&gaps, 0.99),
+        gaps.last().copied().unwrap_or(0.0)
+    );
+    println!("time to first frame: p50 {:.1} ms, p99 {:.1} ms", percentile(&first, 0.5), percentile(&first, 0.99));
+    println!(
+        "server RSS: idle {idle_rss} KiB, peak {peak_rss} KiB, {:.1} KiB per open stream",
+        (peak_rss.saturating_sub(idle_rss)) as f64 / n as f64
+    );
+    let _ = server.kill();
+    let _ = server.wait();
+}
