@@ -63,6 +63,16 @@ fn scalar_string(k: &serde_yaml_ng::Value) -> String {
     }
 }
 
+/// `str_of`, with a default for absent or empty values.
+fn str_or(v: Option<&Value>, default: &str) -> String {
+    let s = str_of(v);
+    if s.is_empty() {
+        default.to_string()
+    } else {
+        s
+    }
+}
+
 fn str_of(v: Option<&Value>) -> String {
     match v {
         Some(Value::String(s)) => s.clone(),
@@ -126,30 +136,9 @@ pub fn parse_dsl(text: &str) -> Result<AppSpec, DslError> {
         name: if name.is_empty() { "Untitled".into() } else { name },
         mode,
         description: str_of(app.get("description")),
-        icon: {
-            let i = str_of(app.get("icon"));
-            if i.is_empty() {
-                "🤖".into()
-            } else {
-                i
-            }
-        },
-        icon_type: {
-            let t = str_of(app.get("icon_type"));
-            if t.is_empty() {
-                "emoji".into()
-            } else {
-                t
-            }
-        },
-        icon_background: {
-            let b = str_of(app.get("icon_background"));
-            if b.is_empty() {
-                "#FFEAD5".into()
-            } else {
-                b
-            }
-        },
+        icon: str_or(app.get("icon"), "🤖"),
+        icon_type: str_or(app.get("icon_type"), "emoji"),
+        icon_background: str_or(app.get("icon_background"), "#FFEAD5"),
         use_icon_as_answer_icon: app.get("use_icon_as_answer_icon").and_then(Value::as_bool).unwrap_or(false),
         model_config: None,
         workflow: None,
@@ -177,25 +166,11 @@ pub fn parse_dsl(text: &str) -> Result<AppSpec, DslError> {
                 model: ModelSpec {
                     provider,
                     name: model_name,
-                    mode: {
-                        let m = str_of(model.get("mode"));
-                        if m.is_empty() {
-                            "chat".into()
-                        } else {
-                            m
-                        }
-                    },
+                    mode: str_or(model.get("mode"), "chat"),
                     completion_params: model.get("completion_params").cloned().unwrap_or(Value::Object(Map::new())),
                 },
                 pre_prompt: str_of(mc.get("pre_prompt")),
-                prompt_type: {
-                    let p = str_of(mc.get("prompt_type"));
-                    if p.is_empty() {
-                        "simple".into()
-                    } else {
-                        p
-                    }
-                },
+                prompt_type: str_or(mc.get("prompt_type"), "simple"),
                 chat_prompt_config: mc.get("chat_prompt_config").cloned().unwrap_or(Value::Null),
                 completion_prompt_config: mc.get("completion_prompt_config").cloned().unwrap_or(Value::Null),
                 dataset_query_variable: str_of(mc.get("dataset_query_variable")),

@@ -4,7 +4,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use ferrify_engine::apps::LoadedApp;
-use ferrify_engine::runner::easy::MessageRequest;
+use ferrify_engine::runner::easy::{Accepted, MessageRequest};
 use serde_json::{json, Map, Value};
 use uuid::Uuid;
 use warp::{Filter, Reply};
@@ -96,10 +96,15 @@ async fn send(
     body: Map<String, Value>,
 ) -> Result<warp::reply::Response, ApiError> {
     let req = message_request(&body, &meta)?;
-    let accepted = state.engine.start_chat(&app, req.clone()).await?;
+    let accepted = state.engine.start_chat(&app, req).await?;
+    Ok(reply(&state, &meta, accepted).await)
+}
+
+/// Answers an accepted run: its SSE stream, or the blocking body once it ends.
+pub async fn reply(state: &State, meta: &RequestMeta, accepted: Accepted) -> warp::reply::Response {
     match accepted.outcome {
-        None => Ok(sse(&state, &accepted.handle, wants_ids(meta.accept.as_deref(), meta.last_event_id.as_deref()))),
-        Some(outcome) => Ok(blocking(outcome).await),
+        None => sse(state, &accepted.handle, wants_ids(meta.accept.as_deref(), meta.last_event_id.as_deref())),
+        Some(outcome) => blocking(outcome).await,
     }
 }
 

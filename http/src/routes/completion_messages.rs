@@ -9,12 +9,11 @@ use serde_json::{json, Map, Value};
 use uuid::Uuid;
 use warp::{Filter, Reply};
 
-use super::chat_messages::{message_request, request_meta, RequestMeta};
+use super::chat_messages::{message_request, reply, request_meta, RequestMeta};
 use super::{respond, with_state};
 use crate::auth::app_key;
 use crate::error::ApiError;
 use crate::request::{json_body, required_user};
-use crate::stream::{blocking, sse, wants_ids};
 use crate::State;
 
 pub fn routes(state: State) -> impl Filter<Extract = (warp::reply::Response,), Error = warp::Rejection> + Clone {
@@ -45,11 +44,8 @@ async fn send(
     body: Map<String, Value>,
 ) -> Result<warp::reply::Response, ApiError> {
     let req = message_request(&body, &meta)?;
-    let accepted = state.engine.start_completion(&app, req.clone()).await?;
-    match accepted.outcome {
-        None => Ok(sse(&state, &accepted.handle, wants_ids(meta.accept.as_deref(), meta.last_event_id.as_deref()))),
-        Some(outcome) => Ok(blocking(outcome).await),
-    }
+    let accepted = state.engine.start_completion(&app, req).await?;
+    Ok(reply(&state, &meta, accepted).await)
 }
 
 async fn stop(
