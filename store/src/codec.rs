@@ -81,6 +81,27 @@ pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, CodecError> {
     }
 }
 
+/// Decodes a value written by [`encode`], borrowing strings and byte slices
+/// from `bytes` instead of allocating them.
+pub fn decode_borrowed<'a, T: serde::Deserialize<'a>>(bytes: &'a [u8]) -> Result<T, CodecError> {
+    let (&magic, rest) = bytes.split_first().ok_or(CodecError::Empty)?;
+    if magic != MAGIC {
+        return Err(CodecError::BadMagic(magic));
+    }
+    let (&version, body) = rest.split_first().ok_or(CodecError::Empty)?;
+    match version {
+        1 => {
+            let (value, used) = bincode::serde::borrow_decode_from_slice(body, config())
+                .map_err(|e| CodecError::Decode(e.to_string()))?;
+            if used != body.len() {
+                return Err(CodecError::Trailing(body.len() - used));
+            }
+            Ok(value)
+        }
+        v => Err(CodecError::UnknownVersion(v)),
+    }
+}
+
 /// Encodes a read-model value as JSON.
 pub fn to_json<T: Serialize>(value: &T) -> Result<Vec<u8>, CodecError> {
     serde_json::to_vec(value).map_err(|e| CodecError::Encode(e.to_string()))

@@ -1,17 +1,19 @@
 //! The key layout shared by every backend: one ordered keyspace.
 //!
 //! ```text
-//! L <first position:be64>                 -> segment: stream, first seq, time, payloads
-//! S <stream> 0x00 <first seq:be64>        -> first position:be64 + count:be32  (stream index)
+//! L <first position:be64>                 -> group: time, segments [(stream, first seq, payloads)]
+//! S <stream> 0x00 <first seq:be64>        -> group position:be64 + segment:be32 + count:be32
 //! K <tree> 0x00 <key>                     -> read-model value                  (projections)
 //! P                                       -> [(projection name, applied position)] (cursors)
 //! R                                       -> marker: a rebuild is in progress
 //! ```
 //!
-//! A *segment* is the run of consecutive records one group commit wrote to
-//! one stream: it has consecutive positions and consecutive sequence numbers,
-//! so one `L` value and one `S` entry describe many records (a token stream
-//! appended one chunk at a time still lands as one segment per commit).
+//! A *group* is everything one group commit wrote: one `L` value. Inside it,
+//! a *segment* is the run of consecutive records of one stream (consecutive
+//! positions and sequence numbers), with one `S` entry pointing at it. So a
+//! commit costs one log key plus one index key per stream it touched, however
+//! many records it holds (a token stream appended one chunk at a time still
+//! lands as one segment per commit).
 //!
 //! Segments, their stream index, the read-model updates they cause and the
 //! projection cursors are written in one atomic backend batch.

@@ -12,74 +12,129 @@ use crate::kv::{projection_error, KvTxn, Overlay, Projector};
 use crate::record::{Position, Record, Seq, StreamId};
 use crate::writer::Progress;
 
-/// How a segment sits in the `L` keyspace (its first position is the key).
+/// One group commit's records as they sit under `L<first position>`: the
+/// segments (runs of one stream) in position order, each with its payloads
+/// kept as one encoded blob so a reader decodes only the segment it wants.
+#[derive(Serialize)]
+struct GroupRef<'a> {
+    at: i64,
+    segments: Vec<SegmentRef<'a>>,
+}
+
 #[derive(Serialize)]
 struct SegmentRef<'a> {
     stream: &'a str,
     first_seq: u64,
-    at: i64,
-    payloads: Vec<&'a serde_bytes::Bytes>,
+    count: u32,
+    #[serde(with = "serde_bytes")]
+    payloads: &'a [u8],
 }
 
 #[derive(Deserialize)]
-struct StoredSegment {
-    stream: String,
-    first_seq: u64,
+struct GroupView<'a> {
     at: i64,
-    payloads: Vec<serde_bytes::ByteBuf>,
+    #[serde(borrow)]
+    segments: Vec<SegmentView<'a>>,
 }
 
-/// Encodes consecutive records of one stream (consecutive seqs and positions) as one segment.
-pub(crate) fn encode_segment(records: &[Record]) -> Result<Vec<u8>> {
-    let first = records.first().ok_or_else(|| Error::Invalid("empty segment".into()))?;
-    Ok(codec::encode(&SegmentRef {
-        stream: first.stream.as_str(),
-        first_seq: first.seq,
-        at: first.at,
-        payloads: records.iter().map(|r| serde_bytes::Bytes::new(&r.payload)).collect(),
-    })?)
+#[derive(Deserialize)]
+struct SegmentView<'a> {
+    stream: &'a str,
+    first_seq: u64,
+    count: u32,
+    #[serde(with = "serde_bytes")]
+    payloads: &'a [u8],
 }
 
-/// The value of a stream-index entry.
-pub(crate) fn index_value(first_position: Position, count: u32) -> Vec<u8> {
-    let mut v = codec::u64_key(first_position).to_vec();
+/// Encodes the segments of one group commit (consecutive positions, the
+/// first segment's first record at the group's first position).
+pub(crate) fn encode_group(segments: &[Vec<Record>]) -> Result<Vec<u8>> {
+    let mut blobs = Vec::with_capacity(segments.len());
+    for records in segments {
+        let payloads: Vec<&serde_bytes::Bytes> = records.iter().map(|r| serde_bytes::Bytes::new(&r.payload)).collect();
+        blobs.push(codec::encode(&payloads)?);
+    }
+    let at = segments.first().and_then(|s| s.first()).map(|r| r.at).unwrap_or(0);
+    let group = GroupRef {
+        at,
+        segments: segments
+            .iter()
+            .zip(&blobs)
+            .filter_map(|(records, blob)| {
+                let first = records.first()?;
+                Some(SegmentRef { stream: first.stream.as_str(), first_seq: first.seq, count: records.len() as u32, payloads: blob })
+            })
+            .collect(),
+    };
+    Ok(codec::encode(&group)?)
+}
+
+/// The value of a stream-index entry: the group's first position, the
+/// segment's index in it, its record count.
+pub(crate) fn index_value(group_position: Position, segment: u32, count: u32) -> Vec<u8> {
+    let mut v = codec::u64_key(group_position).to_vec();
+    v.extend_from_slice(&segment.to_be_bytes());
     v.extend_from_slice(&count.to_be_bytes());
     v
 }
 
-fn parse_index_value(v: &[u8]) -> Option<(Position, u64)> {
-    if v.len() != 12 {
+fn parse_index_value(v: &[u8]) -> Option<(Position, usize, u64)> {
+    if v.len() != 16 {
         return None;
     }
     let pos = codec::key_u64(&v[..8])?;
-    let count = u32::from_be_bytes(v[8..].try_into().ok()?) as u64;
-    Some((pos, count))
+    let segment = u32::from_be_bytes(v[8..12].try_into().ok()?) as usize;
+    let count = u32::from_be_bytes(v[12..].try_into().ok()?) as u64;
+    Some((pos, segment, count))
 }
 
-/// Decodes the segment stored at `position`; a bad segment is a typed error
-/// naming where it is, never a panic.
-pub(crate) fn decode_segment(position: Position, bytes: &[u8]) -> Result<Vec<Record>> {
-    let corrupt = |reason: String, stream: Option<String>| Error::Corrupt {
-        at: Location { stream, position: Some(position) },
-        reason,
-    };
-    let seg: StoredSegment = codec::decode(bytes).map_err(|e| corrupt(e.to_string(), None))?;
-    let stream = StreamId::new(seg.stream.clone()).map_err(|e| corrupt(e.to_string(), Some(seg.stream.clone())))?;
-    if seg.payloads.is_empty() || seg.first_seq == 0 {
-        return Err(corrupt("empty segment".into(), Some(seg.stream)));
+fn corrupt_at(position: Position, stream: Option<String>, reason: String) -> Error {
+    Error::Corrupt { at: Location { stream, position: Some(position) }, reason }
+}
+
+fn view(position: Position, bytes: &[u8]) -> Result<GroupView<'_>> {
+    let group: GroupView = codec::decode_borrowed(bytes).map_err(|e| corrupt_at(position, None, e.to_string()))?;
+    if group.segments.is_empty() {
+        return Err(corrupt_at(position, None, "empty group".into()));
     }
-    Ok(seg
-        .payloads
+    Ok(group)
+}
+
+/// The records of segment `index` of the group stored at `position`.
+fn segment_records(position: Position, group: &GroupView<'_>, index: usize) -> Result<Vec<Record>> {
+    let skip: u64 = group.segments.iter().take(index).map(|s| s.count as u64).sum();
+    let seg = group.segments.get(index).ok_or_else(|| corrupt_at(position, None, format!("no segment {index}")))?;
+    let stream = StreamId::new(seg.stream).map_err(|e| corrupt_at(position, Some(seg.stream.to_string()), e.to_string()))?;
+    let payloads: Vec<&[u8]> = codec::decode_borrowed::<Vec<&serde_bytes::Bytes>>(seg.payloads)
+        .map_err(|e| corrupt_at(position, Some(seg.stream.to_string()), e.to_string()))?
+        .into_iter()
+        .map(|b| &**b)
+        .collect();
+    if payloads.len() != seg.count as usize || seg.first_seq == 0 {
+        return Err(corrupt_at(position, Some(seg.stream.to_string()), "segment count disagrees".into()));
+    }
+    Ok(payloads
         .into_iter()
         .enumerate()
         .map(|(i, p)| Record {
             stream: stream.clone(),
             seq: seg.first_seq + i as u64,
-            position: position + i as u64,
-            at: seg.at,
-            payload: p.into_vec(),
+            position: position + skip + i as u64,
+            at: group.at,
+            payload: p.to_vec(),
         })
         .collect())
+}
+
+/// Every record of the group stored at `position`; a bad group is a typed
+/// error naming where it is, never a panic.
+pub(crate) fn decode_group(position: Position, bytes: &[u8]) -> Result<Vec<Record>> {
+    let group = view(position, bytes)?;
+    let mut out = Vec::new();
+    for i in 0..group.segments.len() {
+        out.extend(segment_records(position, &group, i)?);
+    }
+    Ok(out)
 }
 
 fn corrupt_index(stream: &StreamId) -> Error {
@@ -100,15 +155,15 @@ pub(crate) fn stream_head(backend: &dyn Backend, stream: &StreamId) -> Result<Se
     match backend.scan(&prefix, end.as_deref(), 1, true)?.pop() {
         Some((k, v)) => {
             let first = codec::key_u64(&k[prefix.len()..]).ok_or_else(|| corrupt_index(stream))?;
-            let (_, count) = parse_index_value(&v).ok_or_else(|| corrupt_index(stream))?;
+            let (_, _, count) = parse_index_value(&v).ok_or_else(|| corrupt_index(stream))?;
             Ok(first + count - 1)
         }
         None => Ok(0),
     }
 }
 
-/// The segment with the greatest first position `<= position`, if any.
-fn segment_at_or_before(backend: &dyn Backend, position: Position) -> Result<Option<Vec<Record>>> {
+/// The records of the group with the greatest first position `<= position`, if any.
+fn group_at_or_before(backend: &dyn Backend, position: Position) -> Result<Option<Vec<Record>>> {
     let end = keys::log(position.saturating_add(1));
     match backend.scan(&[keys::LOG], Some(&end), 1, true)?.pop() {
         Some((k, v)) => {
@@ -116,7 +171,7 @@ fn segment_at_or_before(backend: &dyn Backend, position: Position) -> Result<Opt
                 at: Location { stream: None, position: None },
                 reason: "malformed log key".into(),
             })?;
-            Ok(Some(decode_segment(first, &v)?))
+            Ok(Some(decode_group(first, &v)?))
         }
         None => Ok(None),
     }
@@ -124,7 +179,7 @@ fn segment_at_or_before(backend: &dyn Backend, position: Position) -> Result<Opt
 
 /// The last global position (0 when the log is empty).
 pub(crate) fn last_position(backend: &dyn Backend) -> Result<Position> {
-    Ok(segment_at_or_before(backend, u64::MAX - 1)?.and_then(|s| s.last().map(|r| r.position)).unwrap_or(0))
+    Ok(group_at_or_before(backend, u64::MAX - 1)?.and_then(|s| s.last().map(|r| r.position)).unwrap_or(0))
 }
 
 /// Index entries fetched per scan while reading.
@@ -149,15 +204,15 @@ pub(crate) fn read_stream(backend: &dyn Backend, stream: &StreamId, from: Seq, l
         let full_page = entries.len() == INDEX_PAGE;
         for (k, v) in entries {
             let first_seq = codec::key_u64(&k[prefix.len()..]).ok_or_else(|| corrupt_index(stream))?;
-            let (position, count) = parse_index_value(&v).ok_or_else(|| corrupt_index(stream))?;
+            let (position, index, count) = parse_index_value(&v).ok_or_else(|| corrupt_index(stream))?;
             if first_seq + count <= from {
                 continue;
             }
             let bytes = backend.get(&keys::log(position))?.ok_or_else(|| Error::Corrupt {
                 at: Location { stream: Some(stream.to_string()), position: Some(position) },
-                reason: format!("seq {first_seq} points at a missing segment"),
+                reason: format!("seq {first_seq} points at a missing group"),
             })?;
-            let records = decode_segment(position, &bytes)?;
+            let records = segment_records(position, &view(position, &bytes)?, index)?;
             if records.len() as u64 != count || records[0].stream != *stream || records[0].seq != first_seq {
                 return Err(Error::Corrupt {
                     at: Location { stream: Some(stream.to_string()), position: Some(position) },
@@ -199,7 +254,7 @@ pub(crate) fn read_all(backend: &dyn Backend, from: Position, limit: usize) -> R
                 at: Location { stream: None, position: None },
                 reason: "malformed log key".into(),
             })?;
-            for r in decode_segment(position, &v)? {
+            for r in decode_group(position, &v)? {
                 if r.position >= from && out.len() < limit {
                     out.push(r);
                 }

@@ -226,12 +226,11 @@ impl Writer {
         if staged.is_empty() {
             return;
         }
-        for records in segments {
-            if let Err(e) = push_segment(&mut ops, records) {
-                self.fail_all(staged, &e);
-                self.reload();
-                return;
-            }
+        segments.retain(|s| !s.is_empty());
+        if let Err(e) = push_group(&mut ops, &segments) {
+            self.fail_all(staged, &e);
+            self.reload();
+            return;
         }
         let last_position = position - 1;
         if !self.projectors.is_empty() {
@@ -394,14 +393,20 @@ fn group_by_stream<T>(appends: Vec<(Append, T)>) -> Vec<(Append, T)> {
     keyed.into_iter().map(|(_, _, a)| a).collect()
 }
 
-/// Writes one segment (records of one stream with consecutive positions) and its index entry.
-fn push_segment(ops: &mut Vec<Op>, records: Vec<Record>) -> Result<()> {
-    let Some(first) = records.first() else { return Ok(()) };
-    ops.push(Op::Put(keys::log(first.position), reader::encode_segment(&records)?));
-    ops.push(Op::Put(
-        keys::stream(first.stream.as_str(), first.seq),
-        reader::index_value(first.position, records.len() as u32),
-    ));
+/// Writes a group commit's records as one log value, and one stream-index
+/// entry per segment (run of one stream's records).
+fn push_group(ops: &mut Vec<Op>, segments: &[Vec<Record>]) -> Result<()> {
+    let Some(first) = segments.first().and_then(|s| s.first()) else { return Ok(()) };
+    let group_position = first.position;
+    ops.push(Op::Put(keys::log(group_position), reader::encode_group(segments)?));
+    for (i, records) in segments.iter().enumerate() {
+        if let Some(r) = records.first() {
+            ops.push(Op::Put(
+                keys::stream(r.stream.as_str(), r.seq),
+                reader::index_value(group_position, i as u32, records.len() as u32),
+            ));
+        }
+    }
     Ok(())
 }
 
