@@ -132,7 +132,9 @@ async fn main() {
     let wall = t0.elapsed();
     gaps.sort_by(|a, b| a.total_cmp(b));
     first.sort_by(|a, b| a.total_cmp(b));
-    println!("streams: {n} × {WORDS} words at {PACE_MS} ms; completed {complete}/{n}; {words} message frames in {wall:.2?}");
+    println!(
+        "streams: {n} × {WORDS} words at {PACE_MS} ms; completed {complete}/{n}; {words} message frames in {wall:.2?}"
+    );
     println!(
         "added delay per token: p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
         percentile(&gaps, 0.5),

@@ -16,7 +16,7 @@ use tokio::sync::{oneshot, watch};
 use crate::backend::{memory::MemoryBackend, sled::SledBackend, Backend, Pairs};
 use crate::error::{Error, Result};
 use crate::kv::Projector;
-use crate::notify::Notifier;
+use crate::notify::{Notifier, Tail};
 use crate::reader;
 use crate::record::{Append, Appended, Position, Record, Seq, StreamId};
 use crate::stats::{Stats, StatsSnapshot};
@@ -274,12 +274,8 @@ impl EventLog for Store {
     }
 
     fn subscribe(&self, stream: &StreamId, from: Seq) -> Subscription {
-        Subscription {
-            store: self.clone(),
-            stream: stream.clone(),
-            next: from.max(1),
-            rx: Some(self.inner.notifier.watch_stream(stream)),
-        }
+        let (tail, rx) = self.inner.notifier.watch_stream(stream);
+        Subscription { store: self.clone(), stream: stream.clone(), next: from.max(1), tail, rx: Some(rx) }
     }
 
     fn flush(&self) -> PendingFlush {
@@ -348,6 +344,7 @@ pub struct Subscription {
     store: Store,
     stream: StreamId,
     next: Seq,
+    tail: Arc<Tail>,
     rx: Option<watch::Receiver<Seq>>,
 }
 
@@ -365,7 +362,11 @@ impl Subscription {
         if let Some(rx) = self.rx.as_mut() {
             rx.borrow_and_update();
         }
-        let records = self.store.read_stream(&self.stream, self.next, SUBSCRIPTION_BATCH)?;
+        // A reader that keeps up is served from memory; one that is behind reads the backend.
+        let records = match self.tail.since(self.next, SUBSCRIPTION_BATCH) {
+            Some(records) => records,
+            None => self.store.read_stream(&self.stream, self.next, SUBSCRIPTION_BATCH)?,
+        };
         if let Some(last) = records.last() {
             self.next = last.seq + 1;
         }

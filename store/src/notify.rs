@@ -1,19 +1,42 @@
-//! Wake-ups for readers that tail a stream or the global log.
+//! Wake-ups and a hot tail for readers that follow a stream or the global log.
 //!
-//! Each tailed stream has a `watch` channel carrying its last committed
-//! sequence number, created on the first subscription and dropped with the
-//! last one. The writer publishes heads *after* the backend commit, and a
-//! reader marks the channel seen *before* it reads the backend, so a record
-//! committed between a reader's read and its wait always wakes it.
+//! Each followed stream has a [`Tail`]: a `watch` channel carrying its last
+//! committed sequence number, and the most recent records themselves, so a
+//! reader that keeps up never reads the backend. Tails are created on the
+//! first subscription and dropped with the last one. The writer publishes
+//! *after* the backend commit, and a reader marks the channel seen *before*
+//! it looks for records, so a record committed in between always wakes it.
 
 use parking_lot::Mutex;
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
 use tokio::sync::watch;
 
-use crate::record::{Position, Seq, StreamId};
+use crate::record::{Position, Record, Seq, StreamId};
+
+/// Records kept in memory per followed stream.
+const TAIL_RECORDS: usize = 64;
+
+/// A followed stream: its wake-up channel and its latest records.
+pub(crate) struct Tail {
+    pub tx: watch::Sender<Seq>,
+    pub recent: Mutex<VecDeque<Record>>,
+}
+
+impl Tail {
+    /// Records with `seq >= from` if the tail holds `from` (else `None`: read the backend).
+    pub fn since(&self, from: Seq, limit: usize) -> Option<Vec<Record>> {
+        let recent = self.recent.lock();
+        let first = recent.front()?.seq;
+        if first > from {
+            return None;
+        }
+        Some(recent.iter().filter(|r| r.seq >= from).take(limit).cloned().collect())
+    }
+}
 
 pub(crate) struct Notifier {
-    streams: Mutex<HashMap<StreamId, watch::Sender<Seq>>>,
+    streams: Mutex<HashMap<StreamId, Arc<Tail>>>,
     global: watch::Sender<Position>,
 }
 
@@ -22,14 +45,21 @@ impl Notifier {
         Notifier { streams: Mutex::new(HashMap::new()), global: watch::Sender::new(last_position) }
     }
 
-    /// Publishes the new heads of the streams a commit touched.
-    pub fn publish<'a>(&self, heads: impl Iterator<Item = (&'a StreamId, Seq)>, last_position: Position) {
+    /// Publishes a commit: each segment is a run of one stream's records.
+    pub fn publish(&self, segments: &[Vec<Record>], last_position: Position) {
         {
             let streams = self.streams.lock();
             if !streams.is_empty() {
-                for (stream, seq) in heads {
-                    if let Some(tx) = streams.get(stream) {
-                        tx.send_replace(seq);
+                for records in segments {
+                    let Some(last) = records.last() else { continue };
+                    if let Some(tail) = streams.get(&last.stream) {
+                        let mut recent = tail.recent.lock();
+                        recent.extend(records.iter().cloned());
+                        while recent.len() > TAIL_RECORDS {
+                            recent.pop_front();
+                        }
+                        drop(recent);
+                        tail.tx.send_replace(last.seq);
                     }
                 }
             }
@@ -37,19 +67,25 @@ impl Notifier {
         self.global.send_replace(last_position);
     }
 
-    pub fn watch_stream(&self, stream: &StreamId) -> watch::Receiver<Seq> {
+    /// Follows a stream: its tail and a wake-up receiver.
+    pub fn watch_stream(&self, stream: &StreamId) -> (Arc<Tail>, watch::Receiver<Seq>) {
         let mut streams = self.streams.lock();
-        streams.entry(stream.clone()).or_insert_with(|| watch::Sender::new(0)).subscribe()
+        let tail = streams
+            .entry(stream.clone())
+            .or_insert_with(|| Arc::new(Tail { tx: watch::Sender::new(0), recent: Mutex::new(VecDeque::new()) }))
+            .clone();
+        let rx = tail.tx.subscribe();
+        (tail, rx)
     }
 
     pub fn watch_global(&self) -> watch::Receiver<Position> {
         self.global.subscribe()
     }
 
-    /// Forgets a stream's channel once nobody watches it.
+    /// Forgets a stream's tail once nobody follows it.
     pub fn release(&self, stream: &StreamId) {
         let mut streams = self.streams.lock();
-        if streams.get(stream).is_some_and(|tx| tx.receiver_count() == 0) {
+        if streams.get(stream).is_some_and(|t| t.tx.receiver_count() == 0) {
             streams.remove(stream);
         }
     }
@@ -64,14 +100,24 @@ impl Notifier {
 mod tests {
     use super::*;
 
+    fn rec(seq: u64) -> Record {
+        Record { stream: StreamId::new("run/x").unwrap(), seq, position: seq, at: 0, payload: vec![seq as u8] }
+    }
+
     #[test]
-    fn channels_live_as_long_as_their_watchers() {
+    fn tails_live_as_long_as_their_readers_and_keep_recent_records() {
         let n = Notifier::new(0);
         let s = StreamId::new("run/x").unwrap();
-        let a = n.watch_stream(&s);
-        let mut b = n.watch_stream(&s);
-        n.publish([(&s, 3)].into_iter(), 3);
+        let (tail, a) = n.watch_stream(&s);
+        let (_, mut b) = n.watch_stream(&s);
+        assert!(tail.since(1, 10).is_none(), "an empty tail sends readers to the backend");
+        n.publish(&[vec![rec(1), rec(2), rec(3)]], 3);
         assert_eq!(*b.borrow_and_update(), 3);
+        assert_eq!(tail.since(2, 10).unwrap().iter().map(|r| r.seq).collect::<Vec<_>>(), vec![2, 3]);
+        assert_eq!(tail.since(4, 10).unwrap().len(), 0);
+        n.publish(&[(4..=300).map(rec).collect()], 300);
+        assert!(tail.since(2, 10).is_none(), "evicted records come from the backend");
+        assert_eq!(tail.since(299, 10).unwrap().len(), 2);
         drop(a);
         n.release(&s);
         assert_eq!(n.streams.lock().len(), 1);

@@ -62,7 +62,12 @@ pub(crate) fn encode_group(segments: &[Vec<Record>]) -> Result<Vec<u8>> {
             .zip(&blobs)
             .filter_map(|(records, blob)| {
                 let first = records.first()?;
-                Some(SegmentRef { stream: first.stream.as_str(), first_seq: first.seq, count: records.len() as u32, payloads: blob })
+                Some(SegmentRef {
+                    stream: first.stream.as_str(),
+                    first_seq: first.seq,
+                    count: records.len() as u32,
+                    payloads: blob,
+                })
             })
             .collect(),
     };
@@ -104,7 +109,8 @@ fn view(position: Position, bytes: &[u8]) -> Result<GroupView<'_>> {
 fn segment_records(position: Position, group: &GroupView<'_>, index: usize) -> Result<Vec<Record>> {
     let skip: u64 = group.segments.iter().take(index).map(|s| s.count as u64).sum();
     let seg = group.segments.get(index).ok_or_else(|| corrupt_at(position, None, format!("no segment {index}")))?;
-    let stream = StreamId::new(seg.stream).map_err(|e| corrupt_at(position, Some(seg.stream.to_string()), e.to_string()))?;
+    let stream =
+        StreamId::new(seg.stream).map_err(|e| corrupt_at(position, Some(seg.stream.to_string()), e.to_string()))?;
     let payloads: Vec<&[u8]> = codec::decode_borrowed::<Vec<&serde_bytes::Bytes>>(seg.payloads)
         .map_err(|e| corrupt_at(position, Some(seg.stream.to_string()), e.to_string()))?
         .into_iter()

@@ -257,7 +257,7 @@ impl Writer {
         if self.heads.len() + staged_heads.len() > MAX_CACHED_HEADS {
             self.heads.clear();
         }
-        self.notifier.publish(staged_heads.iter().map(|(s, q)| (s, *q)), last_position);
+        self.notifier.publish(&segments, last_position);
         self.heads.extend(staged_heads);
 
         let events: u64 = staged.iter().map(|s| s.appended.last_seq - s.appended.first_seq + 1).sum();
