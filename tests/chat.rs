@@ -435,3 +435,19 @@ async fn concurrent_turns_of_one_conversation_stay_in_order() {
         assert_eq!(m["status"], "normal");
     }
 }
+
+#[tokio::test]
+async fn long_streams_carry_bare_ping_frames() {
+    let s = Server::start(&["--no-demo"]);
+    let key = s.app("chat-slow.yml").await;
+    let (st, body, _) = stream(&s, "/v1/chat-messages", &key, chat("go", "u", None, "streaming"), false).await;
+    assert_eq!(st, 200);
+    assert!(
+        body.contains("\n\nevent: ping\n\n") || body.starts_with("event: ping\n\n"),
+        "no bare ping frame in an 11 s stream"
+    );
+    let (frames, pings) = parse_sse(&body);
+    assert!(pings >= 1);
+    assert_eq!(frames.last().unwrap().data["event"], "message_end");
+    assert_eq!(frames.iter().filter(|f| f.data["event"] == "message").count(), 45);
+}
