@@ -147,3 +147,21 @@ fn rebuild_removes_stale_and_repairs_damaged_read_models() {
     assert_eq!(store.get_json::<u64>("counts", b"run/1").unwrap(), Some(10));
     assert_eq!(store.projection_position("counter").unwrap(), 20);
 }
+
+#[test]
+fn non_durable_appends_are_fsynced_within_the_flush_interval() {
+    let dir = tempfile::tempdir().unwrap();
+    let options = Options { flush_interval: std::time::Duration::from_millis(20), ..Options::default() };
+    let store = Store::open_sled(dir.path(), vec![], options).unwrap();
+    let s = StreamId::new("run/lazy").unwrap();
+    let before = store.stats().fsyncs;
+    store.append(Append::new(s.clone(), vec![b"chunk".to_vec()])).wait().unwrap();
+    // Acknowledged before any fsync...
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    // ...and fsynced by the syncer shortly after, without any further append.
+    while store.stats().fsyncs == before {
+        assert!(std::time::Instant::now() < deadline, "no fsync within 5 s of a non-durable append");
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    assert_eq!(store.stats().durable_appends, 0);
+}
