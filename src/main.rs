@@ -2,6 +2,11 @@
 
 mod config;
 
+/// mimalloc: the writer and the request handlers allocate many small,
+/// short-lived buffers from several threads, where it beats glibc's malloc.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::process::ExitCode;
 
 use anyhow::Context;
