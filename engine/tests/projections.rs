@@ -5,6 +5,8 @@
 #[path = "common/mod.rs"]
 mod samples;
 
+use std::sync::Arc;
+
 use ferrify_engine::event::*;
 use ferrify_engine::model::{ConversationRow, MessageRow};
 use ferrify_engine::projection::{self, trees};
@@ -231,9 +233,13 @@ fn appends(steps: &[Step]) -> Vec<(StreamId, Vec<Envelope>)> {
 }
 
 fn append_all(store: &Store, batch: &[(StreamId, Vec<Envelope>)]) {
+    // Appended as the engine does, with the decoded events handed to the
+    // projectors; rebuilds decode the stored bytes instead, so the equality
+    // checks below also prove that both paths project the same.
     for (stream, events) in batch {
         let payloads = events.iter().map(|e| e.encode().unwrap()).collect();
-        store.append(Append::new(stream.clone(), payloads)).wait().unwrap();
+        let decoded = events.iter().map(|e| Arc::new(e.clone()) as Arc<dyn std::any::Any + Send + Sync>).collect();
+        store.append(Append::new(stream.clone(), payloads).with_decoded(decoded)).wait().unwrap();
     }
 }
 

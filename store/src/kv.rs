@@ -64,6 +64,11 @@ impl<'a> KvTxn<'a> {
         Ok(value)
     }
 
+    /// Presets the memo of the record at `position` with its appender's decoded value.
+    pub(crate) fn preset_memo(&mut self, position: u64, value: Arc<dyn Any + Send + Sync>) {
+        self.memo = Some((position, value));
+    }
+
     pub(crate) fn into_writes(self) -> Overlay {
         self.local
     }

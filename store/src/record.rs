@@ -13,7 +13,9 @@
 //! by the single writer.
 
 use serde::{Deserialize, Serialize};
+use std::any::Any;
 use std::fmt;
+use std::sync::Arc;
 
 use crate::error::{Error, Result};
 
@@ -95,19 +97,29 @@ pub enum Expected {
 }
 
 /// A batch of payloads to append to one stream, atomically.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct Append {
     pub stream: StreamId,
     pub expected: Expected,
     pub payloads: Vec<Vec<u8>>,
     /// Acknowledge only after an fsync covers the batch.
     pub durable: bool,
+    /// Optionally, the value each payload encodes, already decoded by the
+    /// appender: projectors get it from [`crate::KvTxn::memo`] instead of
+    /// decoding the payload again (empty, or one per payload).
+    pub decoded: Vec<Arc<dyn Any + Send + Sync>>,
 }
 
 impl Append {
     /// A non-durable append with no concurrency check.
     pub fn new(stream: StreamId, payloads: Vec<Vec<u8>>) -> Self {
-        Append { stream, expected: Expected::Any, payloads, durable: false }
+        Append { stream, expected: Expected::Any, payloads, durable: false, decoded: Vec::new() }
+    }
+
+    /// Hands the decoded form of every payload to the projectors.
+    pub fn with_decoded(mut self, decoded: Vec<Arc<dyn Any + Send + Sync>>) -> Self {
+        self.decoded = decoded;
+        self
     }
 
     /// Marks the append durable.
@@ -120,6 +132,17 @@ impl Append {
     pub fn expect(mut self, expected: Expected) -> Self {
         self.expected = expected;
         self
+    }
+}
+
+impl fmt::Debug for Append {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Append")
+            .field("stream", &self.stream)
+            .field("expected", &self.expected)
+            .field("payloads", &self.payloads.len())
+            .field("durable", &self.durable)
+            .finish()
     }
 }
 

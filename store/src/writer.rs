@@ -321,7 +321,12 @@ impl Writer {
         let mut txn = KvTxn::new(self.backend.as_ref(), overlay);
         let n = append.payloads.len() as u64;
         let mut records = Vec::with_capacity(append.payloads.len());
+        let decoded = std::mem::take(&mut append.decoded);
+        let decoded = (decoded.len() == append.payloads.len()).then_some(decoded);
         for (i, payload) in std::mem::take(&mut append.payloads).into_iter().enumerate() {
+            if let Some(d) = decoded.as_ref().and_then(|d| d.get(i)) {
+                txn.preset_memo(*position + i as u64, d.clone());
+            }
             let record = Record {
                 stream: append.stream.clone(),
                 seq: head + 1 + i as u64,

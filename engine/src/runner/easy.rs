@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
-use ferrify_store::{Append, EventLog, PendingAppend, StreamId};
+use ferrify_store::{EventLog, PendingAppend, StreamId};
 use futures_util::FutureExt;
 use tokio::sync::oneshot;
 
@@ -451,12 +451,10 @@ impl Recorder {
         match &mut self.buffer {
             Some(buffer) => buffer.push(env),
             None => {
-                let durable = env.event.is_durable();
-                let payload = env.encode().map_err(ferrify_store::Error::from)?;
-                let mut append = Append::new(self.stream.clone(), vec![payload]);
-                append.durable = durable;
+                let is_start = matches!(env.event, Event::RunStarted(_));
+                let append = super::run_append(&self.stream, vec![env])?;
                 let pending = self.engine.store().append(append);
-                if matches!(env.event, Event::RunStarted(_)) {
+                if is_start {
                     // The stream must exist before a client subscribes to it.
                     pending.await?;
                 } else {

@@ -13,6 +13,7 @@ pub mod easy;
 pub mod prompt;
 
 use std::sync::atomic::Ordering;
+use std::sync::Arc;
 
 use ferrify_store::{Append, EventLog, StreamId};
 use uuid::Uuid;
@@ -41,15 +42,22 @@ pub struct RunHandle {
     pub workflow_run_id: Option<Uuid>,
 }
 
+/// An append of `events` to `stream`, durable when any of them must be, with
+/// the events handed to the projectors already decoded.
+pub(crate) fn run_append(stream: &StreamId, events: Vec<Envelope>) -> Result<Append> {
+    let durable = events.iter().any(|e| e.event.is_durable());
+    let payloads =
+        events.iter().map(Envelope::encode).collect::<Result<Vec<_>, _>>().map_err(ferrify_store::Error::from)?;
+    let decoded = events.into_iter().map(|e| Arc::new(e) as Arc<dyn std::any::Any + Send + Sync>).collect();
+    let mut append = Append::new(stream.clone(), payloads).with_decoded(decoded);
+    append.durable = durable;
+    Ok(append)
+}
+
 impl Engine {
     /// Appends events to a run stream; durable when any of them must be.
     pub(crate) async fn append_run(&self, stream: &StreamId, events: Vec<Envelope>) -> Result<()> {
-        let durable = events.iter().any(|e| e.event.is_durable());
-        let payloads =
-            events.iter().map(Envelope::encode).collect::<Result<Vec<_>, _>>().map_err(ferrify_store::Error::from)?;
-        let mut append = Append::new(stream.clone(), payloads);
-        append.durable = durable;
-        self.store().append(append).await?;
+        self.store().append(run_append(stream, events)?).await?;
         Ok(())
     }
 
