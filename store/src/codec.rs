@@ -61,44 +61,44 @@ pub fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, CodecError> {
     Ok(out)
 }
 
-/// Decodes a value written by [`encode`] (any supported version).
-pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, CodecError> {
+/// The version and body of an envelope.
+fn open_envelope(bytes: &[u8]) -> Result<(u8, &[u8]), CodecError> {
     let (&magic, rest) = bytes.split_first().ok_or(CodecError::Empty)?;
     if magic != MAGIC {
         return Err(CodecError::BadMagic(magic));
     }
     let (&version, body) = rest.split_first().ok_or(CodecError::Empty)?;
-    match version {
-        1 => {
-            let (value, used) =
-                bincode::serde::decode_from_slice(body, config()).map_err(|e| CodecError::Decode(e.to_string()))?;
-            if used != body.len() {
-                return Err(CodecError::Trailing(body.len() - used));
-            }
-            Ok(value)
-        }
-        v => Err(CodecError::UnknownVersion(v)),
+    Ok((version, body))
+}
+
+/// A whole body was consumed, or the value is refused.
+fn whole<T>((value, used): (T, usize), body: &[u8]) -> Result<T, CodecError> {
+    if used != body.len() {
+        return Err(CodecError::Trailing(body.len() - used));
+    }
+    Ok(value)
+}
+
+/// Decodes a value written by [`encode`] (any supported version).
+pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, CodecError> {
+    match open_envelope(bytes)? {
+        (1, body) => whole(
+            bincode::serde::decode_from_slice(body, config()).map_err(|e| CodecError::Decode(e.to_string()))?,
+            body,
+        ),
+        (v, _) => Err(CodecError::UnknownVersion(v)),
     }
 }
 
 /// Decodes a value written by [`encode`], borrowing strings and byte slices
 /// from `bytes` instead of allocating them.
 pub fn decode_borrowed<'a, T: serde::Deserialize<'a>>(bytes: &'a [u8]) -> Result<T, CodecError> {
-    let (&magic, rest) = bytes.split_first().ok_or(CodecError::Empty)?;
-    if magic != MAGIC {
-        return Err(CodecError::BadMagic(magic));
-    }
-    let (&version, body) = rest.split_first().ok_or(CodecError::Empty)?;
-    match version {
-        1 => {
-            let (value, used) = bincode::serde::borrow_decode_from_slice(body, config())
-                .map_err(|e| CodecError::Decode(e.to_string()))?;
-            if used != body.len() {
-                return Err(CodecError::Trailing(body.len() - used));
-            }
-            Ok(value)
-        }
-        v => Err(CodecError::UnknownVersion(v)),
+    match open_envelope(bytes)? {
+        (1, body) => whole(
+            bincode::serde::borrow_decode_from_slice(body, config()).map_err(|e| CodecError::Decode(e.to_string()))?,
+            body,
+        ),
+        (v, _) => Err(CodecError::UnknownVersion(v)),
     }
 }
 
