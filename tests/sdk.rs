@@ -1,7 +1,8 @@
-//! The official Dify Python SDK (`dify-client` from PyPI) works against
-//! ferrify unmodified. `.ci/run` installs the SDK and sets
-//! `FERRIFY_REQUIRE_SDK=1`, so there a missing SDK fails the test; elsewhere
-//! the test says loudly that it did not run.
+//! The official Dify SDKs — Python (`dify-client` from PyPI) and Node
+//! (`dify-client` from npm) — work against ferrify unmodified. `.ci/run`
+//! installs them and sets `FERRIFY_REQUIRE_SDK=1` (Python) and, when npm is
+//! available, `FERRIFY_REQUIRE_NODE_SDK=1`, so there a missing SDK fails the
+//! test; elsewhere a test that cannot run says so loudly.
 
 use std::process::Command;
 
@@ -35,4 +36,36 @@ async fn official_python_sdk() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
     assert!(stdout.contains("python sdk: all ok"), "{stdout}");
+}
+
+#[tokio::test]
+async fn official_node_sdk() {
+    let dir = format!("{}/tests/sdk/node", env!("CARGO_MANIFEST_DIR"));
+    let installed = std::path::Path::new(&dir).join("node_modules/dify-client").exists()
+        && Command::new("node").arg("--version").output().map(|o| o.status.success()).unwrap_or(false);
+    if !installed {
+        if std::env::var_os("FERRIFY_REQUIRE_NODE_SDK").is_some() {
+            panic!("the Dify Node SDK is not installed (npm install --prefix tests/sdk/node)");
+        }
+        eprintln!("\n*** SKIPPED official_node_sdk: run `npm install --prefix tests/sdk/node` (needs Node.js) ***\n");
+        return;
+    }
+    let s = Server::start(&["--no-demo", "--model-override", "builtin/echo"]);
+    let chat = s.app("chat-echo.yml").await;
+    let completion = s.app("completion-echo.yml").await;
+    let base = s.url("");
+    let out = tokio::task::spawn_blocking(move || {
+        Command::new("node")
+            .arg(format!("{dir}/sdk.mjs"))
+            .args([&base, &chat, &completion])
+            .current_dir(&dir)
+            .env("NO_PROXY", "127.0.0.1")
+            .output()
+    })
+    .await
+    .unwrap()
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("node sdk: all ok"), "{stdout}");
 }
