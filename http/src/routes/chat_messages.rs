@@ -12,7 +12,7 @@ use warp::{Filter, Reply};
 use super::{respond, with_state};
 use crate::auth::app_key;
 use crate::error::ApiError;
-use crate::request::{field_bool, field_string, json_body, optional_uuid, query, required_user, streaming, trace_id};
+use crate::request::{field_bool, json_body, optional_uuid, query, required_user, streaming, trace_id};
 use crate::stream::{blocking, sse, wants_ids};
 use crate::State;
 
@@ -118,9 +118,13 @@ async fn stop(
     if !app.mode().is_chat_family() {
         return Err(ferrify_engine::EngineError::NotChatApp.into());
     }
+    stop_task(&state, &app, &task, &user)
+}
+
+/// Asks a message run to stop; Dify answers success whatever the task (§2.2).
+pub fn stop_task(state: &State, app: &LoadedApp, task: &str, user: &str) -> Result<warp::reply::Response, ApiError> {
     if let Ok(task_id) = Uuid::parse_str(task.trim()) {
-        state.engine.stop_message(app.id(), task_id, &user)?;
+        state.engine.stop_message(app.id(), task_id, user)?;
     }
-    let _ = field_string(&body, "user");
     Ok(warp::reply::json(&json!({"result": "success"})).into_response())
 }

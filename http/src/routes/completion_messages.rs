@@ -5,11 +5,10 @@ use std::sync::Arc;
 use ferrify_engine::app::AppMode;
 use ferrify_engine::apps::LoadedApp;
 use ferrify_engine::EngineError;
-use serde_json::{json, Map, Value};
-use uuid::Uuid;
-use warp::{Filter, Reply};
+use serde_json::{Map, Value};
+use warp::Filter;
 
-use super::chat_messages::{message_request, reply, request_meta, RequestMeta};
+use super::chat_messages::{message_request, reply, request_meta, stop_task, RequestMeta};
 use super::{respond, with_state};
 use crate::auth::app_key;
 use crate::error::ApiError;
@@ -58,8 +57,5 @@ async fn stop(
     if app.mode() != AppMode::Completion {
         return Err(EngineError::AppUnavailable("App unavailable, please check your app configurations.".into()).into());
     }
-    if let Ok(task_id) = Uuid::parse_str(task.trim()) {
-        state.engine.stop_message(app.id(), task_id, &user)?;
-    }
-    Ok(warp::reply::json(&json!({"result": "success"})).into_response())
+    stop_task(&state, &app, &task, &user)
 }
