@@ -14,6 +14,7 @@ use uuid::Uuid;
 use crate::apps::LoadedApp;
 use crate::projection;
 use crate::provider::Providers;
+use crate::workflow::{Workflow, WorkflowSettings};
 
 /// Where and how the engine keeps its log, and which models it can call.
 #[derive(Clone)]
@@ -23,6 +24,8 @@ pub struct EngineConfig {
     /// Longest time a non-durable event waits for its fsync.
     pub flush_interval: Duration,
     pub providers: Providers,
+    /// Settings of workflow runs (limits, network policy, code execution).
+    pub workflow: WorkflowSettings,
 }
 
 impl Default for EngineConfig {
@@ -31,6 +34,7 @@ impl Default for EngineConfig {
             data_dir: Some(PathBuf::from("./ferrify-data")),
             flush_interval: Duration::from_millis(10),
             providers: Providers::builtin_only(),
+            workflow: WorkflowSettings::default(),
         }
     }
 }
@@ -40,6 +44,10 @@ pub(crate) struct Stoppable {
     pub app_id: Uuid,
     pub end_user_id: Uuid,
     pub flag: Arc<AtomicBool>,
+    /// Wakes runs that wait on something else (a node, a model chunk).
+    pub notify: Arc<tokio::sync::Notify>,
+    /// Workflow runs are stopped by anyone with the app's key; message runs only by their user.
+    pub any_user: bool,
 }
 
 pub(crate) struct Inner {
@@ -48,6 +56,9 @@ pub(crate) struct Inner {
     pub apps: RwLock<HashMap<Uuid, Arc<LoadedApp>>>,
     pub running: Mutex<HashMap<Uuid, Stoppable>>,
     pub conversation_locks: Mutex<HashMap<Uuid, Arc<tokio::sync::Mutex<()>>>>,
+    pub workflow_settings: Arc<WorkflowSettings>,
+    /// Compiled workflow versions by id.
+    pub workflows: RwLock<HashMap<Uuid, Arc<Workflow>>>,
 }
 
 /// The engine: its store and shared services.
@@ -71,6 +82,8 @@ impl Engine {
                 apps: RwLock::new(HashMap::new()),
                 running: Mutex::new(HashMap::new()),
                 conversation_locks: Mutex::new(HashMap::new()),
+                workflow_settings: Arc::new(config.workflow.clone()),
+                workflows: RwLock::new(HashMap::new()),
             }),
         })
     }

@@ -139,6 +139,36 @@ pub struct WorkflowFinished {
     pub elapsed_time: f64,
 }
 
+/// An iteration or loop container began its rounds.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ContainerStarted {
+    /// `iteration` or `loop`.
+    pub kind: String,
+    pub node_execution_id: Uuid,
+    pub node_id: String,
+    pub node_type: String,
+    pub title: String,
+    /// Number of items (iteration) or the round limit (loop).
+    pub length: u64,
+    pub inputs: Json,
+}
+
+/// An iteration or loop container ended.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ContainerCompleted {
+    pub kind: String,
+    pub node_execution_id: Uuid,
+    pub node_id: String,
+    pub inputs: Json,
+    pub outputs: Json,
+    /// `succeeded`, `failed`, `stopped`.
+    pub status: String,
+    pub error: Option<String>,
+    pub elapsed_time: f64,
+    pub total_tokens: u64,
+    pub steps: u64,
+}
+
 /// Every fact ferrify records. Append new variants at the end only.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub enum Event {
@@ -237,6 +267,24 @@ pub enum Event {
         value_type: String,
         value: Json,
     },
+
+    // --- run/<task_id>, workflow runs ----------------------------------
+    /// A node attempt failed and will be retried.
+    NodeRetried {
+        finished: Box<NodeFinished>,
+        retry_index: u64,
+    },
+    ContainerStarted(Box<ContainerStarted>),
+    /// A container round begins.
+    ContainerNext {
+        kind: String,
+        node_execution_id: Uuid,
+        node_id: String,
+        index: u64,
+        /// Loop variables before the round (loops only).
+        pre_loop_output: Json,
+    },
+    ContainerCompleted(Box<ContainerCompleted>),
 }
 
 impl Event {
@@ -245,7 +293,16 @@ impl Event {
     pub fn is_durable(&self) -> bool {
         !matches!(
             self,
-            Event::AnswerChunk { .. } | Event::TextChunk { .. } | Event::NodeStarted(_) | Event::ModelCalled { .. }
+            Event::AnswerChunk { .. }
+                | Event::TextChunk { .. }
+                | Event::NodeStarted(_)
+                | Event::NodeFinished(_)
+                | Event::ModelCalled { .. }
+                | Event::ModelAnswered { .. }
+                | Event::NodeRetried { .. }
+                | Event::ContainerStarted(_)
+                | Event::ContainerNext { .. }
+                | Event::ContainerCompleted(_)
         )
     }
 }

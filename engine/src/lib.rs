@@ -19,6 +19,7 @@ pub mod projection;
 pub mod provider;
 pub mod runner;
 pub mod wire;
+pub mod workflow;
 
 pub use engine::{Engine, EngineConfig};
 pub use error::{EngineError, Result};

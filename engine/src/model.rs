@@ -130,3 +130,15 @@ pub struct NodeExecutionRow {
     pub created_at: i64,
     pub finished_at: Option<i64>,
 }
+
+/// A conversation variable's current value.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ConversationVariableRow {
+    pub id: String,
+    pub conversation_id: Uuid,
+    pub name: String,
+    pub value_type: String,
+    pub value: Value,
+    pub created_at: i64,
+    pub updated_at: i64,
+}

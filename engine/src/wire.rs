@@ -6,7 +6,10 @@
 //! JSON frames (compact, UTF-8) that event yields, and [`WireRun::is_done`]
 //! turns true after the terminal frame.
 
+use std::collections::HashMap;
+
 use serde_json::{json, Map, Value};
+use uuid::Uuid;
 
 use crate::event::{Envelope, Event, Usage};
 use crate::projection::secs;
@@ -40,6 +43,19 @@ pub enum Outcome {
     Failed { status: u16, code: String, message: String },
 }
 
+/// What `node_finished` and container events repeat from `node_started`.
+#[derive(Clone, Debug)]
+struct NodeMeta {
+    node_id: String,
+    node_type: String,
+    title: String,
+    index: u64,
+    predecessor_node_id: Option<String>,
+    iteration_id: Option<String>,
+    loop_id: Option<String>,
+    created_at: i64,
+}
+
 /// The state of one run's wire mapping.
 #[derive(Clone, Debug, Default)]
 pub struct WireRun {
@@ -51,6 +67,13 @@ pub struct WireRun {
     answer: String,
     done: bool,
     outcome: Option<Outcome>,
+    /// Workflow and advanced-chat runs.
+    workflow_run_id: Option<String>,
+    workflow_id: String,
+    end_user_id: String,
+    user: String,
+    nodes: HashMap<Uuid, NodeMeta>,
+    containers: HashMap<Uuid, i64>,
 }
 
 impl WireRun {
@@ -68,10 +91,33 @@ impl WireRun {
         self.outcome.as_ref()
     }
 
+    fn is_workflow(&self) -> bool {
+        self.mode == "workflow"
+    }
+
+    /// A workflow-family frame: envelope, `task_id`, `workflow_run_id`, `data`.
+    fn workflow_frame(&self, event: &str, data: Value) -> Value {
+        let mut m = if self.is_workflow() {
+            let mut m = Map::new();
+            m.insert("event".into(), event.into());
+            m
+        } else {
+            self.envelope(event)
+        };
+        m.insert("workflow_run_id".into(), json!(self.workflow_run_id));
+        m.insert("task_id".into(), self.task_id.clone().into());
+        m.insert("data".into(), data);
+        Value::Object(m)
+    }
+
     /// The envelope fields every frame of a message run starts with.
     fn envelope(&self, event: &str) -> Map<String, Value> {
         let mut m = Map::new();
         m.insert("event".into(), event.into());
+        if self.is_workflow() {
+            m.insert("workflow_run_id".into(), json!(self.workflow_run_id));
+            return m;
+        }
         if let Some(c) = &self.conversation_id {
             m.insert("conversation_id".into(), c.clone().into());
         }
@@ -97,7 +143,162 @@ impl WireRun {
                 self.message_id = run.message_id.map(|m| m.to_string()).unwrap_or_default();
                 self.conversation_id = run.conversation_id.map(|c| c.to_string());
                 self.created_at = secs(env.at);
-                Vec::new()
+                let Some(run_id) = run.workflow_run_id else { return Vec::new() };
+                self.workflow_run_id = Some(run_id.to_string());
+                self.workflow_id = run.workflow_id.map(|w| w.to_string()).unwrap_or_default();
+                self.end_user_id = run.end_user_id.to_string();
+                self.user = run.user.clone();
+                let mut inputs = match &run.inputs.0 {
+                    Value::Object(m) => m.clone(),
+                    _ => Map::new(),
+                };
+                if let Some(Value::Object(sys)) = run.options.0.get("sys") {
+                    for (k, v) in sys {
+                        inputs.insert(k.clone(), v.clone());
+                    }
+                }
+                let data = json!({
+                    "id": run_id.to_string(),
+                    "workflow_id": self.workflow_id,
+                    "inputs": inputs,
+                    "created_at": self.created_at,
+                    "reason": "initial",
+                });
+                vec![self.workflow_frame("workflow_started", data)]
+            }
+            Event::NodeStarted(n) => {
+                let meta = NodeMeta {
+                    node_id: n.node_id.clone(),
+                    node_type: n.node_type.clone(),
+                    title: n.title.clone(),
+                    index: n.index,
+                    predecessor_node_id: n.predecessor_node_id.clone(),
+                    iteration_id: n.iteration_id.clone(),
+                    loop_id: n.loop_id.clone(),
+                    created_at: secs(env.at),
+                };
+                let data = json!({
+                    "id": n.node_execution_id.to_string(),
+                    "node_id": meta.node_id,
+                    "node_type": meta.node_type,
+                    "title": meta.title,
+                    "index": meta.index,
+                    "predecessor_node_id": meta.predecessor_node_id,
+                    "inputs": n.inputs.0,
+                    "inputs_truncated": false,
+                    "created_at": meta.created_at,
+                    "extras": n.extras.0,
+                    "iteration_id": meta.iteration_id,
+                    "loop_id": meta.loop_id,
+                });
+                self.nodes.insert(n.node_execution_id, meta);
+                vec![self.workflow_frame("node_started", data)]
+            }
+            Event::NodeFinished(n) => vec![self.node_finished("node_finished", n, None, env.at)],
+            Event::NodeRetried { finished, retry_index } => {
+                vec![self.node_finished("node_retry", finished, Some(*retry_index), env.at)]
+            }
+            Event::ContainerStarted(c) => {
+                self.containers.insert(c.node_execution_id, secs(env.at));
+                let length_key = if c.kind == "loop" { "loop_length" } else { "iterator_length" };
+                let data = json!({
+                    "id": c.node_execution_id.to_string(),
+                    "node_id": c.node_id,
+                    "node_type": c.node_type,
+                    "title": c.title,
+                    "created_at": secs(env.at),
+                    "extras": {},
+                    "metadata": {length_key: c.length},
+                    "inputs": c.inputs.0,
+                    "inputs_truncated": false,
+                });
+                vec![self.workflow_frame(&format!("{}_started", c.kind), data)]
+            }
+            Event::ContainerNext { kind, node_execution_id, node_id, index, pre_loop_output } => {
+                let meta = self.nodes.get(node_execution_id);
+                let mut data = json!({
+                    "id": node_execution_id.to_string(),
+                    "node_id": node_id,
+                    "node_type": meta.map(|m| m.node_type.clone()).unwrap_or_else(|| kind.clone()),
+                    "title": meta.map(|m| m.title.clone()).unwrap_or_default(),
+                    "index": index,
+                    "created_at": secs(env.at),
+                    "extras": {},
+                });
+                if kind == "loop" {
+                    data["pre_loop_output"] = pre_loop_output.0.clone();
+                }
+                vec![self.workflow_frame(&format!("{kind}_next"), data)]
+            }
+            Event::ContainerCompleted(c) => {
+                let meta = self.nodes.get(&c.node_execution_id);
+                let data = json!({
+                    "id": c.node_execution_id.to_string(),
+                    "node_id": c.node_id,
+                    "node_type": meta.map(|m| m.node_type.clone()).unwrap_or_else(|| c.kind.clone()),
+                    "title": meta.map(|m| m.title.clone()).unwrap_or_default(),
+                    "outputs": c.outputs.0,
+                    "outputs_truncated": false,
+                    "created_at": self.containers.get(&c.node_execution_id).copied().unwrap_or(secs(env.at)),
+                    "extras": {},
+                    "inputs": c.inputs.0,
+                    "inputs_truncated": false,
+                    "status": c.status,
+                    "error": c.error,
+                    "elapsed_time": c.elapsed_time,
+                    "total_tokens": c.total_tokens,
+                    "execution_metadata": {"total_tokens": c.total_tokens},
+                    "finished_at": secs(env.at),
+                    "steps": c.steps,
+                });
+                vec![self.workflow_frame(&format!("{}_completed", c.kind), data)]
+            }
+            Event::TextChunk { text, from_variable_selector } => {
+                let data = json!({"text": text, "from_variable_selector": from_variable_selector});
+                vec![self.workflow_frame("text_chunk", data)]
+            }
+            Event::WorkflowFinished(f) => {
+                let run_id = self.workflow_run_id.clone().unwrap_or_default();
+                let finished_at = secs(env.at);
+                let files = crate::wire::files_in(&f.outputs.0);
+                let data = json!({
+                    "id": run_id,
+                    "workflow_id": self.workflow_id,
+                    "status": f.status,
+                    "outputs": f.outputs.0,
+                    "error": f.error,
+                    "elapsed_time": f.elapsed_time,
+                    "total_tokens": f.total_tokens,
+                    "total_steps": f.total_steps,
+                    "created_by": {"id": self.end_user_id, "user": self.user},
+                    "created_at": self.created_at,
+                    "finished_at": finished_at,
+                    "exceptions_count": f.exceptions_count,
+                    "files": files,
+                });
+                if self.is_workflow() {
+                    let body = json!({
+                        "task_id": self.task_id,
+                        "workflow_run_id": run_id,
+                        "data": {
+                            "id": run_id,
+                            "workflow_id": self.workflow_id,
+                            "status": f.status,
+                            "outputs": f.outputs.0,
+                            "error": f.error,
+                            "elapsed_time": f.elapsed_time,
+                            "total_tokens": f.total_tokens,
+                            "total_steps": f.total_steps,
+                            "created_at": self.created_at,
+                            "finished_at": finished_at,
+                        }
+                    });
+                    self.outcome = Some(Outcome::Message(body));
+                    if f.status != "failed" {
+                        self.done = true;
+                    }
+                }
+                vec![self.workflow_frame("workflow_finished", data)]
             }
             Event::AnswerChunk { text, from_variable_selector } => {
                 self.answer.push_str(text);
@@ -118,7 +319,11 @@ impl WireRun {
             }
             Event::MessageEnded { answer, usage, .. } => {
                 self.done = true;
-                let metadata = json!({"usage": usage_json(usage)});
+                let metadata = if self.workflow_run_id.is_some() {
+                    json!({"annotation_reply": null, "retriever_resources": [], "usage": usage_json(usage)})
+                } else {
+                    json!({"usage": usage_json(usage)})
+                };
                 let mut m = self.envelope("message_end");
                 m.insert("task_id".into(), self.task_id.clone().into());
                 m.insert("id".into(), self.message_id.clone().into());
@@ -141,7 +346,10 @@ impl WireRun {
             }
             Event::RunFailed { code, message, status } => {
                 self.done = true;
-                self.outcome = Some(Outcome::Failed { status: *status, code: code.clone(), message: message.clone() });
+                if !(self.is_workflow() && self.outcome.is_some()) {
+                    self.outcome =
+                        Some(Outcome::Failed { status: *status, code: code.clone(), message: message.clone() });
+                }
                 let mut m = self.envelope("error");
                 m.insert("code".into(), code.clone().into());
                 m.insert("message".into(), message.clone().into());
@@ -151,6 +359,56 @@ impl WireRun {
             _ => Vec::new(),
         }
     }
+}
+
+impl WireRun {
+    fn node_finished(&self, event: &str, n: &crate::event::NodeFinished, retry: Option<u64>, at: i64) -> Value {
+        let meta = self.nodes.get(&n.node_execution_id);
+        let mut data = json!({
+            "id": n.node_execution_id.to_string(),
+            "node_id": n.node_id,
+            "node_type": n.node_type,
+            "title": meta.map(|m| m.title.clone()).unwrap_or_default(),
+            "index": meta.map(|m| m.index).unwrap_or(0),
+            "predecessor_node_id": meta.and_then(|m| m.predecessor_node_id.clone()),
+            "inputs": n.inputs.0,
+            "inputs_truncated": false,
+            "process_data": n.process_data.0,
+            "process_data_truncated": false,
+            "outputs": n.outputs.0,
+            "outputs_truncated": false,
+            "status": n.status,
+            "error": n.error,
+            "elapsed_time": n.elapsed_time,
+            "execution_metadata": n.execution_metadata.0,
+            "created_at": meta.map(|m| m.created_at).unwrap_or(secs(at)),
+            "finished_at": secs(at),
+            "files": files_in(&n.outputs.0),
+            "iteration_id": meta.and_then(|m| m.iteration_id.clone()),
+            "loop_id": meta.and_then(|m| m.loop_id.clone()),
+        });
+        if let Some(r) = retry {
+            data["retry_index"] = r.into();
+        }
+        self.workflow_frame(event, data)
+    }
+}
+
+/// File objects found at the top level of outputs (single files and file lists).
+pub fn files_in(outputs: &Value) -> Value {
+    let mut files = Vec::new();
+    if let Value::Object(m) = outputs {
+        for v in m.values() {
+            match v {
+                v if crate::workflow::pool::is_file(v) => files.push(v.clone()),
+                Value::Array(items) if !items.is_empty() && items.iter().all(crate::workflow::pool::is_file) => {
+                    files.extend(items.iter().cloned())
+                }
+                _ => {}
+            }
+        }
+    }
+    Value::Array(files)
 }
 
 #[cfg(test)]

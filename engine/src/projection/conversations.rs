@@ -5,7 +5,7 @@ use uuid::Uuid;
 
 use super::{decode, key, stream_id, time_key, trees};
 use crate::event::Event;
-use crate::model::ConversationRow;
+use crate::model::{ConversationRow, ConversationVariableRow};
 
 pub struct Conversations;
 
@@ -77,6 +77,23 @@ impl Projector for Conversations {
                     return Ok(());
                 };
                 let env = decode(record, kv)?;
+                if let Event::ConversationVariableUpdated { variable_id, name, value_type, value } = &env.event {
+                    let k = key(&[id.as_bytes(), variable_id.as_bytes()]);
+                    let created_at = kv
+                        .get_json::<ConversationVariableRow>(trees::CONV_VARS, &k)?
+                        .map(|r| r.created_at)
+                        .unwrap_or(env.at);
+                    let row = ConversationVariableRow {
+                        id: variable_id.clone(),
+                        conversation_id: id,
+                        name: name.clone(),
+                        value_type: value_type.clone(),
+                        value: value.0.clone(),
+                        created_at,
+                        updated_at: env.at,
+                    };
+                    return kv.put_json(trees::CONV_VARS, &k, &row);
+                }
                 if !matches!(env.event, Event::ConversationRenamed { .. } | Event::ConversationDeleted) {
                     return Ok(());
                 }

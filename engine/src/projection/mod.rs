@@ -9,7 +9,7 @@
 //! | `apps`           | `apps` app → AppRow; `workflows` app+created+workflow → version      |
 //! | `api_keys`       | `api_keys` token hash → ApiKeyRow; `app_keys` app+key → hash          |
 //! | `end_users`      | `end_users` app+user → EndUserRow; `end_users_by_id` id → app+user    |
-//! | `conversations`  | `conversations` id → row; `conv_by_updated`/`conv_by_created` indexes |
+//! | `conversations`  | `conversations` id → row; `conv_by_updated`/`conv_by_created` indexes; `conv_vars` conv+variable → value |
 //! | `messages`       | `messages` id → row; `conv_messages` conv+created+id; `message_by_task` |
 //! | `workflow_runs`  | `workflow_runs` id → row; `run_by_task`; `app_runs` app+created+id   |
 //! | `node_executions`| `node_executions` run+index → row; `node_by_execution` id → key     |
@@ -93,4 +93,5 @@ pub mod trees {
     pub const APP_RUNS: &str = "app_runs";
     pub const NODE_EXECUTIONS: &str = "node_executions";
     pub const NODE_BY_EXECUTION: &str = "node_by_execution";
+    pub const CONV_VARS: &str = "conv_vars";
 }

@@ -70,7 +70,8 @@ impl Engine {
     pub async fn start_chat(&self, app: &LoadedApp, req: MessageRequest) -> Result<Accepted> {
         match app.mode() {
             AppMode::Chat => {}
-            AppMode::AgentChat | AppMode::AdvancedChat => {
+            AppMode::AdvancedChat => return self.start_chatflow(app, req).await,
+            AppMode::AgentChat => {
                 return Err(EngineError::AppUnavailable(format!(
                     "App unavailable: {} apps are not supported by this server yet.",
                     app.mode().as_str()
@@ -170,7 +171,16 @@ impl Engine {
             options: Json(json!({"model": {"provider": model.provider_name, "name": model.model}})),
         };
         let flag = Arc::new(AtomicBool::new(false));
-        self.inner.running.lock().insert(task_id, Stoppable { app_id, end_user_id: end_user, flag: flag.clone() });
+        self.inner.running.lock().insert(
+            task_id,
+            Stoppable {
+                app_id,
+                end_user_id: end_user,
+                flag: flag.clone(),
+                notify: Default::default(),
+                any_user: false,
+            },
+        );
         let first = Envelope::new(self.now(), req.trace_id.clone(), Event::RunStarted(Box::new(started)));
         let mut recorder = Recorder::new(self.clone(), stream.clone(), !req.streaming);
         // A streamed run is on the log before the response starts; a blocking one
@@ -212,7 +222,7 @@ impl Engine {
     }
 
     /// The last turns of a conversation as prompt messages, oldest first.
-    fn history(&self, conversation_id: Uuid) -> Result<Vec<PromptMessage>> {
+    pub(crate) fn history(&self, conversation_id: Uuid) -> Result<Vec<PromptMessage>> {
         let index = self.store().scan(trees::CONV_MESSAGES, conversation_id.as_bytes(), None, HISTORY_TURNS, true)?;
         let mut out = Vec::new();
         for (k, _) in index.into_iter().rev() {

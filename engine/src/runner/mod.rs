@@ -11,6 +11,7 @@
 
 pub mod easy;
 pub mod prompt;
+pub mod workflow;
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -68,13 +69,16 @@ impl Engine {
         let flag = {
             let running = self.inner.running.lock();
             match running.get(&task_id) {
-                Some(r) if r.app_id == app_id && r.end_user_id == who => Some(r.flag.clone()),
+                Some(r) if r.app_id == app_id && (r.end_user_id == who || r.any_user) => {
+                    Some((r.flag.clone(), r.notify.clone()))
+                }
                 _ => None,
             }
         };
         // The runner observes the flag and records `StopRequested` on its stream.
-        if let Some(flag) = flag {
+        if let Some((flag, notify)) = flag {
             flag.store(true, Ordering::Release);
+            notify.notify_waiters();
         }
         Ok(())
     }

@@ -126,6 +126,49 @@ pub fn every_variant() -> Vec<Event> {
             value_type: "string".into(),
             value: Json(json!("billing")),
         },
+        Event::NodeRetried {
+            finished: Box::new(NodeFinished {
+                node_execution_id: id(21),
+                node_id: "http".into(),
+                node_type: "http-request".into(),
+                status: "retry".into(),
+                inputs: Json(json!({})),
+                process_data: Json(json!(null)),
+                outputs: Json(json!({})),
+                error: Some("timeout".into()),
+                elapsed_time: 0.5,
+                execution_metadata: Json(json!({})),
+            }),
+            retry_index: 1,
+        },
+        Event::ContainerStarted(Box::new(ContainerStarted {
+            kind: "iteration".into(),
+            node_execution_id: id(22),
+            node_id: "iter".into(),
+            node_type: "iteration".into(),
+            title: "Iteration".into(),
+            length: 3,
+            inputs: Json(json!({"iterator_selector": [1, 2, 3]})),
+        })),
+        Event::ContainerNext {
+            kind: "loop".into(),
+            node_execution_id: id(23),
+            node_id: "loop".into(),
+            index: 1,
+            pre_loop_output: Json(json!({"i": 1})),
+        },
+        Event::ContainerCompleted(Box::new(ContainerCompleted {
+            kind: "iteration".into(),
+            node_execution_id: id(22),
+            node_id: "iter".into(),
+            inputs: Json(json!({})),
+            outputs: Json(json!({"output": [1, 2, 3]})),
+            status: "succeeded".into(),
+            error: None,
+            elapsed_time: 0.25,
+            total_tokens: 0,
+            steps: 6,
+        })),
     ];
     for (i, e) in events.iter().enumerate() {
         assert_eq!(variant_index(e), i, "every_variant must list variants in declaration order");
@@ -156,5 +199,9 @@ pub fn variant_index(e: &Event) -> usize {
         Event::ConversationRenamed { .. } => 17,
         Event::ConversationDeleted => 18,
         Event::ConversationVariableUpdated { .. } => 19,
+        Event::NodeRetried { .. } => 20,
+        Event::ContainerStarted(_) => 21,
+        Event::ContainerNext { .. } => 22,
+        Event::ContainerCompleted(_) => 23,
     }
 }

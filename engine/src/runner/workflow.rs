@@ -1,0 +1,475 @@
+//! Workflow and advanced-chat runs: accept the request (version, inputs,
+//! conversation), seed the variable pool, run the graph engine in its own
+//! task, and record its events (batched per scheduling step) on the run
+//! stream.
+//!
+//! ```text
+//! RunStarted ─ (NodeStarted │ NodeFinished │ Container* │ ModelCalled │ ModelAnswered │ TextChunk │ AnswerChunk)*
+//!            ─ WorkflowFinished ─ MessageEnded        (advanced-chat, succeeded or stopped)
+//!                               └ RunFailed           (failed: "Run failed: …")
+//! ```
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use ferrify_store::{EventLog, PendingAppend, StreamId};
+use serde_json::{json, Map, Value};
+use tokio::sync::{mpsc, oneshot};
+use uuid::Uuid;
+
+use super::easy::{Accepted, MessageRequest};
+use super::{end_user_id, run_append, RunHandle};
+use crate::app::{form, AppMode};
+use crate::apps::LoadedApp;
+use crate::engine::{Engine, Stoppable};
+use crate::error::{EngineError, Result};
+use crate::event::{Envelope, Event, NewConversation, RunStarted, WorkflowFinished};
+use crate::json::Json;
+use crate::model::{ConversationRow, WorkflowVersionRow};
+use crate::projection::trees;
+use crate::wire::{Outcome, WireRun};
+use crate::workflow::executor::{run_scope, RunCx, ScopePos, StopSignal};
+use crate::workflow::nodes::NodeError;
+use crate::workflow::pool::Pool;
+use crate::workflow::{compile_version, Workflow};
+
+/// `POST /workflows/run` as the engine sees it.
+#[derive(Clone, Debug, Default)]
+pub struct WorkflowRequest {
+    pub inputs: Value,
+    pub user: String,
+    pub streaming: bool,
+    pub trace_id: Option<String>,
+    pub files: Value,
+    /// A given published version (`/workflows/:workflow_id/run`), else the latest.
+    pub workflow_id: Option<Uuid>,
+}
+
+/// Most events recorded in one append.
+const BATCH: usize = 512;
+
+impl Engine {
+    /// The compiled workflow version `id` of an app, or its latest.
+    pub fn workflow(&self, app: &LoadedApp, id: Option<Uuid>) -> Result<Arc<Workflow>> {
+        let row = self
+            .store()
+            .get_json::<crate::model::AppRow>(trees::APPS, app.id().as_bytes())?
+            .ok_or_else(|| EngineError::NotFound("App not found.".into()))?;
+        let id = match id {
+            Some(id) => id,
+            None => row.workflow_id.ok_or_else(|| {
+                EngineError::AppUnavailable("Workflow not initialized. Publish the workflow first.".into())
+            })?,
+        };
+        if let Some(wf) = self.inner.workflows.read().get(&id) {
+            return Ok(wf.clone());
+        }
+        let version = self
+            .store()
+            .scan(trees::WORKFLOWS, app.id().as_bytes(), None, usize::MAX, false)?
+            .into_iter()
+            .filter_map(|(_, v)| ferrify_store::codec::from_json::<WorkflowVersionRow>(&v).ok())
+            .find(|v| v.id == id)
+            .ok_or_else(|| EngineError::NotFound("Workflow not found.".into()))?;
+        let wf = compile_version(
+            version.id,
+            &version.graph,
+            &version.features,
+            &version.environment,
+            &version.conversation_variables,
+            app.mode(),
+        )
+        .map_err(|e| EngineError::AppUnavailable(format!("the published workflow does not compile: {e}")))?;
+        let wf = Arc::new(wf);
+        self.inner.workflows.write().insert(id, wf.clone());
+        Ok(wf)
+    }
+
+    /// Accepts `POST /workflows/run` and starts the run.
+    pub async fn start_workflow(&self, app: &LoadedApp, req: WorkflowRequest) -> Result<Accepted> {
+        if app.mode() != AppMode::Workflow {
+            return Err(EngineError::NotWorkflowApp);
+        }
+        let wf = self.workflow(app, req.workflow_id)?;
+        let inputs = form::validate(&wf.form, &req.inputs).map_err(EngineError::InvalidParam)?;
+        let plan = Launch {
+            app_id: app.id(),
+            mode: AppMode::Workflow,
+            wf,
+            inputs,
+            user: req.user,
+            query: String::new(),
+            files: req.files,
+            streaming: req.streaming,
+            trace_id: req.trace_id,
+            conversation: None,
+        };
+        self.launch(plan).await
+    }
+
+    /// Accepts a chatflow turn (`POST /chat-messages` on an advanced-chat app).
+    pub(crate) async fn start_chatflow(&self, app: &LoadedApp, req: MessageRequest) -> Result<Accepted> {
+        let query = req.query.replace('\0', "");
+        if query.trim().is_empty() {
+            return Err(EngineError::InvalidParam("query is required".into()));
+        }
+        let wf = self.workflow(app, None)?;
+        let inputs = form::validate(&wf.form, &req.inputs).map_err(EngineError::InvalidParam)?;
+        let app_id = app.id();
+        let end_user = end_user_id(app_id, &req.user);
+        let conversation = match req.conversation_id {
+            Some(id) => {
+                let row = self.store().get_json::<ConversationRow>(trees::CONVERSATIONS, id.as_bytes())?;
+                let row = row
+                    .filter(|r| r.app_id == app_id && r.end_user_id == end_user && !r.deleted)
+                    .ok_or_else(|| EngineError::NotFound("Conversation Not Exists.".into()))?;
+                if row.status != "normal" {
+                    return Err(EngineError::ConversationCompleted);
+                }
+                let guard = self.lock_conversation(id).await;
+                Conversation { id, new: None, guard, history_turns: row.message_count }
+            }
+            None => {
+                let id = Uuid::new_v4();
+                let new =
+                    NewConversation { name: "New conversation".into(), introduction: app.spec.opening_statement() };
+                let guard = self.lock_conversation(id).await;
+                Conversation { id, new: Some(new), guard, history_turns: 0 }
+            }
+        };
+        let plan = Launch {
+            app_id,
+            mode: AppMode::AdvancedChat,
+            wf,
+            inputs,
+            user: req.user,
+            query,
+            files: req.files,
+            streaming: req.streaming,
+            trace_id: req.trace_id,
+            conversation: Some(conversation),
+        };
+        self.launch(plan).await
+    }
+
+    /// Stops a workflow run of this app (any user; Dify does not check).
+    pub fn stop_workflow(&self, app_id: Uuid, task_id: Uuid) {
+        let stop = {
+            let running = self.inner.running.lock();
+            running.get(&task_id).filter(|r| r.app_id == app_id).map(|r| (r.flag.clone(), r.notify.clone()))
+        };
+        if let Some((flag, notify)) = stop {
+            flag.store(true, std::sync::atomic::Ordering::Release);
+            notify.notify_waiters();
+        }
+    }
+
+    /// The current values of a conversation's variables (declared defaults
+    /// for those never written).
+    pub(crate) fn conversation_values(&self, wf: &Workflow, conversation: Option<Uuid>) -> Result<Map<String, Value>> {
+        let mut out = Map::new();
+        for v in &wf.conversation_variables {
+            out.insert(v.name.clone(), v.value.clone());
+        }
+        if let Some(c) = conversation {
+            for (_, raw) in self.store().scan(trees::CONV_VARS, c.as_bytes(), None, usize::MAX, false)? {
+                if let Ok(row) = ferrify_store::codec::from_json::<crate::model::ConversationVariableRow>(&raw) {
+                    if out.contains_key(&row.name) {
+                        out.insert(row.name, row.value);
+                    }
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    async fn launch(&self, plan: Launch) -> Result<Accepted> {
+        let Launch { app_id, mode, wf, inputs, user, query, files, streaming, trace_id, conversation } = plan;
+        let chat = mode == AppMode::AdvancedChat;
+        let end_user = end_user_id(app_id, &user);
+        let task_id = Uuid::new_v4();
+        let run_id = Uuid::new_v4();
+        let message_id = chat.then(Uuid::new_v4);
+        let stream = StreamId::of("run", task_id)?;
+        let files = if files.is_null() { json!([]) } else { files };
+        let conversation_id = conversation.as_ref().map(|c| c.id);
+        let history = match &conversation {
+            Some(c) if c.new.is_none() => self.history(c.id)?,
+            _ => Vec::new(),
+        };
+        let conv_values =
+            self.conversation_values(&wf, conversation.as_ref().filter(|c| c.new.is_none()).map(|c| c.id))?;
+
+        // System variables, as `workflow_started` and the stored inputs show them.
+        let mut sys = Map::new();
+        if chat {
+            sys.insert("query".into(), query.clone().into());
+        }
+        sys.insert("files".into(), files.clone());
+        if let Some(c) = &conversation {
+            sys.insert("conversation_id".into(), c.id.to_string().into());
+            sys.insert("dialogue_count".into(), (c.history_turns + 1).into());
+        }
+        sys.insert("user_id".into(), user.clone().into());
+        sys.insert("app_id".into(), app_id.to_string().into());
+        sys.insert("workflow_id".into(), wf.id.to_string().into());
+        sys.insert("workflow_run_id".into(), run_id.to_string().into());
+        let mut shown = Map::new();
+        for (k, v) in &sys {
+            if k != "conversation_id" {
+                shown.insert(format!("sys.{k}"), v.clone());
+            }
+        }
+
+        let started = RunStarted {
+            task_id,
+            app_id,
+            mode: mode.as_str().to_string(),
+            end_user_id: end_user,
+            user: user.clone(),
+            conversation_id,
+            new_conversation: conversation.as_ref().and_then(|c| c.new.clone()),
+            message_id,
+            workflow_run_id: Some(run_id),
+            workflow_id: Some(wf.id),
+            query,
+            inputs: Json(Value::Object(inputs.clone())),
+            files: Json(files),
+            streaming,
+            options: Json(json!({"sys": shown})),
+        };
+        let stop = StopSignal::default();
+        self.inner.running.lock().insert(
+            task_id,
+            Stoppable {
+                app_id,
+                end_user_id: end_user,
+                flag: stop.flag.clone(),
+                notify: stop.notify.clone(),
+                any_user: !chat,
+            },
+        );
+        let first = Envelope::new(self.now(), trace_id.clone(), Event::RunStarted(Box::new(started)));
+        let mut wire = WireRun::new();
+        wire.values(&first);
+        let buffer = if streaming {
+            // The stream must exist before a client subscribes to it.
+            if let Err(e) = self.append_run(&stream, vec![first]).await {
+                self.inner.running.lock().remove(&task_id);
+                return Err(e);
+            }
+            None
+        } else {
+            Some(vec![first])
+        };
+        let (outcome_tx, outcome_rx) = if streaming {
+            (None, None)
+        } else {
+            let (tx, rx) = oneshot::channel();
+            (Some(tx), Some(rx))
+        };
+
+        let root = Pool::root();
+        root.set_owner("sys", sys);
+        root.set_owner("env", wf.environment.clone());
+        if chat {
+            root.set_owner("conversation", conv_values.clone());
+        }
+        root.set_owner(&wf.graph.nodes[wf.graph.start].id, inputs);
+
+        let (tx, rx) = mpsc::unbounded_channel();
+        let settings = self.inner.workflow_settings.clone();
+        let rc = RunCx::new(self.clone(), mode, settings, wf.graph.clone(), root, history, trace_id, stop, tx);
+        let engine = self.clone();
+        let recorder = Recording { engine: self.clone(), stream: stream.clone(), buffer, wire };
+        tokio::spawn(async move {
+            let recording = tokio::spawn(recorder.run(rx));
+            drive(rc, &user, chat).await.finish(&engine, &wf, conversation, conv_values).await;
+            let outcome = match recording.await {
+                Ok(r) => r,
+                Err(_) => Err(EngineError::AppUnavailable("the run's recorder failed".into())),
+            };
+            if let Err(e) = &outcome {
+                tracing::error!(task = %task_id, "run could not be recorded: {e}");
+            }
+            engine.inner.running.lock().remove(&task_id);
+            if let Some(tx) = outcome_tx {
+                let _ = tx.send(outcome);
+            }
+        });
+        Ok(Accepted {
+            handle: RunHandle { task_id, stream, message_id, conversation_id, workflow_run_id: Some(run_id) },
+            outcome: outcome_rx,
+        })
+    }
+}
+
+/// A chatflow turn's conversation.
+struct Conversation {
+    id: Uuid,
+    new: Option<NewConversation>,
+    guard: tokio::sync::OwnedMutexGuard<()>,
+    /// Turns before this one.
+    history_turns: u64,
+}
+
+struct Launch {
+    app_id: Uuid,
+    mode: AppMode,
+    wf: Arc<Workflow>,
+    inputs: Map<String, Value>,
+    user: String,
+    query: String,
+    files: Value,
+    streaming: bool,
+    trace_id: Option<String>,
+    conversation: Option<Conversation>,
+}
+
+/// What is left to do once the graph ran: the conversation variables to persist.
+struct Driven {
+    conversation_after: Option<Map<String, Value>>,
+}
+
+/// Runs the graph and records its terminal events.
+async fn drive(rc: RunCx, user: &str, chat: bool) -> Driven {
+    let started = Instant::now();
+    rc.start_responses();
+    let result = run_scope(&rc, None, &rc.root.clone(), &ScopePos::default()).await;
+    let answer = match &result {
+        Ok(()) => rc.finish_responses(),
+        Err(_) => rc.finish_responses_partial(),
+    };
+    let (steps, tokens, exceptions, usage, outputs) = {
+        let t = rc.totals.lock();
+        (t.steps, t.tokens, t.exceptions, t.usage.clone(), t.outputs.clone())
+    };
+    let outputs = if chat { json!({"answer": answer, "files": []}) } else { Value::Object(outputs) };
+    let elapsed = (started.elapsed().as_secs_f64() * 1e6).round() / 1e6;
+    let (status, error) = match &result {
+        Ok(()) if exceptions > 0 => ("partial-succeeded", None),
+        Ok(()) => ("succeeded", None),
+        Err(NodeError::Stopped) => {
+            rc.emit(Event::StopRequested { user: user.to_string() });
+            ("stopped", Some("Workflow execution stopped by user.".to_string()))
+        }
+        Err(NodeError::Failed { message, .. }) => ("failed", Some(message.clone())),
+    };
+    let failed = status == "failed";
+    rc.emit(Event::WorkflowFinished(Box::new(WorkflowFinished {
+        status: status.into(),
+        outputs: Json(if failed { json!({}) } else { outputs }),
+        error: error.clone(),
+        total_tokens: tokens,
+        total_steps: steps,
+        exceptions_count: exceptions,
+        elapsed_time: elapsed,
+    })));
+    if failed {
+        rc.emit(Event::RunFailed {
+            code: "invalid_param".into(),
+            message: format!("Run failed: {}", error.unwrap_or_default()),
+            status: 400,
+        });
+    } else if chat {
+        rc.emit(Event::MessageEnded {
+            answer,
+            usage,
+            latency: (rc.elapsed() * 1000.0).round() / 1000.0,
+            stopped: status == "stopped",
+        });
+    }
+    let conversation_after = chat.then(|| rc.root.owner("conversation").unwrap_or_default());
+    Driven { conversation_after }
+}
+
+impl Driven {
+    /// Persists changed conversation variables, then frees the conversation.
+    async fn finish(
+        self,
+        engine: &Engine,
+        wf: &Workflow,
+        conversation: Option<Conversation>,
+        before: Map<String, Value>,
+    ) {
+        let Some(conv) = conversation else { return };
+        if let Some(after) = self.conversation_after {
+            let mut events = Vec::new();
+            for v in &wf.conversation_variables {
+                let value = after.get(&v.name).cloned().unwrap_or(Value::Null);
+                if conv.new.is_some() || before.get(&v.name) != Some(&value) {
+                    events.push(Envelope::new(
+                        engine.now(),
+                        None,
+                        Event::ConversationVariableUpdated {
+                            variable_id: v.id.clone(),
+                            name: v.name.clone(),
+                            value_type: v.value_type.clone(),
+                            value: Json(value),
+                        },
+                    ));
+                }
+            }
+            if !events.is_empty() {
+                let r = match StreamId::of("conversation", conv.id) {
+                    Ok(stream) => engine.append_run(&stream, events).await,
+                    Err(e) => Err(e.into()),
+                };
+                if let Err(e) = r {
+                    tracing::error!(conversation = %conv.id, "conversation variables not saved: {e}");
+                }
+            }
+        }
+        drop(conv.guard);
+        engine.release_conversation(conv.id);
+    }
+}
+
+/// Appends a run's events as they come, a batch per wake-up (blocking
+/// runs: one durable batch at the end), folding them through the wire
+/// mapping for the blocking response.
+struct Recording {
+    engine: Engine,
+    stream: StreamId,
+    buffer: Option<Vec<Envelope>>,
+    wire: WireRun,
+}
+
+impl Recording {
+    async fn run(mut self, mut rx: mpsc::UnboundedReceiver<Envelope>) -> Result<Outcome> {
+        let mut pending: std::collections::VecDeque<PendingAppend> = Default::default();
+        while let Some(first) = rx.recv().await {
+            let mut batch = vec![first];
+            while batch.len() < BATCH {
+                match rx.try_recv() {
+                    Ok(e) => batch.push(e),
+                    Err(_) => break,
+                }
+            }
+            for e in &batch {
+                self.wire.values(e);
+            }
+            match &mut self.buffer {
+                Some(buffer) => buffer.extend(batch),
+                None => {
+                    pending.push_back(self.engine.store().append(run_append(&self.stream, batch)?));
+                    while pending.len() > 64 {
+                        if let Some(p) = pending.pop_front() {
+                            p.await?;
+                        }
+                    }
+                }
+            }
+        }
+        if let Some(buffer) = self.buffer.take() {
+            self.engine.append_run(&self.stream, buffer).await?;
+        }
+        for p in pending {
+            p.await?;
+        }
+        self.wire
+            .outcome()
+            .cloned()
+            .ok_or_else(|| EngineError::AppUnavailable("the run ended without a terminal event".into()))
+    }
+}
