@@ -148,6 +148,7 @@ impl FileConfig {
                 serve.and_then(|s| s.flush_interval_ms).or(self.flush_interval_ms).unwrap_or(10),
             ),
             providers,
+            workflow: Default::default(),
         })
     }
 }

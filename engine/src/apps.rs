@@ -93,6 +93,7 @@ impl Engine {
         let mut workflow_id = None;
         if let Some(wf) = &spec.workflow {
             let id = Uuid::new_v4();
+            check_graph(wf, spec.mode)?;
             workflow_id = Some(id);
             events.push(Envelope::new(
                 now,
@@ -108,6 +109,44 @@ impl Engine {
         }
         self.append_app(app_id, events, Expected::NoStream).await?;
         Ok(Imported { app_id, mode: spec.mode, workflow_id })
+    }
+
+    /// Publishes a new workflow version of a workflow or advanced-chat app:
+    /// `graph` + `features` (+ variables), or a whole DSL of the same mode.
+    pub async fn publish_workflow(&self, app_id: Uuid, section: &serde_json::Value) -> Result<(Uuid, i64)> {
+        let app = self.app(app_id)?.ok_or_else(|| EngineError::NotFound("App not found.".into()))?;
+        if !matches!(app.mode(), AppMode::Workflow | AppMode::AdvancedChat) {
+            return Err(EngineError::InvalidParam("only workflow and advanced-chat apps publish workflows".into()));
+        }
+        let wf = match section.get("yaml_content").and_then(serde_json::Value::as_str) {
+            Some(yaml) => {
+                let spec = parse_dsl(yaml)?;
+                if spec.mode != app.mode() {
+                    return Err(EngineError::InvalidParam(format!(
+                        "the DSL is a {} app; this app is {}",
+                        spec.mode.as_str(),
+                        app.mode().as_str()
+                    )));
+                }
+                spec.workflow.unwrap_or_default()
+            }
+            None => section.clone(),
+        };
+        if !wf.get("graph").is_some_and(serde_json::Value::is_object) {
+            return Err(EngineError::InvalidParam("graph is required".into()));
+        }
+        check_graph(&wf, app.mode())?;
+        let id = Uuid::new_v4();
+        let now = self.now();
+        let event = Event::WorkflowPublished {
+            workflow_id: id,
+            graph: Json(wf.get("graph").cloned().unwrap_or_default()),
+            features: Json(wf.get("features").cloned().unwrap_or_default()),
+            environment: Json(wf.get("environment_variables").cloned().unwrap_or_default()),
+            conversation_variables: Json(wf.get("conversation_variables").cloned().unwrap_or_default()),
+        };
+        self.append_app(app_id, vec![Envelope::new(now, None, event)], Expected::Any).await?;
+        Ok((id, now))
     }
 
     async fn append_app(&self, app_id: Uuid, events: Vec<Envelope>, expected: Expected) -> Result<()> {
@@ -203,6 +242,21 @@ impl Engine {
         };
         self.app(row.app_id)
     }
+}
+
+/// Refuses a workflow section whose graph does not compile, naming the node or edge at fault.
+fn check_graph(wf: &serde_json::Value, mode: AppMode) -> Result<()> {
+    let empty = serde_json::Value::Null;
+    crate::workflow::compile_version(
+        Uuid::nil(),
+        wf.get("graph").unwrap_or(&empty),
+        wf.get("features").unwrap_or(&empty),
+        wf.get("environment_variables").unwrap_or(&empty),
+        wf.get("conversation_variables").unwrap_or(&empty),
+        mode,
+    )
+    .map_err(|e| EngineError::Dsl(crate::app::DslError::Invalid(format!("invalid workflow graph: {e}"))))?;
+    Ok(())
 }
 
 #[cfg(test)]

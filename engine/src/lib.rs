@@ -18,6 +18,7 @@ pub mod model;
 pub mod projection;
 pub mod provider;
 pub mod runner;
+pub mod runs;
 pub mod wire;
 pub mod workflow;
 

@@ -30,7 +30,17 @@ impl Projector for WorkflowRuns {
                 end_user_id: run.end_user_id,
                 user: run.user.clone(),
                 conversation_id: run.conversation_id,
-                inputs: run.inputs.0.clone(),
+                inputs: {
+                    let mut inputs = run.inputs.0.clone();
+                    if let (serde_json::Value::Object(m), Some(serde_json::Value::Object(sys))) =
+                        (&mut inputs, run.options.0.get("sys"))
+                    {
+                        for (k, v) in sys {
+                            m.insert(k.clone(), v.clone());
+                        }
+                    }
+                    inputs
+                },
                 outputs: serde_json::Value::Object(Default::default()),
                 status: "running".into(),
                 error: None,

@@ -1,6 +1,7 @@
 //! The admin (console) API, behind the admin token:
 //! `POST /console/api/apps/imports`, `GET /console/api/apps`,
-//! `POST|GET /console/api/apps/:app_id/api-keys`, `DELETE …/api-keys/:key_id`.
+//! `POST|GET /console/api/apps/:app_id/api-keys`, `DELETE …/api-keys/:key_id`,
+//! `POST /console/api/apps/:app_id/workflows/publish`.
 
 use ferrify_engine::apps::Imported;
 use ferrify_engine::model::{ApiKeyRow, AppRow};
@@ -37,9 +38,19 @@ pub fn routes(state: State) -> warp::filters::BoxedFilter<(warp::reply::Response
         .and_then(|app: String, state: State| async move { respond(list_keys(state, app)) });
     let revoke = warp::path!("apps" / String / "api-keys" / String)
         .and(warp::delete())
-        .and(with_state(state))
+        .and(with_state(state.clone()))
         .and_then(|app: String, key: String, state: State| async move { respond(revoke(state, app, key).await) });
-    base.and(import.or(list).unify().or(create_key).unify().or(list_keys).unify().or(revoke).unify()).boxed()
+    let publish = warp::path!("apps" / String / "workflows" / "publish")
+        .and(warp::post())
+        .and(with_state(state))
+        .and(json_body())
+        .and_then(|app: String, state: State, body: Map<String, Value>| async move {
+            respond(publish(state, app, body).await)
+        });
+    base.and(
+        import.or(list).unify().or(create_key).unify().or(list_keys).unify().or(revoke).unify().or(publish).unify(),
+    )
+    .boxed()
 }
 
 fn app_id(s: &str) -> Result<Uuid, ApiError> {
@@ -141,4 +152,10 @@ async fn revoke(state: State, app: String, key: String) -> Result<warp::reply::R
     let key_id = Uuid::parse_str(key.trim()).map_err(|_| ApiError::not_found("API key not found."))?;
     state.engine.revoke_api_key(app_id(&app)?, key_id).await?;
     Ok(warp::reply::with_status(warp::reply(), warp::http::StatusCode::NO_CONTENT).into_response())
+}
+
+async fn publish(state: State, app: String, body: Map<String, Value>) -> Result<warp::reply::Response, ApiError> {
+    let (workflow_id, at) = state.engine.publish_workflow(app_id(&app)?, &Value::Object(body)).await?;
+    Ok(warp::reply::json(&json!({"result": "success", "workflow_id": workflow_id.to_string(), "created_at": secs(at)}))
+        .into_response())
 }

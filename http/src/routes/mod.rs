@@ -9,6 +9,7 @@ pub mod conversations;
 pub mod health;
 pub mod messages;
 pub mod metrics;
+pub mod workflows;
 
 use std::convert::Infallible;
 
@@ -41,7 +42,9 @@ pub fn service_api(state: State) -> warp::filters::BoxedFilter<(warp::reply::Res
         .unify()
         .or(messages::routes(state.clone()))
         .unify()
-        .or(conversations::routes(state))
+        .or(conversations::routes(state.clone()))
+        .unify()
+        .or(workflows::routes(state))
         .unify();
     api_prefix().and(routes).boxed()
 }
