@@ -240,10 +240,45 @@ impl Engine {
         Ok(conversation_json(&conv))
     }
 
-    /// `GET /conversations/:id/variables`: chat apps have none; advanced-chat later.
+    /// `GET /conversations/:id/variables`: the conversation variables of an
+    /// advanced-chat conversation (values as text: strings as they are,
+    /// anything else as JSON), oldest first.
     pub fn conversation_variables(&self, app: &LoadedApp, user: &str, id: Uuid, limit: usize) -> Result<Page> {
         Self::chat_app(app)?;
         self.conversation_or_404(app, user, id)?;
-        Ok(Page { limit, has_more: false, data: Vec::new() })
+        if app.mode() != crate::app::AppMode::AdvancedChat {
+            return Ok(Page { limit, has_more: false, data: Vec::new() });
+        }
+        let declared = self.workflow(app, None).map(|wf| wf.conversation_variables.clone()).unwrap_or_default();
+        let mut rows: Vec<crate::model::ConversationVariableRow> = self
+            .store()
+            .scan(trees::CONV_VARS, id.as_bytes(), None, usize::MAX, false)?
+            .into_iter()
+            .filter_map(|(_, v)| ferrify_store::codec::from_json(&v).ok())
+            .collect();
+        let order = |name: &str| declared.iter().position(|d| d.name == name).unwrap_or(usize::MAX);
+        rows.sort_by(|a, b| (a.created_at, order(&a.name)).cmp(&(b.created_at, order(&b.name))));
+        let has_more = rows.len() > limit;
+        let data = rows
+            .iter()
+            .take(limit)
+            .map(|r| {
+                let value = match &r.value {
+                    Value::String(s) => s.clone(),
+                    other => other.to_string(),
+                };
+                let description = declared.iter().find(|d| d.name == r.name).map(|d| d.description.clone());
+                json!({
+                    "id": r.id,
+                    "name": r.name,
+                    "value_type": r.value_type,
+                    "value": value,
+                    "description": description.unwrap_or_default(),
+                    "created_at": secs(r.created_at),
+                    "updated_at": secs(r.updated_at),
+                })
+            })
+            .collect();
+        Ok(Page { limit, has_more, data })
     }
 }

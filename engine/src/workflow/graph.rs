@@ -199,9 +199,9 @@ pub fn compile(graph: &Value, mode: AppMode) -> Result<Graph, GraphError> {
     }
     for (i, parent) in parents.iter().enumerate() {
         if let Some(p) = parent {
-            let Some(&c) = index.get(p) else {
-                return Err(GraphError(format!("node '{}' is inside unknown container '{p}'", nodes[i].id)));
-            };
+            // A stale container reference (the container was deleted and the
+            // node moved out in the editor) leaves the node at the top level.
+            let Some(&c) = index.get(p) else { continue };
             if nodes[c].node.role() != Role::Container {
                 return Err(GraphError(format!(
                     "node '{}' is inside '{p}', which is not an iteration or loop",
