@@ -14,3 +14,6 @@ mod openai_upstream;
 
 // The official Dify Python SDK against the real server.
 mod sdk;
+
+// Workflow and advanced-chat apps: runs, streams, versions, logs, stop.
+mod workflow;

@@ -11,17 +11,14 @@ use ferrify_engine::{Engine, EngineConfig, EngineError, Envelope, Event};
 use ferrify_store::EventLog;
 use serde_json::{json, Value};
 
-const EXAMPLES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../shared/spec/examples");
-
 fn engine() -> Engine {
     Engine::open(&EngineConfig { data_dir: None, ..EngineConfig::default() }).unwrap()
 }
 
+/// A copy of the spec's example apps (`shared/spec/examples`).
 fn example(name: &str) -> String {
-    let local = format!("{}/tests/workflows/{name}", env!("CARGO_MANIFEST_DIR"));
-    std::fs::read_to_string(&local)
-        .or_else(|_| std::fs::read_to_string(format!("{EXAMPLES}/{name}")))
-        .unwrap_or_else(|e| panic!("{name}: {e}"))
+    let path = format!("{}/tests/workflows/{name}", env!("CARGO_MANIFEST_DIR"));
+    std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
 }
 
 /// A finished run: its blocking body, its events and its SSE frames.

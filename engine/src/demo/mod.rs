@@ -9,6 +9,8 @@ pub const DEMO_APPS: &[(&str, &str)] = &[
     ("chat-echo.yml", include_str!("chat-echo.yml")),
     ("chat-lorem.yml", include_str!("chat-lorem.yml")),
     ("completion-echo.yml", include_str!("completion-echo.yml")),
+    ("workflow-greet.yml", include_str!("workflow-greet.yml")),
+    ("chatflow-echo.yml", include_str!("chatflow-echo.yml")),
 ];
 
 /// A demo app that was created, with its API key.
