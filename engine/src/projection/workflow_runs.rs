@@ -56,7 +56,9 @@ impl Projector for WorkflowRuns {
             kv.put(trees::APP_RUNS, &key(&[run.app_id.as_bytes(), &time_key(env.at), run_id.as_bytes()]), Vec::new());
             return Ok(());
         }
-        if !matches!(env.event, Event::NodeStarted(_) | Event::WorkflowFinished(_)) {
+        // Steps are counted by the engine and recorded at the end: a row
+        // rewrite per node would cost more than the node.
+        if !matches!(env.event, Event::WorkflowFinished(_)) {
             return Ok(());
         }
         let Some(id) = kv.get(trees::RUN_BY_TASK, task_id.as_bytes())? else {
@@ -66,7 +68,6 @@ impl Projector for WorkflowRuns {
             return Ok(());
         };
         match &env.event {
-            Event::NodeStarted(_) => row.total_steps += 1,
             Event::WorkflowFinished(f) => {
                 row.status = f.status.clone();
                 row.outputs = f.outputs.0.clone();

@@ -447,7 +447,17 @@ impl Recording {
                 }
             }
             for e in &batch {
-                self.wire.values(e);
+                // Only what the blocking response is folded from; node
+                // progress frames are built by the streams that show them.
+                if matches!(
+                    e.event,
+                    Event::WorkflowFinished(_)
+                        | Event::MessageEnded { .. }
+                        | Event::RunFailed { .. }
+                        | Event::AnswerReplaced { .. }
+                ) {
+                    self.wire.values(e);
+                }
             }
             match &mut self.buffer {
                 Some(buffer) => buffer.extend(batch),
