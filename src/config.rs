@@ -9,6 +9,7 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use ferrify_engine::provider::{ProviderConfig, Providers};
+use ferrify_engine::workflow::WorkflowSettings;
 use ferrify_engine::EngineConfig;
 use serde::Deserialize;
 
@@ -94,6 +95,25 @@ pub struct ServeArgs {
     /// Do not create the demo apps on an empty data directory.
     #[arg(long)]
     pub no_demo: bool,
+    /// Let http-request nodes and remote files reach private, loopback and
+    /// link-local addresses [default: false; `[security] allow_private_network`].
+    #[arg(
+        long,
+        env = "FERRIFY_ALLOW_PRIVATE_NETWORK",
+        value_name = "BOOL",
+        num_args = 0..=1,
+        default_missing_value = "true",
+        value_parser = clap::builder::BoolishValueParser::new()
+    )]
+    pub allow_private_network: Option<bool>,
+}
+
+/// `[security]` in `ferrify.toml`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SecurityConfig {
+    /// Whether workflow nodes may reach private networks (default false).
+    pub allow_private_network: Option<bool>,
 }
 
 /// `ferrify.toml`.
@@ -107,6 +127,8 @@ pub struct FileConfig {
     pub model_override: Option<String>,
     #[serde(default)]
     pub providers: HashMap<String, ProviderConfig>,
+    #[serde(default)]
+    pub security: SecurityConfig,
 }
 
 impl FileConfig {
@@ -142,13 +164,15 @@ impl FileConfig {
         };
         let providers = Providers::new(&self.providers, model_override).map_err(anyhow::Error::msg)?;
         let ephemeral = serve.is_some_and(|s| s.ephemeral);
+        let allow_private_network =
+            serve.and_then(|s| s.allow_private_network).or(self.security.allow_private_network).unwrap_or(false);
         Ok(EngineConfig {
             data_dir: (!ephemeral).then(|| self.data_dir(data)),
             flush_interval: Duration::from_millis(
                 serve.and_then(|s| s.flush_interval_ms).or(self.flush_interval_ms).unwrap_or(10),
             ),
             providers,
-            workflow: Default::default(),
+            workflow: WorkflowSettings { allow_private_network, ..WorkflowSettings::default() },
         })
     }
 }

@@ -12,6 +12,7 @@
 pub mod condition;
 pub mod executor;
 pub mod graph;
+pub mod net;
 pub mod nodes;
 pub mod pool;
 pub mod response;
