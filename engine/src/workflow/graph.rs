@@ -87,19 +87,20 @@ pub fn scalar(v: Option<&Value>) -> String {
     }
 }
 
-/// Container membership of a raw node: `parentId`, or the legacy data flags.
-fn container_of(raw: &Value, data: &Value) -> Option<String> {
+/// Container membership of a raw node: `parentId`, or the legacy data
+/// flags (the second value says it came from the flags alone).
+fn container_of(raw: &Value, data: &Value) -> (Option<String>, bool) {
     let parent = scalar(raw.get("parentId"));
     if !parent.is_empty() {
-        return Some(parent);
+        return (Some(parent), false);
     }
     for (flag, key) in [("isInIteration", "iteration_id"), ("isInLoop", "loop_id")] {
         let id = scalar(data.get(key));
         if data.get(flag).and_then(Value::as_bool) == Some(true) && !id.is_empty() {
-            return Some(id);
+            return (Some(id), true);
         }
     }
-    None
+    (None, false)
 }
 
 fn strategy_of(data: &Value) -> ErrorStrategy {
@@ -146,6 +147,7 @@ pub fn compile(graph: &Value, mode: AppMode) -> Result<Graph, GraphError> {
     let mut nodes: Vec<NodeDef> = Vec::new();
     let mut index: HashMap<String, usize> = HashMap::new();
     let mut parents: Vec<Option<String>> = Vec::new();
+    let mut by_flag: Vec<bool> = Vec::new();
     for (i, raw) in raw_nodes.iter().enumerate() {
         let empty = Value::Object(Map::new());
         let data = raw.get("data").filter(|d| d.is_object()).unwrap_or(&empty);
@@ -184,7 +186,9 @@ pub fn compile(graph: &Value, mode: AppMode) -> Result<Graph, GraphError> {
             .filter(|t| *t > 0.0)
             .map(|t| Duration::from_secs_f64(t.min(86_400.0)));
         index.insert(id.clone(), nodes.len());
-        parents.push(container_of(raw, data));
+        let (parent, flagged) = container_of(raw, data);
+        parents.push(parent);
+        by_flag.push(flagged);
         nodes.push(NodeDef {
             id,
             node_type,
@@ -230,6 +234,17 @@ pub fn compile(graph: &Value, mode: AppMode) -> Result<Graph, GraphError> {
             let missing = if index.contains_key(&source) { &target } else { &source };
             return Err(GraphError(format!("edge '{id}' points to unknown node '{missing}'")));
         };
+        if nodes[s].container != nodes[t].container {
+            // Stale `isInIteration` flags (no `parentId`) yield to the edges
+            // that wire the node where it really is.
+            if by_flag[t] {
+                nodes[t].container = nodes[s].container;
+                by_flag[t] = false;
+            } else if by_flag[s] {
+                nodes[s].container = nodes[t].container;
+                by_flag[s] = false;
+            }
+        }
         if nodes[s].container != nodes[t].container {
             return Err(GraphError(format!(
                 "edge '{id}' connects '{source}' and '{target}', which are in different containers"

@@ -14,6 +14,7 @@ pub mod end;
 pub mod http_request;
 pub mod if_else;
 pub mod iteration;
+pub mod knowledge_retrieval;
 pub mod list_operator;
 pub mod llm;
 pub mod loop_node;
@@ -172,6 +173,7 @@ pub fn compile(node_type: &str, id: &str, data: &Value, mode: AppMode) -> Result
         "document-extractor" => Box::new(document_extractor::DocumentExtractor::compile(data)?),
         "question-classifier" => Box::new(question_classifier::QuestionClassifier::compile(data)?),
         "parameter-extractor" => Box::new(parameter_extractor::ParameterExtractor::compile(data)?),
+        "knowledge-retrieval" => Box::new(knowledge_retrieval::KnowledgeRetrieval::compile(data)?),
         other => Box::new(unsupported::Unsupported::new(other)),
     })
 }
