@@ -416,3 +416,68 @@ async fn inputs_that_do_not_match_the_start_node_are_refused() {
         .unwrap();
     assert!(matches!(&err, EngineError::InvalidParam(m) if m.contains("text")), "{err:?}");
 }
+
+const MODEL_NODES: &str = r#"
+app: {mode: advanced-chat, name: model nodes}
+workflow:
+  conversation_variables:
+  - {id: v-log, name: log, value_type: 'array[string]', value: []}
+  graph:
+    nodes:
+    - {id: start, data: {type: start, variables: []}}
+    - id: classify
+      data:
+        type: question-classifier
+        model: {provider: builtin, name: echo, mode: chat}
+        query_variable_selector: [sys, query]
+        classes: [{id: '1', name: Weather}, {id: '2', name: Travel}]
+    - {id: weather, data: {type: answer, answer: 'weather'}}
+    - id: extract
+      data:
+        type: parameter-extractor
+        model: {provider: builtin, name: echo, mode: chat}
+        query: [sys, query]
+        parameters:
+        - {name: city, type: string, description: City, required: true}
+        - {name: days, type: number, description: Days, required: false}
+        - {name: stops, type: 'array[string]', description: Stops, required: false}
+    - id: pick
+      data:
+        type: list-operator
+        variable: [extract, stops]
+        filter_by: {enabled: true, conditions: [{key: '', comparison_operator: not in, value: [Lyon]}]}
+        order_by: {enabled: true, key: '', value: desc}
+        limit: {enabled: true, size: 2}
+    - id: remember
+      data: {type: assigner, version: '1', assigned_variable_selector: [conversation, log], write_mode: append, input_variable_selector: [extract, city]}
+    - id: travel
+      data: {type: answer, answer: '{{#classify.class_name#}}: {{#extract.city#}} for {{#extract.days#}} days via {{#pick.first_record#}} ({{#pick.result#}}) ok={{#extract.__is_success#}}'}
+    edges:
+    - {source: start, target: classify}
+    - {source: classify, sourceHandle: '1', target: weather}
+    - {source: classify, sourceHandle: '2', target: extract}
+    - {source: extract, target: pick}
+    - {source: pick, target: remember}
+    - {source: remember, target: travel}
+"#;
+
+#[tokio::test]
+async fn classifier_extractor_list_operator_and_assigner_v1() {
+    // The echo model answers with the user's message, so a JSON query is the model's answer.
+    let engine = engine();
+    let imported = engine.import_app(MODEL_NODES).await.unwrap();
+    let app = engine.app(imported.app_id).unwrap().unwrap();
+    let query = r#"{"category_id": "2", "city": "Paris", "days": 3, "stops": ["Lyon", "Dijon", "Nice", "Arles"]}"#;
+    let req = MessageRequest { query: query.into(), user: "u".into(), inputs: json!({}), ..Default::default() };
+    let ran = collect(&engine, engine.start_chat(&app, req).await.unwrap()).await;
+    assert_eq!(ran.body["answer"], "Travel: Paris for 3 days via Nice (- Nice\n- Dijon) ok=1", "{}", ran.body);
+    assert!(!ran.started_nodes().contains(&"weather".to_string()));
+    let conv = ran.body["conversation_id"].as_str().unwrap().parse().unwrap();
+    let vars = engine.conversation_variables(&app, "u", conv, 20).unwrap();
+    assert_eq!(vars.data[0]["value"], r#"["Paris"]"#);
+
+    // An answer that is not JSON: the first class, and defaults with __is_success 0.
+    let req = MessageRequest { query: "hello".into(), user: "u".into(), inputs: json!({}), ..Default::default() };
+    let ran = collect(&engine, engine.start_chat(&app, req).await.unwrap()).await;
+    assert_eq!(ran.body["answer"], "weather");
+}

@@ -305,11 +305,6 @@ pub fn run_scope<'a>(
                     return Err(e);
                 }
             };
-            if pos.is_top() {
-                let mut out = Vec::new();
-                rc.response.lock().node_finished(graph, &rc.root, idx, &mut out);
-                rc.emit_all(out);
-            }
             let mut settle = Vec::new();
             for &e in &graph.outgoing[idx] {
                 edges[e] = if takes(&selection, &graph.edges[e].handle) { TAKEN } else { SKIPPED };
@@ -334,6 +329,13 @@ pub fn run_scope<'a>(
                     edges[e] = SKIPPED;
                     settle.push(graph.edges[e].target);
                 }
+            }
+            // Only now, with the untaken side skipped, may response sessions
+            // that waited on this node open.
+            if pos.is_top() {
+                let mut out = Vec::new();
+                rc.response.lock().node_finished(graph, &rc.root, idx, &mut out);
+                rc.emit_all(out);
             }
         }
         if rc.stop.is_set() {
