@@ -116,6 +116,18 @@ pub struct SecurityConfig {
     pub allow_private_network: Option<bool>,
 }
 
+/// `[code]` in `ferrify.toml`: how workflow `code` nodes run.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CodeConfig {
+    /// A dify-sandbox endpoint; both languages run there when set.
+    pub sandbox_url: Option<String>,
+    /// The environment variable holding the sandbox's API key.
+    pub sandbox_key_env: Option<String>,
+    /// The Python interpreter (`python3` on PATH by default).
+    pub python: Option<String>,
+}
+
 /// `ferrify.toml`.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -129,6 +141,8 @@ pub struct FileConfig {
     pub providers: HashMap<String, ProviderConfig>,
     #[serde(default)]
     pub security: SecurityConfig,
+    #[serde(default)]
+    pub code: CodeConfig,
 }
 
 impl FileConfig {
@@ -172,7 +186,13 @@ impl FileConfig {
                 serve.and_then(|s| s.flush_interval_ms).or(self.flush_interval_ms).unwrap_or(10),
             ),
             providers,
-            workflow: WorkflowSettings { allow_private_network, ..WorkflowSettings::default() },
+            workflow: WorkflowSettings {
+                allow_private_network,
+                code_sandbox_url: self.code.sandbox_url.clone().filter(|u| !u.trim().is_empty()),
+                code_sandbox_key: self.code.sandbox_key_env.as_ref().and_then(|v| std::env::var(v).ok()),
+                python: self.code.python.clone(),
+                ..WorkflowSettings::default()
+            },
         })
     }
 }
