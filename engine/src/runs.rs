@@ -104,7 +104,16 @@ impl Engine {
                 continue;
             }
             if let Some(k) = &keyword {
-                let text = format!("{} {} {}", r.inputs, r.outputs, r.error.clone().unwrap_or_default()).to_lowercase();
+                // The user's inputs, not the `sys.*` ids (a UUID may spell any hex word).
+                let inputs: serde_json::Map<String, Value> = r
+                    .inputs
+                    .as_object()
+                    .map(|m| {
+                        m.iter().filter(|(k, _)| !k.starts_with("sys.")).map(|(k, v)| (k.clone(), v.clone())).collect()
+                    })
+                    .unwrap_or_default();
+                let text = format!("{} {} {}", Value::Object(inputs), r.outputs, r.error.clone().unwrap_or_default())
+                    .to_lowercase();
                 if !text.contains(k.as_str()) {
                     continue;
                 }
