@@ -85,7 +85,7 @@ fn corrupt_record_is_a_typed_error() {
     }
     {
         // Overwrite the record at position 1 with garbage, behind the store's back.
-        let db = sled::open(dir.path().join("db")).unwrap();
+        let db = open_raw(&dir.path().join("db"));
         let mut key = vec![b'L'];
         key.extend_from_slice(&1u64.to_be_bytes());
         db.insert(key, vec![0xFE, 1, 200, 200, 200]).unwrap();
@@ -102,7 +102,7 @@ fn corrupt_record_is_a_typed_error() {
     drop(store);
     // Corrupt tail: opening reports where instead of panicking.
     {
-        let db = sled::open(dir.path().join("db")).unwrap();
+        let db = open_raw(&dir.path().join("db"));
         let mut key = vec![b'L'];
         key.extend_from_slice(&2u64.to_be_bytes());
         db.insert(key, vec![0xFE, 1, 1]).unwrap();
@@ -134,7 +134,7 @@ fn rebuild_removes_stale_and_repairs_damaged_read_models() {
     }
     {
         // Damage the read models behind the store's back: a stale key and a wrong count.
-        let db = sled::open(dir.path().join("db")).unwrap();
+        let db = open_raw(&dir.path().join("db"));
         db.insert(b"Kcounts\0run/ghost", b"99".to_vec()).unwrap();
         db.insert(b"Kcounts\0run/0", b"1234".to_vec()).unwrap();
         db.flush().unwrap();
@@ -164,4 +164,20 @@ fn non_durable_appends_are_fsynced_within_the_flush_interval() {
         std::thread::sleep(std::time::Duration::from_millis(5));
     }
     assert_eq!(store.stats().durable_appends, 0);
+}
+
+/// Opens the sled database directly, waiting for the lock sled's I/O
+/// threads may hold a moment after the store closed.
+fn open_raw(path: &std::path::Path) -> sled::Db {
+    let mut attempt = 0;
+    loop {
+        match sled::open(path) {
+            Ok(db) => return db,
+            Err(e) if attempt < 100 && e.to_string().contains("could not acquire lock") => {
+                attempt += 1;
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            Err(e) => panic!("{e}"),
+        }
+    }
 }
