@@ -12,7 +12,7 @@
 //! | `conversations`  | `conversations` id → row; `conv_by_updated`/`conv_by_created` indexes; `conv_vars` conv+variable → value |
 //! | `messages`       | `messages` id → row; `conv_messages` conv+created+id; `message_by_task` |
 //! | `workflow_runs`  | `workflow_runs` id → row; `run_by_task`; `app_runs` app+created+id   |
-//! | `node_executions`| `node_executions` run+index → row; `node_by_execution` id → key     |
+//! | `node_executions`| `node_executions` run+index → row (when finished); `node_by_execution` id → started |
 
 pub mod api_keys;
 pub mod apps;

@@ -252,16 +252,13 @@ impl Engine {
         let first = Envelope::new(self.now(), trace_id.clone(), Event::RunStarted(Box::new(started)));
         let mut wire = WireRun::new();
         wire.values(&first);
-        let buffer = if streaming {
-            // The stream must exist before a client subscribes to it.
-            if let Err(e) = self.append_run(&stream, vec![first]).await {
-                self.inner.running.lock().remove(&task_id);
-                return Err(e);
-            }
-            None
-        } else {
-            Some(vec![first])
-        };
+        // Blocking or streaming, a workflow run is on the log from its first
+        // event (a crash mid-run leaves a trace to recover), and its events
+        // are written while the graph runs, on the writer's own thread.
+        if let Err(e) = self.append_run(&stream, vec![first]).await {
+            self.inner.running.lock().remove(&task_id);
+            return Err(e);
+        }
         let (outcome_tx, outcome_rx) = if streaming {
             (None, None)
         } else {
@@ -281,7 +278,7 @@ impl Engine {
         let settings = self.inner.workflow_settings.clone();
         let rc = RunCx::new(self.clone(), mode, settings, wf.graph.clone(), root, history, trace_id, stop, tx);
         let engine = self.clone();
-        let recorder = Recording { engine: self.clone(), stream: stream.clone(), buffer, wire };
+        let recorder = Recording { engine: self.clone(), stream: stream.clone(), wire };
         tokio::spawn(async move {
             let recording = tokio::spawn(recorder.run(rx));
             drive(rc, &user, chat).await.finish(&engine, &wf, conversation, conv_values).await;
@@ -425,13 +422,13 @@ impl Driven {
     }
 }
 
-/// Appends a run's events as they come, a batch per wake-up (blocking
-/// runs: one durable batch at the end), folding them through the wire
-/// mapping for the blocking response.
+/// Appends a run's events as they come, a batch per wake-up (pipelined:
+/// it does not wait for each acknowledgement; the log keeps their order),
+/// folding the terminal ones through the wire mapping for the blocking
+/// response.
 struct Recording {
     engine: Engine,
     stream: StreamId,
-    buffer: Option<Vec<Envelope>>,
     wire: WireRun,
 }
 
@@ -459,20 +456,12 @@ impl Recording {
                     self.wire.values(e);
                 }
             }
-            match &mut self.buffer {
-                Some(buffer) => buffer.extend(batch),
-                None => {
-                    pending.push_back(self.engine.store().append(run_append(&self.stream, batch)?));
-                    while pending.len() > 64 {
-                        if let Some(p) = pending.pop_front() {
-                            p.await?;
-                        }
-                    }
+            pending.push_back(self.engine.store().append(run_append(&self.stream, batch)?));
+            while pending.len() > 64 {
+                if let Some(p) = pending.pop_front() {
+                    p.await?;
                 }
             }
-        }
-        if let Some(buffer) = self.buffer.take() {
-            self.engine.append_run(&self.stream, buffer).await?;
         }
         for p in pending {
             p.await?;
