@@ -266,11 +266,11 @@ workflow:
   graph:
     nodes:
     - {id: start, data: {type: start, variables: []}}
-    - {id: tool_a, data: {type: tool, title: Search, error_strategy: fail-branch}}
+    - {id: tool_a, data: {type: agent, title: Search, error_strategy: fail-branch}}
     - {id: ok, data: {type: template-transform, template: 'fine', variables: []}}
     - {id: recover, data: {type: template-transform, template: 'recovered: {{ e }}', variables: [{variable: e, value_selector: [tool_a, error_type]}]}}
     - id: tool_b
-      data: {type: tool, title: Other, error_strategy: default-value, default_value: [{key: text, type: string, value: fallback}],
+      data: {type: agent, title: Other, error_strategy: default-value, default_value: [{key: text, type: string, value: fallback}],
              retry_config: {retry_enabled: true, max_retries: 2, retry_interval: 1}}
     - {id: end, data: {type: end, outputs: [{variable: a, value_selector: [recover, output]}, {variable: b, value_selector: [tool_b, text]}, {variable: c, value_selector: [ok, output]}]}}
     edges:
@@ -307,7 +307,7 @@ async fn a_failing_node_fails_the_run_with_its_error() {
     let yaml = STRATEGIES.replace("error_strategy: fail-branch", "desc: ''");
     let ran = run_workflow(&engine, &yaml, json!({})).await;
     assert_eq!(ran.body["data"]["status"], "failed");
-    assert!(ran.body["data"]["error"].as_str().unwrap().contains("'tool' is not supported"), "{}", ran.body);
+    assert!(ran.body["data"]["error"].as_str().unwrap().contains("'agent' is not supported"), "{}", ran.body);
     let names = ran.frame_names();
     assert_eq!(&names[names.len() - 2..], ["workflow_finished", "error"]);
     let err = ran.frames.last().unwrap();
@@ -480,4 +480,41 @@ async fn classifier_extractor_list_operator_and_assigner_v1() {
     let req = MessageRequest { query: "hello".into(), user: "u".into(), inputs: json!({}), ..Default::default() };
     let ran = collect(&engine, engine.start_chat(&app, req).await.unwrap()).await;
     assert_eq!(ran.body["answer"], "weather");
+}
+
+const TOOLS: &str = r#"
+app: {mode: workflow, name: tools}
+workflow:
+  graph:
+    nodes:
+    - {id: start, data: {type: start, variables: [{variable: doc, type: paragraph, required: true, label: Doc}]}}
+    - id: now
+      data: {type: tool, provider_id: time, provider_type: builtin, tool_name: current_time,
+             tool_parameters: {}, tool_configurations: {format: '%Y', timezone: Asia/Shanghai}}
+    - id: pick
+      data: {type: tool, provider_id: langgenius/json_process/json_process, provider_type: builtin, tool_name: parse,
+             tool_parameters: {content: {type: mixed, value: '{{#start.doc#}}'}, json_filter: {type: mixed, value: 'city.name'}},
+             tool_configurations: {ensure_ascii: 0}}
+    - id: mail
+      data: {type: tool, provider_id: langgenius/email/email, provider_type: builtin, tool_name: send_mail, tool_parameters: {}}
+    - {id: end, data: {type: end, outputs: [{variable: year, value_selector: [now, text]}, {variable: city, value_selector: [pick, text]}]}}
+    edges:
+    - {source: start, target: now}
+    - {source: now, target: pick}
+    - {source: pick, target: end}
+    - {source: end, target: mail}
+"#;
+
+#[tokio::test]
+async fn builtin_tools_run_and_others_fail_naming_the_tool() {
+    let engine = engine();
+    let yaml = TOOLS.replace("    - {source: end, target: mail}\n", "");
+    let ran = run_workflow(&engine, &yaml, json!({"doc": "{\"city\": {\"name\": \"Paris\"}}"})).await;
+    assert_eq!(ran.body["data"]["status"], "succeeded", "{}", ran.body);
+    let year = ran.body["data"]["outputs"]["year"].as_str().unwrap().parse::<i32>().unwrap();
+    assert!((2024..3000).contains(&year));
+    assert_eq!(ran.body["data"]["outputs"]["city"], "Paris");
+    let ran = run_workflow(&engine, TOOLS, json!({"doc": "{}"})).await;
+    assert_eq!(ran.body["data"]["status"], "failed");
+    assert!(ran.body["data"]["error"].as_str().unwrap().contains("send_mail"), "{}", ran.body);
 }

@@ -22,6 +22,7 @@ pub mod parameter_extractor;
 pub mod question_classifier;
 pub mod start;
 pub mod template_transform;
+pub mod tool;
 pub mod unsupported;
 pub mod variable_aggregator;
 
@@ -173,6 +174,7 @@ pub fn compile(node_type: &str, id: &str, data: &Value, mode: AppMode) -> Result
         "document-extractor" => Box::new(document_extractor::DocumentExtractor::compile(data)?),
         "question-classifier" => Box::new(question_classifier::QuestionClassifier::compile(data)?),
         "parameter-extractor" => Box::new(parameter_extractor::ParameterExtractor::compile(data)?),
+        "tool" => Box::new(tool::Tool::compile(data)?),
         "knowledge-retrieval" => Box::new(knowledge_retrieval::KnowledgeRetrieval::compile(data)?),
         other => Box::new(unsupported::Unsupported::new(other)),
     })
