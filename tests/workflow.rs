@@ -144,6 +144,10 @@ async fn workflow_endpoints_run_detail_logs_versions_and_modes() {
         if n["data"]["type"] == "template-transform" {
             n["data"]["template"] = json!("Version two, {{ name }}.");
         }
+        if n["data"]["type"] == "start" {
+            let vars = n["data"]["variables"].as_array_mut().unwrap();
+            vars.push(json!({"variable": "extra", "label": "Extra", "type": "text-input", "required": false}));
+        }
     }
     let r = client()
         .post(s.url(&format!("/console/api/apps/{app_id}/workflows/publish")))
@@ -154,6 +158,13 @@ async fn workflow_endpoints_run_detail_logs_versions_and_modes() {
         .unwrap();
     assert_eq!(r.status(), 200);
     let published: Value = r.json().await.unwrap();
+    let (_, params) = s.call("GET", "/v1/parameters", &key, None).await;
+    let form = params["user_input_form"].as_array().unwrap();
+    assert_eq!(
+        form.last().unwrap()["text-input"]["variable"],
+        "extra",
+        "/parameters shows the latest version: {params}"
+    );
     let second_version = published["workflow_id"].as_str().unwrap();
     let (_, b) = s.call("POST", "/v1/workflows/run", &key, Some(json!({"inputs": {"name": "Cy"}, "user": "u1"}))).await;
     assert_eq!(b["data"]["outputs"]["greeting"], "Version two, Cy.");

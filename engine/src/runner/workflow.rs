@@ -85,6 +85,22 @@ impl Engine {
         Ok(wf)
     }
 
+    /// The app as its latest published version shows it: the start node's
+    /// form and the version's features (what `/parameters` reports).
+    pub fn effective_spec(&self, app: &LoadedApp) -> Arc<crate::app::AppSpec> {
+        if matches!(app.mode(), AppMode::Workflow | AppMode::AdvancedChat) {
+            if let Ok(wf) = self.workflow(app, None) {
+                let mut spec = (*app.spec).clone();
+                spec.form = wf.form.clone();
+                if wf.features.is_object() {
+                    spec.features = wf.features.clone();
+                }
+                return Arc::new(spec);
+            }
+        }
+        app.spec.clone()
+    }
+
     /// Accepts `POST /workflows/run` and starts the run.
     pub async fn start_workflow(&self, app: &LoadedApp, req: WorkflowRequest) -> Result<Accepted> {
         if app.mode() != AppMode::Workflow {

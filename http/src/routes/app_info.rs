@@ -8,7 +8,7 @@ use ferrify_engine::apps::LoadedApp;
 use serde_json::{json, Value};
 use warp::{Filter, Reply};
 
-use super::respond;
+use super::{respond, with_state};
 use crate::auth::app_key;
 use crate::State;
 
@@ -30,9 +30,13 @@ pub fn routes(state: State) -> impl Filter<Extract = (warp::reply::Response,), E
             }))
             .into_response()))
         });
-    let parameters = warp::path!("parameters").and(warp::get()).and(app_key(state.clone())).and_then(
-        |app: Arc<LoadedApp>| async move { respond(Ok(warp::reply::json(&parameters(&app.spec)).into_response())) },
-    );
+    let parameters =
+        warp::path!("parameters").and(warp::get()).and(app_key(state.clone())).and(with_state(state.clone())).and_then(
+            |app: Arc<LoadedApp>, state: State| async move {
+                let spec = state.engine.effective_spec(&app);
+                respond(Ok(warp::reply::json(&parameters(&spec)).into_response()))
+            },
+        );
     let meta =
         warp::path!("meta").and(warp::get()).and(app_key(state.clone())).and_then(|_app: Arc<LoadedApp>| async move {
             respond(Ok(warp::reply::json(&json!({"tool_icons": {}})).into_response()))
