@@ -127,6 +127,8 @@ pub struct Llm {
     memory: Option<Memory>,
     context: Option<Vec<String>>,
     structured: bool,
+    /// The JSON schema of the structured output, when one is given.
+    schema: Option<Value>,
 }
 
 struct Memory {
@@ -197,7 +199,8 @@ impl Llm {
             .and_then(selector_of);
         let structured = data.get("structured_output_enabled").and_then(Value::as_bool).unwrap_or(false)
             || data.get("structured_output_switch_on").and_then(Value::as_bool).unwrap_or(false);
-        Ok(Llm { spec, messages, completion, jinja_vars, memory, context, structured })
+        let schema = data.get("structured_output").and_then(|s| s.get("schema")).filter(|s| s.is_object()).cloned();
+        Ok(Llm { spec, messages, completion, jinja_vars, memory, context, structured, schema })
     }
 
     fn context_text(&self, cx: &NodeCx<'_>) -> String {
@@ -300,7 +303,14 @@ impl Node for Llm {
             }
             let prompts: Vec<Value> =
                 messages.iter().map(|m| json!({"role": m.role, "text": m.content, "files": []})).collect();
-            let (text, usage) = invoke(cx, &self.spec, messages, true).await?;
+            let spec = match (&self.schema, self.structured) {
+                (Some(schema), true) => ModelSpec {
+                    completion_params: structured_params(&self.spec.completion_params, schema),
+                    ..self.spec.clone()
+                },
+                _ => self.spec.clone(),
+            };
+            let (text, usage) = invoke(cx, &spec, messages, true).await?;
             let mut outputs = Map::new();
             outputs.insert("text".into(), text.clone().into());
             outputs.insert("reasoning_content".into(), "".into());
@@ -325,6 +335,22 @@ impl Node for Llm {
     }
 }
 
+/// Completion parameters asking an OpenAI-compatible model for JSON that
+/// follows `schema` (unless the DSL already sets a response format).
+pub fn structured_params(params: &Value, schema: &Value) -> Value {
+    let mut out = match params {
+        Value::Object(m) => m.clone(),
+        _ => Map::new(),
+    };
+    if !out.get("response_format").is_some_and(|v| !v.is_null()) {
+        out.insert(
+            "response_format".into(),
+            json!({"type": "json_schema", "json_schema": {"name": "structured_output", "schema": schema, "strict": false}}),
+        );
+    }
+    Value::Object(out)
+}
+
 /// The first JSON object in a model's answer (bare, or in a ``` fence).
 pub fn extract_json(text: &str) -> Option<Value> {
     let t = text.trim();
@@ -342,4 +368,22 @@ pub fn extract_json(text: &str) -> Option<Value> {
 /// How many tokens a text is, for nodes that report usage without a model.
 pub fn tokens(text: &str) -> u64 {
     estimate_tokens(text)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn structured_output_asks_for_the_schema_and_reads_json_back() {
+        let schema = json!({"type": "object", "properties": {"city": {"type": "string"}}});
+        let p = structured_params(&json!({"temperature": 0.2}), &schema);
+        assert_eq!(p["temperature"], 0.2);
+        assert_eq!(p["response_format"]["type"], "json_schema");
+        assert_eq!(p["response_format"]["json_schema"]["schema"], schema);
+        let kept = structured_params(&json!({"response_format": "json_object"}), &schema);
+        assert_eq!(kept["response_format"], "json_object");
+        assert_eq!(extract_json("Sure: ```json\n{\"city\": \"Paris\"}\n```"), Some(json!({"city": "Paris"})));
+        assert_eq!(extract_json("no json"), None);
+    }
 }
