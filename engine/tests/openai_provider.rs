@@ -161,8 +161,8 @@ fn request(params: Value) -> ModelRequest {
     ModelRequest {
         model: "gpt-test".into(),
         messages: vec![
-            PromptMessage { role: Role::System, content: "You are terse.".into() },
-            PromptMessage { role: Role::User, content: "Say hello to the world".into() },
+            PromptMessage { role: Role::System, content: "You are terse.".into(), images: Vec::new() },
+            PromptMessage { role: Role::User, content: "Say hello to the world".into(), images: Vec::new() },
         ],
         params,
     }
@@ -423,4 +423,26 @@ async fn registry_and_config_validation() {
     assert!(OpenAi::from_config("openai", &cfg).is_err());
     cfg.base_url = Some("ftp://example.com/v1".into());
     assert!(OpenAi::from_config("openai", &cfg).is_err());
+}
+
+#[tokio::test]
+async fn images_go_to_vision_models_as_content_parts() {
+    let body = [delta("a cat"), finish(), DONE.to_string()];
+    let up = Upstream::start(move |_| sse(body.iter().map(|s| s.clone().into_bytes()).collect(), true)).await;
+    let provider = OpenAi::from_config("openai", &up.config(None, 0)).unwrap();
+    let mut req = request(json!({}));
+    req.messages[1].images.push(ferrify_engine::provider::ImagePart {
+        url: "https://example.org/cat.png".into(),
+        detail: "low".into(),
+    });
+    assert_eq!(text_of(&run(&provider, req).await), "a cat");
+    let body = &up.requests()[0].body;
+    assert_eq!(body["messages"][0], json!({"role": "system", "content": "You are terse."}));
+    assert_eq!(
+        body["messages"][1]["content"],
+        json!([
+            {"type": "text", "text": "Say hello to the world"},
+            {"type": "image_url", "image_url": {"url": "https://example.org/cat.png", "detail": "low"}}
+        ])
+    );
 }

@@ -133,8 +133,8 @@ mod tests {
         let req = |model: &str, params: serde_json::Value| ModelRequest {
             model: model.into(),
             messages: vec![
-                PromptMessage { role: Role::System, content: "sys".into() },
-                PromptMessage { role: Role::User, content: "say this".into() },
+                PromptMessage { role: Role::System, content: "sys".into(), images: Vec::new() },
+                PromptMessage { role: Role::User, content: "say this".into(), images: Vec::new() },
             ],
             params,
         };

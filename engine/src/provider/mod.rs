@@ -33,6 +33,18 @@ pub enum Role {
 pub struct PromptMessage {
     pub role: Role,
     pub content: String,
+    /// Images for vision models (workflow LLM nodes with vision on).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub images: Vec<ImagePart>,
+}
+
+/// An image attached to a prompt message.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ImagePart {
+    /// An `http(s)` URL or a `data:` URL.
+    pub url: String,
+    /// `high`, `low` or `auto`.
+    pub detail: String,
 }
 
 /// A model call.

@@ -153,7 +153,16 @@ pub fn request_body(request: &ModelRequest) -> Value {
                 Role::User => "user",
                 Role::Assistant => "assistant",
             };
-            json!({ "role": role, "content": m.content })
+            if m.images.is_empty() {
+                json!({ "role": role, "content": m.content })
+            } else {
+                // Vision: the text and each image as content parts.
+                let mut parts = vec![json!({"type": "text", "text": m.content})];
+                for image in &m.images {
+                    parts.push(json!({"type": "image_url", "image_url": {"url": image.url, "detail": image.detail}}));
+                }
+                json!({ "role": role, "content": parts })
+            }
         })
         .collect();
     let mut body = Map::new();
@@ -556,7 +565,7 @@ mod tests {
     fn body_and_errors() {
         let req = ModelRequest {
             model: "m".into(),
-            messages: vec![super::super::PromptMessage { role: Role::User, content: "hi".into() }],
+            messages: vec![super::super::PromptMessage { role: Role::User, content: "hi".into(), images: Vec::new() }],
             params: json!({"temperature": "0.5", "max_tokens": 12.0, "response_format": "json_object", "other": 1, "seed": null}),
         };
         let body = request_body(&req);

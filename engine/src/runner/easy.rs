@@ -128,14 +128,14 @@ impl Engine {
         let system = render(&mc.pre_prompt, &inputs);
         if chat {
             if !system.trim().is_empty() {
-                messages.push(PromptMessage { role: Role::System, content: system });
+                messages.push(PromptMessage { role: Role::System, content: system, images: Vec::new() });
             }
             if new_conversation.is_none() {
                 if let Some(id) = conversation_id {
                     messages.extend(self.history(id)?);
                 }
             }
-            messages.push(PromptMessage { role: Role::User, content: query.clone() });
+            messages.push(PromptMessage { role: Role::User, content: query.clone(), images: Vec::new() });
         } else {
             let mut prompt = system;
             if !query.is_empty() {
@@ -144,7 +144,7 @@ impl Engine {
                 }
                 prompt.push_str(&query);
             }
-            messages.push(PromptMessage { role: Role::User, content: prompt });
+            messages.push(PromptMessage { role: Role::User, content: prompt, images: Vec::new() });
         }
         let request = ModelRequest { model: model.model.clone(), messages, params: mc.model.completion_params.clone() };
 
@@ -231,8 +231,8 @@ impl Engine {
             if m.status != "normal" {
                 continue;
             }
-            out.push(PromptMessage { role: Role::User, content: m.query });
-            out.push(PromptMessage { role: Role::Assistant, content: m.answer });
+            out.push(PromptMessage { role: Role::User, content: m.query, images: Vec::new() });
+            out.push(PromptMessage { role: Role::Assistant, content: m.answer, images: Vec::new() });
         }
         Ok(out)
     }
@@ -393,8 +393,9 @@ async fn title_for(model: &ResolvedModel, query: &str) -> Option<String> {
             PromptMessage {
                 role: Role::System,
                 content: "Write a short title (at most 8 words) for a conversation that starts with the user's message. Answer with the title only.".into(),
+                images: Vec::new(),
             },
-            PromptMessage { role: Role::User, content: query.to_string() },
+            PromptMessage { role: Role::User, content: query.to_string(), images: Vec::new() },
         ],
         params: json!({"max_tokens": 16}),
     };

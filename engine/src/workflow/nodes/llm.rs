@@ -18,7 +18,7 @@ use crate::json::Json;
 use crate::provider::registry::price_usage;
 use crate::provider::{estimate_tokens, ModelChunk, ModelRequest, PromptMessage, ProviderError, Role};
 use crate::workflow::graph::scalar;
-use crate::workflow::pool::{render_text, selector_of};
+use crate::workflow::pool::{is_file, render_text, selector_of};
 use crate::workflow::template::{self, Jinja};
 
 /// Reads a DSL `model` block.
@@ -129,6 +129,8 @@ pub struct Llm {
     structured: bool,
     /// The JSON schema of the structured output, when one is given.
     schema: Option<Value>,
+    /// Vision: where the image files are, and the detail asked for.
+    vision: Option<(Vec<String>, String)>,
 }
 
 struct Memory {
@@ -200,7 +202,16 @@ impl Llm {
         let structured = data.get("structured_output_enabled").and_then(Value::as_bool).unwrap_or(false)
             || data.get("structured_output_switch_on").and_then(Value::as_bool).unwrap_or(false);
         let schema = data.get("structured_output").and_then(|s| s.get("schema")).filter(|s| s.is_object()).cloned();
-        Ok(Llm { spec, messages, completion, jinja_vars, memory, context, structured, schema })
+        let vision = data.get("vision").filter(|v| v.get("enabled").and_then(Value::as_bool) == Some(true)).map(|v| {
+            let configs = v.get("configs");
+            let selector = configs
+                .and_then(|c| c.get("variable_selector"))
+                .and_then(selector_of)
+                .unwrap_or_else(|| vec!["sys".into(), "files".into()]);
+            let detail = configs.map(|c| scalar(c.get("detail"))).filter(|d| !d.is_empty()).unwrap_or("high".into());
+            (selector, detail)
+        });
+        Ok(Llm { spec, messages, completion, jinja_vars, memory, context, structured, schema, vision })
     }
 
     fn context_text(&self, cx: &NodeCx<'_>) -> String {
@@ -285,21 +296,30 @@ impl Node for Llm {
                     }
                     prompt.push_str(&q);
                 }
-                messages.push(PromptMessage { role: Role::User, content: prompt });
+                messages.push(PromptMessage { role: Role::User, content: prompt, images: Vec::new() });
             } else {
                 for m in &self.messages {
                     let content = self.render(cx, m, &context, "")?;
                     if !content.is_empty() {
-                        messages.push(PromptMessage { role: m.role, content });
+                        messages.push(PromptMessage { role: m.role, content, images: Vec::new() });
                     }
                 }
                 messages.extend(history.iter().cloned());
                 if let Some(q) = query {
-                    messages.push(PromptMessage { role: Role::User, content: q });
+                    messages.push(PromptMessage { role: Role::User, content: q, images: Vec::new() });
                 }
             }
             if messages.is_empty() {
                 return Err(NodeError::new("NoPromptFoundError", "No prompt found in the LLM configuration."));
+            }
+            if let Some((selector, detail)) = &self.vision {
+                let images = image_parts(cx.pool.get(selector), detail);
+                if !images.is_empty() {
+                    match messages.iter_mut().rev().find(|m| m.role == Role::User) {
+                        Some(m) => m.images.extend(images),
+                        None => messages.push(PromptMessage { role: Role::User, content: String::new(), images }),
+                    }
+                }
             }
             let prompts: Vec<Value> =
                 messages.iter().map(|m| json!({"role": m.role, "text": m.content, "files": []})).collect();
@@ -333,6 +353,26 @@ impl Node for Llm {
             Ok(NodeRun { inputs, process_data, outputs, usage: Some(usage), ..NodeRun::default() })
         })
     }
+}
+
+/// The image files of a file or file-list value, as prompt image parts
+/// (files with a URL; uploads without one are not stored by this server yet).
+pub fn image_parts(value: Option<Value>, detail: &str) -> Vec<crate::provider::ImagePart> {
+    let files = match value {
+        Some(Value::Array(items)) => items,
+        Some(v @ Value::Object(_)) => vec![v],
+        _ => Vec::new(),
+    };
+    files
+        .iter()
+        .filter(|f| is_file(f) && f.get("type").and_then(Value::as_str) == Some("image"))
+        .filter_map(|f| {
+            let url = ["remote_url", "url"]
+                .iter()
+                .find_map(|k| f.get(*k).and_then(Value::as_str).filter(|u| !u.is_empty()))?;
+            Some(crate::provider::ImagePart { url: url.to_string(), detail: detail.to_string() })
+        })
+        .collect()
 }
 
 /// Completion parameters asking an OpenAI-compatible model for JSON that
@@ -385,5 +425,18 @@ mod tests {
         assert_eq!(kept["response_format"], "json_object");
         assert_eq!(extract_json("Sure: ```json\n{\"city\": \"Paris\"}\n```"), Some(json!({"city": "Paris"})));
         assert_eq!(extract_json("no json"), None);
+    }
+
+    #[test]
+    fn vision_takes_the_image_files_with_a_url() {
+        let files = json!([
+            {"type": "image", "transfer_method": "remote_url", "remote_url": "https://example.org/a.png"},
+            {"type": "document", "transfer_method": "remote_url", "remote_url": "https://example.org/a.pdf"},
+            {"type": "image", "transfer_method": "local_file", "upload_file_id": "x"}
+        ]);
+        let parts = image_parts(Some(files), "low");
+        assert_eq!(parts.len(), 1);
+        assert_eq!((parts[0].url.as_str(), parts[0].detail.as_str()), ("https://example.org/a.png", "low"));
+        assert!(image_parts(None, "high").is_empty());
     }
 }

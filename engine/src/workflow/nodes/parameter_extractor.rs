@@ -93,8 +93,8 @@ impl Node for ParameterExtractor {
                 template::render(&self.instruction, cx.pool)
             );
             let messages = vec![
-                PromptMessage { role: Role::System, content: system },
-                PromptMessage { role: Role::User, content: query.clone() },
+                PromptMessage { role: Role::System, content: system, images: Vec::new() },
+                PromptMessage { role: Role::User, content: query.clone(), images: Vec::new() },
             ];
             let (text, usage) = invoke(cx, &self.spec, messages, false).await?;
             let answer = extract_json(&text);

@@ -63,8 +63,8 @@ impl Node for QuestionClassifier {
                 template::render(&self.instruction, cx.pool)
             );
             let messages = vec![
-                PromptMessage { role: PromptRole::System, content: system },
-                PromptMessage { role: PromptRole::User, content: query.clone() },
+                PromptMessage { role: PromptRole::System, content: system, images: Vec::new() },
+                PromptMessage { role: PromptRole::User, content: query.clone(), images: Vec::new() },
             ];
             let (text, usage) = invoke(cx, &self.spec, messages, false).await?;
             let answer = extract_json(&text);
