@@ -109,28 +109,6 @@ pub struct WorkflowRunRow {
     pub finished_at: Option<i64>,
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct NodeExecutionRow {
-    pub id: Uuid,
-    pub workflow_run_id: Uuid,
-    pub index: u64,
-    pub node_id: String,
-    pub node_type: String,
-    pub title: String,
-    pub predecessor_node_id: Option<String>,
-    pub inputs: Value,
-    pub process_data: Value,
-    pub outputs: Value,
-    pub status: String,
-    pub error: Option<String>,
-    pub elapsed_time: f64,
-    pub execution_metadata: Value,
-    pub iteration_id: Option<String>,
-    pub loop_id: Option<String>,
-    pub created_at: i64,
-    pub finished_at: Option<i64>,
-}
-
 /// A conversation variable's current value.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ConversationVariableRow {

@@ -431,10 +431,9 @@ async fn images_go_to_vision_models_as_content_parts() {
     let up = Upstream::start(move |_| sse(body.iter().map(|s| s.clone().into_bytes()).collect(), true)).await;
     let provider = OpenAi::from_config("openai", &up.config(None, 0)).unwrap();
     let mut req = request(json!({}));
-    req.messages[1].images.push(ferrify_engine::provider::ImagePart {
-        url: "https://example.org/cat.png".into(),
-        detail: "low".into(),
-    });
+    req.messages[1]
+        .images
+        .push(ferrify_engine::provider::ImagePart { url: "https://example.org/cat.png".into(), detail: "low".into() });
     assert_eq!(text_of(&run(&provider, req).await), "a cat");
     let body = &up.requests()[0].body;
     assert_eq!(body["messages"][0], json!({"role": "system", "content": "You are terse."}));

@@ -1,5 +1,9 @@
 //! Projections: pure folds of events into read models, one module each.
 //!
+//! Node executions have no read model of their own: they are the
+//! `NodeStarted` / `NodeFinished` events of the run's stream, read from the
+//! log by whatever shows them (a stream, a replay, a timeline).
+//!
 //! Each projection is a [`Projector`] with its own name, cursor and trees; it
 //! reads nothing written by another projection (so each can lag or be rebuilt
 //! independently). Times come from the event envelope, never from a clock.
@@ -12,14 +16,12 @@
 //! | `conversations`  | `conversations` id → row; `conv_by_updated`/`conv_by_created` indexes; `conv_vars` conv+variable → value |
 //! | `messages`       | `messages` id → row; `conv_messages` conv+created+id; `message_by_task` |
 //! | `workflow_runs`  | `workflow_runs` id → row; `run_by_task`; `app_runs` app+created+id   |
-//! | `node_executions`| `node_executions` run+index → row (when finished); `node_by_execution` id → started |
 
 pub mod api_keys;
 pub mod apps;
 pub mod conversations;
 pub mod end_users;
 pub mod messages;
-pub mod node_executions;
 pub mod workflow_runs;
 
 use std::sync::Arc;
@@ -38,7 +40,6 @@ pub fn all() -> Vec<Arc<dyn Projector>> {
         Arc::new(conversations::Conversations),
         Arc::new(messages::Messages),
         Arc::new(workflow_runs::WorkflowRuns),
-        Arc::new(node_executions::NodeExecutions),
     ]
 }
 
@@ -91,7 +92,5 @@ pub mod trees {
     pub const WORKFLOW_RUNS: &str = "workflow_runs";
     pub const RUN_BY_TASK: &str = "run_by_task";
     pub const APP_RUNS: &str = "app_runs";
-    pub const NODE_EXECUTIONS: &str = "node_executions";
-    pub const NODE_BY_EXECUTION: &str = "node_by_execution";
     pub const CONV_VARS: &str = "conv_vars";
 }
