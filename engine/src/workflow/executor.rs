@@ -413,7 +413,7 @@ async fn execute(
     let graph = &*rc.graph;
     let def = &graph.nodes[idx];
     let started = Instant::now();
-    let finished = |status: &str, run: &NodeRun, error: Option<String>| {
+    let finished = |status: &str, run: NodeRun, error: Option<String>| {
         let mut meta = match position_metadata(pos) {
             Value::Object(m) => m,
             _ => Map::new(),
@@ -423,17 +423,15 @@ async fn execute(
             meta.insert("total_price".into(), json!(u.total_price));
             meta.insert("currency".into(), json!(u.currency));
         }
-        for (k, v) in &run.metadata {
-            meta.insert(k.clone(), v.clone());
-        }
+        meta.extend(run.metadata);
         Event::NodeFinished(Box::new(NodeFinished {
             node_execution_id: exec_id,
             node_id: def.id.clone(),
             node_type: def.node_type.clone(),
             status: status.into(),
-            inputs: Json(run.inputs.clone()),
-            process_data: Json(run.process_data.clone()),
-            outputs: Json(Value::Object(run.outputs.clone())),
+            inputs: Json(run.inputs),
+            process_data: Json(run.process_data),
+            outputs: Json(Value::Object(run.outputs)),
             error,
             elapsed_time: started.elapsed().as_secs_f64(),
             execution_metadata: Json(Value::Object(meta)),
@@ -447,7 +445,7 @@ async fn execute(
         };
         if steps > rc.settings.max_steps {
             let error = format!("Max steps {} reached.", rc.settings.max_steps);
-            rc.emit(finished("failed", &NodeRun::default(), Some(error.clone())));
+            rc.emit(finished("failed", NodeRun::default(), Some(error.clone())));
             return Err(NodeError::new("WorkflowMaxStepsError", error));
         }
     }
@@ -464,7 +462,7 @@ async fn execute(
         match r {
             Err(NodeError::Failed { message, .. }) if attempt < def.max_retries && !rc.stop.is_set() => {
                 attempt += 1;
-                if let Event::NodeFinished(f) = finished("retry", &NodeRun::default(), Some(message)) {
+                if let Event::NodeFinished(f) = finished("retry", NodeRun::default(), Some(message)) {
                     rc.emit(Event::NodeRetried { finished: f, retry_index: attempt as u64 });
                 }
                 tokio::time::sleep(def.retry_interval).await;
@@ -478,9 +476,6 @@ async fn execute(
             if let Some(u) = &run.usage {
                 rc.add_usage(u);
             }
-            if !silent {
-                rc.emit(finished("succeeded", &run, None));
-            }
             if def.node.role() == Role::Response {
                 if pos.is_top() {
                     if def.node_type == "end" {
@@ -493,20 +488,24 @@ async fn execute(
                     rc.say(text.clone(), &def.id);
                 }
             }
-            Ok(match run.handle {
-                Some(h) => Selection::Handle(h),
+            let selection = match &run.handle {
+                Some(h) => Selection::Handle(h.clone()),
                 None => Selection::Normal,
-            })
+            };
+            if !silent {
+                rc.emit(finished("succeeded", run, None));
+            }
+            Ok(selection)
         }
         Err(NodeError::Stopped) => {
-            rc.emit(finished("stopped", &NodeRun::default(), Some("Workflow execution stopped by user.".into())));
+            rc.emit(finished("stopped", NodeRun::default(), Some("Workflow execution stopped by user.".into())));
             Err(NodeError::Stopped)
         }
         Err(NodeError::Failed { error_type, message }) => {
             let mut outputs = Map::new();
             let selection = match &def.strategy {
                 ErrorStrategy::None => {
-                    rc.emit(finished("failed", &NodeRun::default(), Some(message.clone())));
+                    rc.emit(finished("failed", NodeRun::default(), Some(message.clone())));
                     return Err(NodeError::Failed { error_type, message });
                 }
                 ErrorStrategy::DefaultValue(defaults) => {
@@ -522,7 +521,7 @@ async fn execute(
             let mut run = NodeRun::outputs(outputs);
             let strategy = if matches!(selection, Selection::Fail) { "fail-branch" } else { "default-value" };
             run.metadata.insert("error_strategy".into(), strategy.into());
-            rc.emit(finished("exception", &run, Some(message)));
+            rc.emit(finished("exception", run, Some(message)));
             Ok(selection)
         }
     }

@@ -29,6 +29,12 @@ struct Session {
 pub struct Coordinator {
     chat: bool,
     pending: Vec<usize>,
+    /// Unresolved deciders per pending response node.
+    waiting_on: HashMap<usize, usize>,
+    /// The response nodes each decider decides.
+    decides: HashMap<usize, Vec<usize>>,
+    /// Nodes already counted as resolved.
+    resolved: HashSet<usize>,
     active: Vec<Session>,
     finished: HashSet<usize>,
     skipped: HashSet<usize>,
@@ -52,9 +58,21 @@ impl Coordinator {
                 }
             }
         }
+        let mut waiting_on = HashMap::new();
+        let mut decides: HashMap<usize, Vec<usize>> = HashMap::new();
+        for &r in &graph.responses {
+            let ds = graph.deciders.get(&r).map(Vec::as_slice).unwrap_or(&[]);
+            waiting_on.insert(r, ds.len());
+            for &d in ds {
+                decides.entry(d).or_default().push(r);
+            }
+        }
         Coordinator {
             chat,
             pending: graph.responses.clone(),
+            waiting_on,
+            decides,
+            resolved: HashSet::new(),
             active: Vec::new(),
             finished: HashSet::new(),
             skipped: HashSet::new(),
@@ -69,20 +87,43 @@ impl Coordinator {
     }
 
     pub fn start(&mut self, graph: &Graph, pool: &Pool, out: &mut Vec<Event>) {
-        self.activate(graph);
+        self.activate();
         self.advance(graph, pool, out);
+    }
+
+    /// Counts `n` as decided for the responses it decides; true when one of them may now open.
+    fn resolve(&mut self, n: usize) -> bool {
+        if !self.resolved.insert(n) {
+            return false;
+        }
+        let mut opened = false;
+        for r in self.decides.get(&n).map(Vec::as_slice).unwrap_or(&[]) {
+            if let Some(c) = self.waiting_on.get_mut(r) {
+                *c = c.saturating_sub(1);
+                opened |= *c == 0;
+            }
+        }
+        opened
     }
 
     pub fn node_finished(&mut self, graph: &Graph, pool: &Pool, n: usize, out: &mut Vec<Event>) {
         self.finished.insert(n);
-        self.activate(graph);
-        self.advance(graph, pool, out);
+        if self.resolve(n) {
+            self.activate();
+        }
+        if !self.active.is_empty() {
+            self.advance(graph, pool, out);
+        }
     }
 
     pub fn node_skipped(&mut self, graph: &Graph, pool: &Pool, n: usize, out: &mut Vec<Event>) {
         self.skipped.insert(n);
-        self.activate(graph);
-        self.advance(graph, pool, out);
+        if self.resolve(n) || self.pending.contains(&n) {
+            self.activate();
+        }
+        if !self.active.is_empty() {
+            self.advance(graph, pool, out);
+        }
     }
 
     pub fn chunk(&mut self, graph: &Graph, pool: &Pool, n: usize, text: &str, out: &mut Vec<Event>) {
@@ -98,22 +139,20 @@ impl Coordinator {
         for i in 0..graph.nodes.len() {
             if !self.finished.contains(&i) {
                 self.skipped.insert(i);
+                self.resolve(i);
             }
         }
-        self.activate(graph);
+        self.activate();
         self.advance(graph, pool, out);
     }
 
-    fn activate(&mut self, graph: &Graph) {
-        let (finished, skipped) = (&self.finished, &self.skipped);
+    fn activate(&mut self) {
         let mut still = Vec::new();
         for r in std::mem::take(&mut self.pending) {
-            if skipped.contains(&r) {
+            if self.skipped.contains(&r) {
                 continue;
             }
-            let decided =
-                graph.deciders.get(&r).is_none_or(|ds| ds.iter().all(|d| finished.contains(d) || skipped.contains(d)));
-            if decided {
+            if self.waiting_on.get(&r).is_none_or(|c| *c == 0) {
                 self.active.push(Session { node: r, cursor: 0, offset: 0 });
             } else {
                 still.push(r);
