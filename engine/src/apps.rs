@@ -93,7 +93,7 @@ impl Engine {
         let mut workflow_id = None;
         if let Some(wf) = &spec.workflow {
             let id = Uuid::new_v4();
-            check_graph(wf, spec.mode)?;
+            check_graph(wf)?;
             workflow_id = Some(id);
             events.push(Envelope::new(
                 now,
@@ -135,7 +135,7 @@ impl Engine {
         if !wf.get("graph").is_some_and(serde_json::Value::is_object) {
             return Err(EngineError::InvalidParam("graph is required".into()));
         }
-        check_graph(&wf, app.mode())?;
+        check_graph(&wf)?;
         let id = Uuid::new_v4();
         let now = self.now();
         let event = Event::WorkflowPublished {
@@ -245,7 +245,7 @@ impl Engine {
 }
 
 /// Refuses a workflow section whose graph does not compile, naming the node or edge at fault.
-fn check_graph(wf: &serde_json::Value, mode: AppMode) -> Result<()> {
+fn check_graph(wf: &serde_json::Value) -> Result<()> {
     let empty = serde_json::Value::Null;
     crate::workflow::compile_version(
         Uuid::nil(),
@@ -253,7 +253,6 @@ fn check_graph(wf: &serde_json::Value, mode: AppMode) -> Result<()> {
         wf.get("features").unwrap_or(&empty),
         wf.get("environment_variables").unwrap_or(&empty),
         wf.get("conversation_variables").unwrap_or(&empty),
-        mode,
     )
     .map_err(|e| EngineError::Dsl(crate::app::DslError::Invalid(format!("invalid workflow graph: {e}"))))?;
     Ok(())

@@ -39,3 +39,19 @@ pub enum EngineError {
     #[error(transparent)]
     Dsl(#[from] DslError),
 }
+
+/// An error's text with its sources (reqwest keeps the interesting part —
+/// `connection refused`, a timeout, a guard's refusal — in the chain).
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        let text = s.to_string();
+        if !out.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        source = s.source();
+    }
+    out
+}

@@ -97,6 +97,24 @@ pub fn field_bool(body: &Map<String, Value>, name: &str, default: bool) -> Resul
     }
 }
 
+/// `inputs`: absent/null → `{}`; anything but an object → invalid_param.
+pub fn inputs_field(body: &Map<String, Value>) -> Result<Value, ApiError> {
+    match body.get("inputs") {
+        None | Some(Value::Null) => Ok(Value::Object(Map::new())),
+        Some(v @ Value::Object(_)) => Ok(v.clone()),
+        Some(_) => Err(ApiError::invalid_param("inputs must be an object")),
+    }
+}
+
+/// `files`: absent/null → `[]`; anything but a list → invalid_param.
+pub fn files_field(body: &Map<String, Value>) -> Result<Value, ApiError> {
+    match body.get("files") {
+        None | Some(Value::Null) => Ok(Value::Array(Vec::new())),
+        Some(v @ Value::Array(_)) => Ok(v.clone()),
+        Some(_) => Err(ApiError::invalid_param("files must be a list")),
+    }
+}
+
 /// `response_mode`: absent/null → blocking.
 pub fn streaming(body: &Map<String, Value>) -> Result<bool, ApiError> {
     match body.get("response_mode") {

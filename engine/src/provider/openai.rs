@@ -37,6 +37,7 @@ use reqwest::{Client, Response, StatusCode};
 use serde_json::{json, Map, Value};
 
 use super::{estimate_tokens, ModelChunk, ModelProvider, ModelRequest, ProviderConfig, ProviderError, Role};
+use crate::error::error_chain;
 
 /// Default endpoint when `base_url` is not configured.
 pub const DEFAULT_BASE_URL: &str = "https://api.openai.com/v1";
@@ -446,21 +447,6 @@ fn is_json(resp: &Response) -> bool {
         .get(CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|ct| ct.trim_start().to_ascii_lowercase().starts_with("application/json"))
-}
-
-/// A reqwest error with its sources (`error sending request: connection refused`).
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut out = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        let text = s.to_string();
-        if !out.contains(&text) {
-            out.push_str(": ");
-            out.push_str(&text);
-        }
-        source = s.source();
-    }
-    out
 }
 
 fn truncate(s: &str, max: usize) -> &str {

@@ -77,7 +77,6 @@ impl Engine {
             &version.features,
             &version.environment,
             &version.conversation_variables,
-            app.mode(),
         )
         .map_err(|e| EngineError::AppUnavailable(format!("the published workflow does not compile: {e}")))?;
         let wf = Arc::new(wf);

@@ -10,7 +10,6 @@ use std::time::Duration;
 use serde_json::{Map, Value};
 
 use super::nodes::{self, Node, Role};
-use crate::app::AppMode;
 
 /// What a node does when it fails.
 #[derive(Clone, Debug, PartialEq)]
@@ -139,7 +138,7 @@ fn number(v: Option<&Value>) -> Option<f64> {
 }
 
 /// Compiles the `graph` of a workflow version.
-pub fn compile(graph: &Value, mode: AppMode) -> Result<Graph, GraphError> {
+pub fn compile(graph: &Value) -> Result<Graph, GraphError> {
     let raw_nodes = graph.get("nodes").and_then(Value::as_array).cloned().unwrap_or_default();
     let raw_edges = graph.get("edges").and_then(Value::as_array).cloned().unwrap_or_default();
 
@@ -170,7 +169,7 @@ pub fn compile(graph: &Value, mode: AppMode) -> Result<Graph, GraphError> {
                 t
             }
         };
-        let node = nodes::compile(&node_type, &id, data, mode)
+        let node = nodes::compile(&node_type, data)
             .map_err(|e| GraphError(format!("node '{id}' ({title}, {node_type}): {e}")))?;
         let retry = data.get("retry_config");
         let retry_enabled = retry.and_then(|r| r.get("retry_enabled")).and_then(Value::as_bool).unwrap_or(false);

@@ -24,7 +24,6 @@ use serde_json::{Map, Value};
 use uuid::Uuid;
 
 use crate::app::form::{parse_start_variables, FormField};
-use crate::app::AppMode;
 use graph::{compile, scalar, Graph, GraphError};
 
 /// Engine-wide settings of workflow runs.
@@ -98,9 +97,8 @@ pub fn compile_version(
     features: &Value,
     environment: &Value,
     conversation_variables: &Value,
-    mode: AppMode,
 ) -> Result<Workflow, GraphError> {
-    let compiled = compile(graph, mode)?;
+    let compiled = compile(graph)?;
     let start = &compiled.nodes[compiled.start];
     let form = graph
         .get("nodes")

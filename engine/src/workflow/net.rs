@@ -212,21 +212,8 @@ pub async fn client_for(url: &Url, settings: &WorkflowSettings, builder: ClientB
     builder.build().map_err(|e| format!("cannot build the HTTP client: {e}"))
 }
 
-/// An error's text with its sources (reqwest hides the interesting part,
-/// e.g. the guard's refusal or a timeout, in the chain).
-pub fn error_text(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut out = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        let text = s.to_string();
-        if !out.contains(&text) {
-            out.push_str(": ");
-            out.push_str(&text);
-        }
-        source = s.source();
-    }
-    out
-}
+/// An error's text with its sources.
+pub use crate::error::error_chain as error_text;
 
 /// A file name from a `Content-Disposition` header (`filename*=` first).
 pub fn disposition_filename(header: &str) -> Option<String> {

@@ -130,11 +130,13 @@ fn number_text(n: &serde_json::Number) -> String {
 /// JSON text as Python's `json.dumps(..., ensure_ascii=False)` writes it.
 pub fn py_json(v: &Value) -> String {
     let mut out = String::new();
-    py_json_into(v, &mut out);
+    py_text(v, false, &mut out);
     out
 }
 
-fn py_json_into(v: &Value, out: &mut String) {
+/// Python's `json.dumps` (`repr` false) or `repr()` (`repr` true) of a
+/// value: the same `, ` / `: ` layout, different scalars.
+fn py_text(v: &Value, repr: bool, out: &mut String) {
     match v {
         Value::Array(items) => {
             out.push('[');
@@ -142,7 +144,7 @@ fn py_json_into(v: &Value, out: &mut String) {
                 if i > 0 {
                     out.push_str(", ");
                 }
-                py_json_into(item, out);
+                py_text(item, repr, out);
             }
             out.push(']');
         }
@@ -152,19 +154,13 @@ fn py_json_into(v: &Value, out: &mut String) {
                 if i > 0 {
                     out.push_str(", ");
                 }
-                out.push_str(&Value::String(k.clone()).to_string());
+                py_text(&Value::String(k.clone()), repr, out);
                 out.push_str(": ");
-                py_json_into(item, out);
+                py_text(item, repr, out);
             }
             out.push('}');
         }
-        other => out.push_str(&other.to_string()),
-    }
-}
-
-/// Python's `repr()`-like text of a value inside a list.
-fn py_repr(v: &Value, out: &mut String) {
-    match v {
+        _ if !repr => out.push_str(&v.to_string()),
         Value::Null => out.push_str("None"),
         Value::Bool(true) => out.push_str("True"),
         Value::Bool(false) => out.push_str("False"),
@@ -173,28 +169,6 @@ fn py_repr(v: &Value, out: &mut String) {
             out.push('\'');
             out.push_str(&s.replace('\\', "\\\\").replace('\'', "\\'"));
             out.push('\'');
-        }
-        Value::Array(items) => {
-            out.push('[');
-            for (i, item) in items.iter().enumerate() {
-                if i > 0 {
-                    out.push_str(", ");
-                }
-                py_repr(item, out);
-            }
-            out.push(']');
-        }
-        Value::Object(m) => {
-            out.push('{');
-            for (i, (k, item)) in m.iter().enumerate() {
-                if i > 0 {
-                    out.push_str(", ");
-                }
-                py_repr(&Value::String(k.clone()), out);
-                out.push_str(": ");
-                py_repr(item, out);
-            }
-            out.push('}');
         }
     }
 }
@@ -214,7 +188,7 @@ pub fn render_text(v: &Value) -> String {
         Value::Array(items) if items.iter().all(Value::is_string) => py_json(v),
         Value::Array(_) => {
             let mut out = String::new();
-            py_repr(v, &mut out);
+            py_text(v, true, &mut out);
             out
         }
     }

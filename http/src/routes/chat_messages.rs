@@ -12,7 +12,9 @@ use warp::{Filter, Reply};
 use super::{respond, with_state};
 use crate::auth::app_key;
 use crate::error::ApiError;
-use crate::request::{field_bool, json_body, optional_uuid, query, required_user, streaming, trace_id};
+use crate::request::{
+    field_bool, files_field, inputs_field, json_body, optional_uuid, query, required_user, streaming, trace_id,
+};
 use crate::stream::{blocking, sse, wants_ids};
 use crate::State;
 
@@ -62,16 +64,8 @@ pub fn message_request(body: &Map<String, Value>, meta: &RequestMeta) -> Result<
         Some(Value::String(s)) => s.clone(),
         Some(_) => return Err(ApiError::invalid_param("query must be a string")),
     };
-    let inputs = match body.get("inputs") {
-        None | Some(Value::Null) => json!({}),
-        Some(v @ Value::Object(_)) => v.clone(),
-        Some(_) => return Err(ApiError::invalid_param("inputs must be an object")),
-    };
-    let files = match body.get("files") {
-        None | Some(Value::Null) => json!([]),
-        Some(v @ Value::Array(_)) => v.clone(),
-        Some(_) => return Err(ApiError::invalid_param("files must be a list")),
-    };
+    let inputs = inputs_field(body)?;
+    let files = files_field(body)?;
     let conversation_id = match body.get("conversation_id") {
         None | Some(Value::Null) => None,
         Some(Value::String(s)) => optional_uuid(Some(s), "conversation_id must be a valid UUID")?,

@@ -18,7 +18,7 @@ use super::chat_messages::{reply, request_meta, RequestMeta};
 use super::{respond, with_state};
 use crate::auth::app_key;
 use crate::error::ApiError;
-use crate::request::{json_body, limit, q, query, required_user, streaming, trace_id};
+use crate::request::{files_field, inputs_field, json_body, limit, q, query, required_user, streaming, trace_id};
 use crate::State;
 
 pub fn routes(state: State) -> impl Filter<Extract = (warp::reply::Response,), Error = warp::Rejection> + Clone {
@@ -84,16 +84,8 @@ async fn start(
                 .map_err(|_| ApiError::bad_request(format!("Invalid workflow ID format: {id}. Expected a UUID.")))?,
         ),
     };
-    let inputs = match body.get("inputs") {
-        None | Some(Value::Null) => json!({}),
-        Some(v @ Value::Object(_)) => v.clone(),
-        Some(_) => return Err(ApiError::invalid_param("inputs must be an object")),
-    };
-    let files = match body.get("files") {
-        None | Some(Value::Null) => json!([]),
-        Some(v @ Value::Array(_)) => v.clone(),
-        Some(_) => return Err(ApiError::invalid_param("files must be a list")),
-    };
+    let inputs = inputs_field(&body)?;
+    let files = files_field(&body)?;
     let req = WorkflowRequest {
         inputs,
         user,

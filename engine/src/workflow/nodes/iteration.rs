@@ -4,14 +4,12 @@
 //! (the first failing round fails the node), `continue-on-error` (null for
 //! the round), `remove-abnormal-output` (the round is dropped).
 
-use std::time::Instant;
-
 use futures_util::future::BoxFuture;
 use futures_util::stream::{FuturesUnordered, StreamExt};
 use serde_json::{json, Map, Value};
 
+use super::container::Rounds;
 use super::{selector_text, Node, NodeCx, NodeError, NodeRun, Role};
-use crate::event::{ContainerCompleted, ContainerStarted, Event};
 use crate::json::Json;
 use crate::workflow::executor::{run_scope, ScopePos};
 use crate::workflow::graph::scalar;
@@ -59,20 +57,14 @@ impl Iteration {
         })
     }
 
-    async fn round(&self, cx: &NodeCx<'_>, index: usize, item: Value) -> Result<Value, NodeError> {
+    async fn round(&self, cx: &NodeCx<'_>, rounds: &Rounds, index: usize, item: Value) -> Result<Value, NodeError> {
         let pool = Pool::child(cx.pool);
         let mut vars = Map::new();
         vars.insert("item".into(), item);
         vars.insert("index".into(), index.into());
         pool.set_owner(&cx.def.id, vars);
         let pos = ScopePos { iteration: Some((cx.def.id.clone(), index as u64)), loop_: cx.pos.loop_.clone() };
-        cx.run.emit(Event::ContainerNext {
-            kind: "iteration".into(),
-            node_execution_id: cx.exec_id,
-            node_id: cx.def.id.clone(),
-            index: index as u64,
-            pre_loop_output: Json::null(),
-        });
+        rounds.next(cx, index as u64, Json::null());
         run_scope(cx.run, Some(cx.idx), &pool, &pos).await?;
         Ok(self.output.as_ref().and_then(|s| pool.get(s)).unwrap_or(Value::Null))
     }
@@ -89,7 +81,6 @@ impl Node for Iteration {
 
     fn run<'a>(&'a self, cx: &'a NodeCx<'a>) -> BoxFuture<'a, Result<NodeRun, NodeError>> {
         Box::pin(async move {
-            let started = Instant::now();
             let value = cx.pool.get(&self.iterator).ok_or_else(|| {
                 NodeError::new(
                     "IteratorVariableNotFoundError",
@@ -107,22 +98,12 @@ impl Node for Iteration {
                 }
             };
             let inputs = json!({"iterator_selector": items});
-            let steps_before = cx.run.totals.lock().steps;
-            let tokens_before = cx.run.totals.lock().tokens;
-            cx.run.emit(Event::ContainerStarted(Box::new(ContainerStarted {
-                kind: "iteration".into(),
-                node_execution_id: cx.exec_id,
-                node_id: cx.def.id.clone(),
-                node_type: cx.def.node_type.clone(),
-                title: cx.def.title.clone(),
-                length: items.len() as u64,
-                inputs: Json(inputs.clone()),
-            })));
+            let rounds = Rounds::start(cx, "iteration", items.len() as u64, &inputs);
             let mut results: Vec<Option<Value>> = vec![None; items.len()];
             let mut failure = None;
             if self.parallel <= 1 {
                 for (i, item) in items.iter().enumerate() {
-                    match self.round(cx, i, item.clone()).await {
+                    match self.round(cx, &rounds, i, item.clone()).await {
                         Ok(v) => results[i] = Some(v),
                         Err(NodeError::Stopped) => {
                             failure = Some(NodeError::Stopped);
@@ -146,7 +127,8 @@ impl Node for Iteration {
                         let i = next;
                         next += 1;
                         let item = items[i].clone();
-                        running.push(async move { (i, self.round(cx, i, item).await) });
+                        let rounds = &rounds;
+                        running.push(async move { (i, self.round(cx, rounds, i, item).await) });
                     }
                     let Some((i, r)) = running.next().await else { break };
                     match r {
@@ -177,28 +159,8 @@ impl Node for Iteration {
                     })
                     .collect();
             }
-            let (steps, tokens) = {
-                let t = cx.run.totals.lock();
-                (t.steps - steps_before, t.tokens - tokens_before)
-            };
             let outputs = json!({"output": output});
-            let (status, error) = match &failure {
-                None => ("succeeded", None),
-                Some(NodeError::Stopped) => ("stopped", Some("Workflow execution stopped by user.".to_string())),
-                Some(NodeError::Failed { message, .. }) => ("failed", Some(message.clone())),
-            };
-            cx.run.emit(Event::ContainerCompleted(Box::new(ContainerCompleted {
-                kind: "iteration".into(),
-                node_execution_id: cx.exec_id,
-                node_id: cx.def.id.clone(),
-                inputs: Json(inputs.clone()),
-                outputs: Json(outputs.clone()),
-                status: status.into(),
-                error,
-                elapsed_time: started.elapsed().as_secs_f64(),
-                total_tokens: tokens,
-                steps,
-            })));
+            rounds.complete(cx, &inputs, &outputs, failure.as_ref());
             if let Some(e) = failure {
                 return Err(e);
             }

@@ -4,13 +4,11 @@
 //! `[loop_id, label]` and are changed by assigners in the body; outputs are
 //! the variables by label plus `loop_round`.
 
-use std::time::Instant;
-
 use futures_util::future::BoxFuture;
 use serde_json::{json, Map, Value};
 
+use super::container::Rounds;
 use super::{Node, NodeCx, NodeError, NodeRun, Role};
-use crate::event::{ContainerCompleted, ContainerStarted, Event};
 use crate::json::Json;
 use crate::workflow::condition::{evaluate, is_and, parse_conditions, Condition};
 use crate::workflow::executor::{run_scope, ScopePos};
@@ -92,7 +90,6 @@ impl Node for Loop {
 
     fn run<'a>(&'a self, cx: &'a NodeCx<'a>) -> BoxFuture<'a, Result<NodeRun, NodeError>> {
         Box::pin(async move {
-            let started = Instant::now();
             let layer = Pool::child(cx.pool);
             let mut vars = Map::new();
             for v in &self.vars {
@@ -104,19 +101,7 @@ impl Node for Loop {
             }
             layer.set_owner(&cx.def.id, vars.clone());
             let inputs = Value::Object(vars);
-            let (steps_before, tokens_before) = {
-                let t = cx.run.totals.lock();
-                (t.steps, t.tokens)
-            };
-            cx.run.emit(Event::ContainerStarted(Box::new(ContainerStarted {
-                kind: "loop".into(),
-                node_execution_id: cx.exec_id,
-                node_id: cx.def.id.clone(),
-                node_type: cx.def.node_type.clone(),
-                title: cx.def.title.clone(),
-                length: self.count,
-                inputs: Json(inputs.clone()),
-            })));
+            let tracker = Rounds::start(cx, "loop", self.count, &inputs);
             let broken = |pool: &Pool| -> Result<bool, NodeError> {
                 if self.breaks.is_empty() {
                     return Ok(false);
@@ -129,13 +114,8 @@ impl Node for Loop {
                 Ok(true) => {}
                 Ok(false) => {
                     while rounds < self.count {
-                        cx.run.emit(Event::ContainerNext {
-                            kind: "loop".into(),
-                            node_execution_id: cx.exec_id,
-                            node_id: cx.def.id.clone(),
-                            index: rounds,
-                            pre_loop_output: Json(Value::Object(layer.owner(&cx.def.id).unwrap_or_default())),
-                        });
+                        let vars = Json(Value::Object(layer.owner(&cx.def.id).unwrap_or_default()));
+                        tracker.next(cx, rounds, vars);
                         let round = Pool::child(&layer);
                         let pos =
                             ScopePos { iteration: cx.pos.iteration.clone(), loop_: Some((cx.def.id.clone(), rounds)) };
@@ -161,27 +141,9 @@ impl Node for Loop {
             }
             let mut outputs = layer.owner(&cx.def.id).unwrap_or_default();
             outputs.insert("loop_round".into(), rounds.into());
-            let (steps, tokens) = {
-                let t = cx.run.totals.lock();
-                (t.steps - steps_before, t.tokens - tokens_before)
-            };
-            let (status, error) = match &failure {
-                None => ("succeeded", None),
-                Some(NodeError::Stopped) => ("stopped", Some("Workflow execution stopped by user.".to_string())),
-                Some(NodeError::Failed { message, .. }) => ("failed", Some(message.clone())),
-            };
-            cx.run.emit(Event::ContainerCompleted(Box::new(ContainerCompleted {
-                kind: "loop".into(),
-                node_execution_id: cx.exec_id,
-                node_id: cx.def.id.clone(),
-                inputs: Json(inputs.clone()),
-                outputs: Json(Value::Object(outputs.clone())),
-                status: status.into(),
-                error,
-                elapsed_time: started.elapsed().as_secs_f64(),
-                total_tokens: tokens,
-                steps,
-            })));
+            let result = Value::Object(outputs);
+            tracker.complete(cx, &inputs, &result, failure.as_ref());
+            let Value::Object(outputs) = result else { return Err(NodeError::msg("unreachable")) };
             if let Some(e) = failure {
                 return Err(e);
             }

@@ -9,6 +9,7 @@
 pub mod answer;
 pub mod assigner;
 pub mod code;
+pub mod container;
 pub mod document_extractor;
 pub mod end;
 pub mod http_request;
@@ -36,7 +37,6 @@ use super::executor::{RunCx, ScopePos};
 use super::graph::{Graph, NodeDef};
 use super::pool::Pool;
 use super::template::Segment;
-use crate::app::AppMode;
 use crate::event::Usage;
 
 /// How the engine treats a node besides running it.
@@ -151,8 +151,7 @@ pub trait Node: Send + Sync + 'static {
 
 /// Compiles a node's `data` by its type. Types ferrify cannot run compile
 /// to a node that fails with an error naming the type.
-pub fn compile(node_type: &str, id: &str, data: &Value, mode: AppMode) -> Result<Box<dyn Node>, String> {
-    let _ = (id, mode);
+pub fn compile(node_type: &str, data: &Value) -> Result<Box<dyn Node>, String> {
     Ok(match node_type {
         "start" => Box::new(start::Start::compile(data)?),
         "end" => Box::new(end::End::compile(data)?),
