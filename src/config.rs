@@ -29,6 +29,9 @@ pub enum Command {
     Serve(ServeArgs),
     /// Rebuild every read model from the log.
     Rebuild(DataArgs),
+    /// Print a past run's stream, or re-execute it and diff (the server must not be running on the
+    /// same data directory).
+    Replay(ReplayArgs),
     /// Manage apps offline (the server must not be running on the same data directory).
     Apps {
         #[command(subcommand)]
@@ -64,6 +67,50 @@ pub enum KeysCommand {
         #[command(flatten)]
         data: DataArgs,
     },
+}
+
+/// `ferrify replay`.
+#[derive(clap::Args, Debug)]
+pub struct ReplayArgs {
+    /// The run's task id (omit with `--app APP_ID --all`).
+    pub task_id: Option<String>,
+    #[command(flatten)]
+    pub data: DataArgs,
+    /// Output: the stream as served (`sse`), one JSON frame per line (`json`), or a table of
+    /// nodes (`timeline`).
+    #[arg(long, value_enum, default_value = "sse")]
+    pub format: FormatArg,
+    /// Replay in time with the recorded timestamps: 1 is real time, 2 twice as fast.
+    #[arg(long)]
+    pub speed: Option<f64>,
+    /// Run the same app version again on the recorded inputs (models and HTTP answered from the
+    /// log) and diff the new stream against the recorded one; exits non-zero on a divergence.
+    #[arg(long)]
+    pub reexecute: bool,
+    /// With `--all --reexecute`: every run of this app.
+    #[arg(long)]
+    pub app: Option<String>,
+    /// Every run of `--app`.
+    #[arg(long)]
+    pub all: bool,
+}
+
+/// `ferrify replay --format`.
+#[derive(clap::ValueEnum, Clone, Copy, Debug)]
+pub enum FormatArg {
+    Sse,
+    Json,
+    Timeline,
+}
+
+impl From<FormatArg> for ferrify_replay::transcript::Format {
+    fn from(f: FormatArg) -> Self {
+        match f {
+            FormatArg::Sse => Self::Sse,
+            FormatArg::Json => Self::Json,
+            FormatArg::Timeline => Self::Timeline,
+        }
+    }
 }
 
 #[derive(clap::Args, Debug, Clone)]

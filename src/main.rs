@@ -44,7 +44,34 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Apps { command } => apps(&file, command),
+        Command::Replay(args) => replay(&file, args),
     }
+}
+
+fn replay(file: &FileConfig, args: config::ReplayArgs) -> anyhow::Result<()> {
+    let config = file.engine(&args.data, None)?;
+    let dir = file.data_dir(&args.data);
+    let task = match &args.task_id {
+        Some(t) => Some(uuid::Uuid::parse_str(t.trim()).with_context(|| format!("{t:?} is not a task id"))?),
+        None => None,
+    };
+    if args.reexecute {
+        let differ = match (task, &args.app) {
+            (Some(task), _) => ferrify_replay::reexec::cli_one(&config, task)?,
+            (None, Some(app)) if args.all => {
+                let app = uuid::Uuid::parse_str(app.trim()).with_context(|| format!("{app:?} is not an app id"))?;
+                ferrify_replay::reexec::cli_app(&config, app)?
+            }
+            _ => anyhow::bail!("give a TASK_ID, or --app APP_ID --all"),
+        };
+        if differ {
+            anyhow::bail!("the re-execution diverged from the recorded run");
+        }
+        return Ok(());
+    }
+    let task = task.context("give the TASK_ID of the run to replay")?;
+    ferrify_replay::transcript::cli(&config, task, args.format.into(), args.speed)
+        .with_context(|| format!("replaying {task} from {}", dir.display()))
 }
 
 fn open(file: &FileConfig, config: &ferrify_engine::EngineConfig, data: &config::DataArgs) -> anyhow::Result<Engine> {
