@@ -31,7 +31,9 @@ use crate::{codec, keys};
 ///   numbers 1, 2, 3… and no gaps; global positions follow commit order;
 /// - a durable append is acknowledged only after an fsync that covers it;
 ///   a non-durable one is fsynced within the flush interval, never reordered;
-/// - once acknowledged, an append is visible to reads and to read models.
+/// - once acknowledged, an append is visible to reads and to read models;
+/// - subscribers are handed a record only after an fsync covered it, so what
+///   a follower saw survives any crash.
 pub trait EventLog: Send + Sync {
     /// Appends a batch of payloads to one stream.
     fn append(&self, append: Append) -> PendingAppend;
@@ -52,7 +54,9 @@ pub trait EventLog: Send + Sync {
 /// Tuning of a store.
 #[derive(Clone, Debug)]
 pub struct Options {
-    /// Longest time a non-durable append waits for its fsync.
+    /// Longest time a non-durable append waits for its fsync when nobody
+    /// follows its stream (followed streams and durable appends are fsynced
+    /// as soon as the syncer is free).
     pub flush_interval: Duration,
     /// Most commands one group commit takes from the queue.
     pub max_group: usize,
@@ -365,7 +369,13 @@ impl Subscription {
         // A reader that keeps up is served from memory; one that is behind reads the backend.
         let records = match self.tail.since(self.next, SUBSCRIPTION_BATCH) {
             Some(records) => records,
-            None => self.store.read_stream(&self.stream, self.next, SUBSCRIPTION_BATCH)?,
+            None => {
+                // Only what an fsync covered (published) is handed to followers.
+                let published = self.store.inner.notifier.published();
+                let mut records = self.store.read_stream(&self.stream, self.next, SUBSCRIPTION_BATCH)?;
+                records.retain(|r| r.position <= published);
+                records
+            }
         };
         if let Some(last) = records.last() {
             self.next = last.seq + 1;
@@ -404,13 +414,87 @@ impl GlobalSubscription {
     /// Waits until at least one new record exists and returns the available ones.
     pub async fn next_batch(&mut self) -> Result<Vec<Record>> {
         loop {
-            self.rx.borrow_and_update();
-            let records = self.store.read_all(self.next, SUBSCRIPTION_BATCH)?;
+            let published = *self.rx.borrow_and_update();
+            let mut records = self.store.read_all(self.next, SUBSCRIPTION_BATCH)?;
+            records.retain(|r| r.position <= published);
             if let Some(last) = records.last() {
                 self.next = last.position + 1;
                 return Ok(records);
             }
             self.rx.changed().await.map_err(|_| Error::Closed)?;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backend::Op;
+    use std::sync::atomic::{AtomicU64, Ordering::SeqCst};
+
+    /// A memory backend that knows which positions an fsync covered, with a slow fsync.
+    struct Tracking {
+        inner: MemoryBackend,
+        committed: AtomicU64,
+        durable: Arc<AtomicU64>,
+    }
+
+    impl Backend for Tracking {
+        fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
+            self.inner.get(key)
+        }
+        fn scan(&self, start: &[u8], end: Option<&[u8]>, limit: usize, reverse: bool) -> Result<Pairs> {
+            self.inner.scan(start, end, limit, reverse)
+        }
+        fn commit(&self, ops: Vec<Op>) -> Result<()> {
+            self.inner.commit(ops)?;
+            self.committed.store(reader::last_position(&self.inner)?, SeqCst);
+            Ok(())
+        }
+        fn sync(&self) -> Result<()> {
+            let covered = self.committed.load(SeqCst);
+            std::thread::sleep(Duration::from_millis(3));
+            self.durable.store(covered, SeqCst);
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn followers_see_only_what_an_fsync_covered() {
+        let durable = Arc::new(AtomicU64::new(0));
+        let backend = Tracking { inner: MemoryBackend::new(), committed: AtomicU64::new(0), durable: durable.clone() };
+        // A long flush interval: followed streams must not wait for it.
+        let options = Options { flush_interval: Duration::from_secs(30), ..Options::default() };
+        let store = Store::open(Arc::new(backend), Vec::new(), options, None).unwrap();
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        let stream = StreamId::new("run/followed").unwrap();
+        let mut sub = store.subscribe(&stream, 1);
+        let writer = {
+            let store = store.clone();
+            let stream = stream.clone();
+            std::thread::spawn(move || {
+                for i in 0..200u32 {
+                    // Not durable, and not waited for: the writer commits far ahead of the fsyncs.
+                    drop(store.append(Append::new(stream.clone(), vec![i.to_le_bytes().to_vec()])));
+                }
+            })
+        };
+        let mut seen = 0u32;
+        rt.block_on(async {
+            while seen < 200 {
+                let batch = tokio::time::timeout(Duration::from_secs(10), sub.next_batch()).await.unwrap().unwrap();
+                for r in batch {
+                    assert!(r.position <= durable.load(SeqCst), "record {} reached a follower before its fsync", r.seq);
+                    assert_eq!(r.payload, seen.to_le_bytes().to_vec(), "in order, none lost");
+                    seen += 1;
+                }
+            }
+        });
+        writer.join().unwrap();
+        // A late subscriber that reads the backend is held to the same rule.
+        let mut late = store.subscribe(&stream, 1);
+        let all = rt.block_on(late.next_batch()).unwrap();
+        assert!(all.iter().all(|r| r.position <= durable.load(SeqCst)));
+        store.close().unwrap();
     }
 }

@@ -47,6 +47,9 @@ impl Notifier {
 
     /// Publishes a commit: each segment is a run of one stream's records.
     pub fn publish(&self, segments: &[Vec<Record>], last_position: Position) {
+        // The global position first: a reader woken by a stream's tail then reads
+        // the backend up to at least that stream's new records.
+        self.global.send_replace(last_position);
         {
             let streams = self.streams.lock();
             if !streams.is_empty() {
@@ -64,7 +67,17 @@ impl Notifier {
                 }
             }
         }
-        self.global.send_replace(last_position);
+    }
+
+    /// Whether somebody follows a stream of these segments.
+    pub fn any_followed(&self, segments: &[Vec<Record>]) -> bool {
+        let streams = self.streams.lock();
+        !streams.is_empty() && segments.iter().any(|s| s.first().is_some_and(|r| streams.contains_key(&r.stream)))
+    }
+
+    /// The last published (durable) global position.
+    pub fn published(&self) -> Position {
+        *self.global.borrow()
     }
 
     /// Follows a stream: its tail and a wake-up receiver.

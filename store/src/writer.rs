@@ -1,4 +1,5 @@
-//! The single writer: every append goes through one thread.
+//! The single writer: every append goes through one thread; a second thread
+//! makes commits durable and only then shows them to followers.
 //!
 //! ```text
 //!  appenders ──Command──▶ crossbeam channel ──▶ writer thread
@@ -6,18 +7,22 @@
 //!                                               │ assign seqs + positions, run projectors
 //!                                               │ ONE atomic backend batch (records, stream
 //!                                               │   index, read models, projection cursors)
-//!                                               │ ack non-durable appends
-//!                                               │ fsync once if any append was durable
-//!                                               ▼ ack durable appends
-//!                                  syncer thread: fsync non-durable commits within
-//!                                                 `flush_interval`, serve flush()
+//!                                               │ ack non-durable appends (visible to reads)
+//!                                               ▼ hand the commit to the syncer
+//!                                  syncer thread: fsync (one for every commit waiting),
+//!                                                 then publish the commits to followers in
+//!                                                 commit order and ack durable appends
 //! ```
 //!
-//! Group commit: while the writer fsyncs, new appends queue in the channel and
-//! the next round commits them together, so one fsync serves every durable
-//! append that was waiting. Non-durable appends are acknowledged once
-//! committed (visible, not yet durable) and are fsynced at the latest
-//! `flush_interval` after the first of them.
+//! Group commit: while the syncer fsyncs, the writer goes on committing, and
+//! the next fsync covers every commit made meanwhile, so one fsync serves
+//! every durable append that was waiting.
+//!
+//! Followers (subscriptions, and through them SSE streams) see a record only
+//! after an fsync covered it: whatever a client was sent survives a crash of
+//! the process or the machine. A commit with a durable append, or one to a
+//! stream somebody follows, is fsynced as soon as the syncer is free; others
+//! wait at most `flush_interval`, so that unwatched bulk work shares fsyncs.
 
 use crossbeam_channel::{Receiver, RecvTimeoutError};
 use std::collections::HashMap;
@@ -66,70 +71,103 @@ pub(crate) struct Staged {
     durable: bool,
 }
 
+/// A backend commit waiting for its fsync.
+pub(crate) struct Commit {
+    /// Runs of one stream's records, in commit order.
+    segments: Vec<Vec<Record>>,
+    last_position: Position,
+    /// Durable appends to acknowledge after the fsync.
+    durable: Vec<Staged>,
+    /// Fsync at once (durable appends, or a followed stream), not within the interval.
+    urgent: bool,
+}
+
 /// Work for the syncer thread.
 pub(crate) enum SyncJob {
-    /// Non-durable appends were committed at this instant: fsync within the flush interval.
-    Dirty(Instant),
+    Commit(Commit),
     /// An explicit flush.
     Flush(oneshot::Sender<Result<()>>),
 }
 
-/// The syncer: makes non-durable appends durable within the flush interval
-/// (and serves explicit flushes) without blocking the writer. Every job it
-/// receives was sent after its commit, so the fsync it starts next covers it.
-/// Durable appends are fsynced by the writer itself (see `commit_appends`).
+/// The syncer: fsyncs commits, then publishes them and acknowledges their
+/// durable appends, in commit order. Every job it receives was sent after its
+/// commit, so the fsync it starts next covers it.
 struct Syncer {
     backend: Arc<dyn Backend>,
+    notifier: Arc<Notifier>,
     stats: Arc<Stats>,
     flush_interval: Duration,
 }
 
 impl Syncer {
     fn run(self, rx: Receiver<SyncJob>) {
-        let mut dirty_since: Option<Instant> = None;
-        loop {
-            let first = match dirty_since {
-                Some(since) => match rx.recv_deadline(since + self.flush_interval) {
+        let mut pending: Vec<SyncJob> = Vec::new();
+        let mut since: Option<Instant> = None;
+        let mut urgent = false;
+        let mut open = true;
+        while open || !pending.is_empty() {
+            // Wait for work; with lazy work pending, at most until its deadline.
+            let next = match (since, urgent, open) {
+                (_, _, false) | (Some(_), true, _) => None,
+                (None, _, true) => match rx.recv() {
+                    Ok(job) => Some(job),
+                    Err(_) => {
+                        open = false;
+                        None
+                    }
+                },
+                (Some(at), false, true) => match rx.recv_deadline(at + self.flush_interval) {
                     Ok(job) => Some(job),
                     Err(RecvTimeoutError::Timeout) => None,
-                    Err(RecvTimeoutError::Disconnected) => break,
-                },
-                None => match rx.recv() {
-                    Ok(job) => Some(job),
-                    Err(_) => break,
+                    Err(RecvTimeoutError::Disconnected) => {
+                        open = false;
+                        None
+                    }
                 },
             };
-            let mut flushes = Vec::new();
-            let mut must_sync = first.is_none(); // the flush interval elapsed
-            for job in first.into_iter().chain(std::iter::from_fn(|| rx.try_recv().ok())) {
-                match job {
-                    SyncJob::Dirty(at) => {
-                        dirty_since.get_or_insert(at);
-                    }
-                    SyncJob::Flush(ack) => {
-                        flushes.push(ack);
-                        must_sync = true;
-                    }
-                }
+            let timed_out = next.is_none();
+            for job in next.into_iter().chain(std::iter::from_fn(|| rx.try_recv().ok())) {
+                urgent |= match &job {
+                    SyncJob::Commit(c) => c.urgent,
+                    SyncJob::Flush(_) => true,
+                };
+                since.get_or_insert_with(Instant::now);
+                pending.push(job);
             }
-            if !must_sync {
+            if pending.is_empty() || !(urgent || timed_out) {
                 continue;
             }
             let result = self.backend.sync();
             self.stats.fsyncs.fetch_add(1, Relaxed);
-            dirty_since = None;
             if let Err(e) = &result {
                 tracing::error!("fsync failed: {e}");
             }
-            for f in flushes {
-                let _ = f.send(result.as_ref().map(|_| ()).map_err(|e| Error::Io(e.to_string())));
-            }
+            finish(&self.notifier, std::mem::take(&mut pending), &result);
+            since = None;
+            urgent = false;
         }
-        if dirty_since.is_some() {
-            if let Err(e) = self.backend.sync() {
-                tracing::error!("final fsync failed: {e}");
+    }
+}
+
+/// After the fsync that covers them: publishes commits in order, acknowledges
+/// their durable appends and the flushes.
+fn finish(notifier: &Notifier, jobs: Vec<SyncJob>, result: &Result<()>) {
+    for job in jobs {
+        match job {
+            SyncJob::Commit(c) => {
+                // Records are published even when the fsync failed: they are committed,
+                // and holding them back would stall followers for good.
+                notifier.publish(&c.segments, c.last_position);
+                for s in c.durable {
+                    let _ = s.ack.send(match result {
+                        Ok(()) => Ok(s.appended),
+                        Err(e) => Err(Error::Io(e.to_string())),
+                    });
+                }
             }
-            self.stats.fsyncs.fetch_add(1, Relaxed);
+            SyncJob::Flush(ack) => {
+                let _ = ack.send(result.as_ref().map(|_| ()).map_err(|e| Error::Io(e.to_string())));
+            }
         }
     }
 }
@@ -137,8 +175,12 @@ impl Syncer {
 impl Writer {
     pub fn run(mut self, rx: Receiver<Command>) {
         let (sync_tx, sync_rx) = crossbeam_channel::unbounded();
-        let syncer =
-            Syncer { backend: self.backend.clone(), stats: self.stats.clone(), flush_interval: self.flush_interval };
+        let syncer = Syncer {
+            backend: self.backend.clone(),
+            notifier: self.notifier.clone(),
+            stats: self.stats.clone(),
+            flush_interval: self.flush_interval,
+        };
         let handle = match std::thread::Builder::new().name("ferrify-syncer".into()).spawn(move || syncer.run(sync_rx))
         {
             Ok(h) => h,
@@ -158,7 +200,7 @@ impl Writer {
             }
             self.handle_group(group);
         }
-        // Closing the syncer's channel makes it fsync what is left and stop.
+        // Closing the syncer's channel makes it fsync and publish what is left, and stop.
         self.sync_tx = None;
         let _ = handle.join();
         self.notifier.close();
@@ -169,13 +211,11 @@ impl Writer {
             if let Err(crossbeam_channel::SendError(job)) = tx.send(job) {
                 // The syncer is gone: fsync here instead.
                 let result = self.backend.sync();
-                match job {
-                    SyncJob::Flush(ack) => {
-                        let _ = ack.send(result.map_err(|e| Error::Io(e.to_string())));
-                    }
-                    SyncJob::Dirty(_) => {}
-                }
+                finish(&self.notifier, vec![job], &result);
             }
+        } else {
+            let result = self.backend.sync();
+            finish(&self.notifier, vec![job], &result);
         }
     }
 
@@ -257,7 +297,6 @@ impl Writer {
         if self.heads.len() + staged_heads.len() > MAX_CACHED_HEADS {
             self.heads.clear();
         }
-        self.notifier.publish(&segments, last_position);
         self.heads.extend(staged_heads);
 
         let events: u64 = staged.iter().map(|s| s.appended.last_seq - s.appended.first_seq + 1).sum();
@@ -271,22 +310,9 @@ impl Writer {
                 let _ = s.ack.send(Ok(s.appended));
             }
         }
-        if durable.is_empty() {
-            self.to_syncer(SyncJob::Dirty(Instant::now()));
-            return;
-        }
         self.stats.durable_appends.fetch_add(durable.len() as u64, Relaxed);
-        // Durable appends are fsynced here, inline: while this fsync runs, the
-        // next appends queue up and the next round commits them together, which
-        // keeps groups (and so appends per fsync) as large as possible.
-        let result = self.backend.sync();
-        self.stats.fsyncs.fetch_add(1, Relaxed);
-        for s in durable {
-            let _ = s.ack.send(match &result {
-                Ok(()) => Ok(s.appended),
-                Err(e) => Err(Error::Io(e.to_string())),
-            });
-        }
+        let urgent = !durable.is_empty() || self.notifier.any_followed(&segments);
+        self.to_syncer(SyncJob::Commit(Commit { segments, last_position, durable, urgent }));
     }
 
     /// Validates one append and stages its records and read-model updates.
