@@ -114,6 +114,10 @@ fn serve(file: &FileConfig, args: ServeArgs) -> anyhow::Result<()> {
     let engine = open(file, &config, &args.data)?;
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     runtime.block_on(async {
+        let closed = engine.close_interrupted_runs().await.context("closing interrupted runs")?;
+        if closed > 0 {
+            tracing::warn!("closed {closed} run(s) interrupted when the server last stopped");
+        }
         if !args.no_demo {
             let demos = engine.seed_demo_apps().await.context("creating the demo apps")?;
             if !demos.is_empty() {

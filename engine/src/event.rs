@@ -285,6 +285,12 @@ pub enum Event {
         pre_loop_output: Json,
     },
     ContainerCompleted(Box<ContainerCompleted>),
+    /// The server stopped while the run was in flight; recorded when it
+    /// starts again. `answer` is the partial answer the run had streamed.
+    RunInterrupted {
+        answer: String,
+        message: String,
+    },
 }
 
 impl Event {

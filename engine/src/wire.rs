@@ -14,6 +14,10 @@ use uuid::Uuid;
 use crate::event::{Envelope, Event, Usage};
 use crate::projection::secs;
 
+/// The Dify error an interrupted run ends with (`error` event / blocking body).
+pub const INTERRUPTED_CODE: &str = "internal_server_error";
+pub const INTERRUPTED_STATUS: u16 = 500;
+
 /// `metadata.usage` as Dify writes it (prices as decimal strings).
 pub fn usage_json(u: &Usage) -> Value {
     json!({
@@ -343,6 +347,14 @@ impl WireRun {
                 body.insert("created_at".into(), self.created_at.into());
                 self.outcome = Some(Outcome::Message(Value::Object(body)));
                 vec![Value::Object(m)]
+            }
+            Event::RunInterrupted { message, .. } => {
+                let failed = Event::RunFailed {
+                    code: INTERRUPTED_CODE.into(),
+                    message: message.clone(),
+                    status: INTERRUPTED_STATUS,
+                };
+                self.values(&Envelope { trace_id: None, at: env.at, event: failed })
             }
             Event::RunFailed { code, message, status } => {
                 self.done = true;

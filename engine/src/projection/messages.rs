@@ -53,7 +53,13 @@ impl Projector for Messages {
             }
             return Ok(());
         }
-        if !matches!(env.event, Event::AnswerReplaced { .. } | Event::MessageEnded { .. } | Event::RunFailed { .. }) {
+        if !matches!(
+            env.event,
+            Event::AnswerReplaced { .. }
+                | Event::MessageEnded { .. }
+                | Event::RunFailed { .. }
+                | Event::RunInterrupted { .. }
+        ) {
             return Ok(());
         }
         let Some(id) = kv.get(trees::MESSAGE_BY_TASK, task_id.as_bytes())? else {
@@ -72,6 +78,14 @@ impl Projector for Messages {
                 row.status = "normal".into();
             }
             Event::RunFailed { message, .. } => {
+                row.status = "error".into();
+                row.error = Some(message.clone());
+            }
+            Event::RunInterrupted { answer, message } => {
+                // The partial answer stays; a chatflow's may be empty (its text is in the nodes).
+                if !answer.is_empty() || row.answer.is_empty() {
+                    row.answer = answer.clone();
+                }
                 row.status = "error".into();
                 row.error = Some(message.clone());
             }

@@ -16,12 +16,14 @@
 //! | `conversations`  | `conversations` id → row; `conv_by_updated`/`conv_by_created` indexes; `conv_vars` conv+variable → value |
 //! | `messages`       | `messages` id → row; `conv_messages` conv+created+id; `message_by_task` |
 //! | `workflow_runs`  | `workflow_runs` id → row; `run_by_task`; `app_runs` app+created+id   |
+//! | `open_runs`      | `open_runs` task → mode, for runs without their terminal event yet   |
 
 pub mod api_keys;
 pub mod apps;
 pub mod conversations;
 pub mod end_users;
 pub mod messages;
+pub mod open_runs;
 pub mod workflow_runs;
 
 use std::sync::Arc;
@@ -40,6 +42,7 @@ pub fn all() -> Vec<Arc<dyn Projector>> {
         Arc::new(conversations::Conversations),
         Arc::new(messages::Messages),
         Arc::new(workflow_runs::WorkflowRuns),
+        Arc::new(open_runs::OpenRuns),
     ]
 }
 
@@ -93,4 +96,5 @@ pub mod trees {
     pub const RUN_BY_TASK: &str = "run_by_task";
     pub const APP_RUNS: &str = "app_runs";
     pub const CONV_VARS: &str = "conv_vars";
+    pub const OPEN_RUNS: &str = "open_runs";
 }

@@ -169,6 +169,10 @@ pub fn every_variant() -> Vec<Event> {
             total_tokens: 0,
             steps: 6,
         })),
+        Event::RunInterrupted {
+            answer: "Lorem ipsum".into(),
+            message: "interrupted: the server stopped during this run".into(),
+        },
     ];
     for (i, e) in events.iter().enumerate() {
         assert_eq!(variant_index(e), i, "every_variant must list variants in declaration order");
@@ -203,5 +207,6 @@ pub fn variant_index(e: &Event) -> usize {
         Event::ContainerStarted(_) => 21,
         Event::ContainerNext { .. } => 22,
         Event::ContainerCompleted(_) => 23,
+        Event::RunInterrupted { .. } => 24,
     }
 }
