@@ -81,7 +81,7 @@ pub struct ReplayArgs {
     #[arg(long, value_enum, default_value = "sse")]
     pub format: FormatArg,
     /// Replay in time with the recorded timestamps: 1 is real time, 2 twice as fast.
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     pub speed: Option<f64>,
     /// Run the same app version again on the recorded inputs (models and HTTP answered from the
     /// log) and diff the new stream against the recorded one; exits non-zero on a divergence.

@@ -17,3 +17,6 @@ mod sdk;
 
 // Workflow and advanced-chat apps: runs, streams, versions, logs, stop.
 mod workflow;
+
+// `ferrify replay`: transcripts of past runs equal their live streams.
+mod replay;

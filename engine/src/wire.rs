@@ -423,6 +423,60 @@ pub fn files_in(outputs: &Value) -> Value {
     Value::Array(files)
 }
 
+/// The keep-alive frame live streams send every 10 s (not part of a run's frames).
+pub const SSE_PING: &str = "event: ping\n\n";
+
+/// Appends one data frame in Dify's SSE framing: `id: N` when the client
+/// opted in to ids, then `data: <compact JSON>` and a blank line.
+pub fn write_sse_frame(out: &mut String, id: Option<u64>, frame: &str) {
+    if let Some(id) = id {
+        out.push_str("id: ");
+        out.push_str(&id.to_string());
+        out.push('\n');
+    }
+    out.push_str("data: ");
+    out.push_str(frame);
+    out.push_str("\n\n");
+}
+
+/// A run's events → its SSE text, as served: the [`WireRun`] mapping in
+/// Dify's framing, frames numbered from 1 (the cursor `id:` lines carry).
+/// Live streams and replayed transcripts both go through it.
+#[derive(Clone, Debug, Default)]
+pub struct SseEncoder {
+    wire: WireRun,
+    index: u64,
+    with_ids: bool,
+}
+
+impl SseEncoder {
+    /// `with_ids`: precede each data frame by `id: N`.
+    pub fn new(with_ids: bool) -> Self {
+        SseEncoder { wire: WireRun::new(), index: 0, with_ids }
+    }
+
+    /// Appends the frames `env` yields to `out`; returns how many it added
+    /// (none once the terminal frame was written).
+    pub fn push(&mut self, env: &Envelope, out: &mut String) -> usize {
+        let frames = self.wire.frames(env);
+        for frame in &frames {
+            self.index += 1;
+            write_sse_frame(out, self.with_ids.then_some(self.index), frame);
+        }
+        frames.len()
+    }
+
+    /// True once the terminal frame was written.
+    pub fn is_done(&self) -> bool {
+        self.wire.is_done()
+    }
+
+    /// Data frames written so far (the last frame's cursor).
+    pub fn frames_written(&self) -> u64 {
+        self.index
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -472,5 +526,35 @@ mod tests {
         assert!(w
             .values(&Envelope::new(0, None, Event::AnswerChunk { text: "x".into(), from_variable_selector: None }))
             .is_empty());
+    }
+
+    #[test]
+    fn sse_encoder_frames_and_numbers_data_frames() {
+        let chunk =
+            |t: &str| Envelope::new(0, None, Event::AnswerChunk { text: t.into(), from_variable_selector: None });
+        let end = Envelope::new(
+            0,
+            None,
+            Event::MessageEnded { answer: "ab".into(), usage: Usage::default(), latency: 0.0, stopped: false },
+        );
+        for with_ids in [false, true] {
+            let mut enc = SseEncoder::new(with_ids);
+            let mut plain = WireRun::new();
+            let mut out = String::new();
+            let mut expected = String::new();
+            for (i, env) in [chunk("a"), chunk("b"), end.clone(), chunk("late")].iter().enumerate() {
+                let frames = plain.frames(env);
+                assert_eq!(enc.push(env, &mut out), frames.len());
+                for f in frames {
+                    if with_ids {
+                        expected.push_str(&format!("id: {}\n", i + 1));
+                    }
+                    expected.push_str(&format!("data: {f}\n\n"));
+                }
+            }
+            assert_eq!(out, expected);
+            assert!(enc.is_done());
+            assert_eq!(enc.frames_written(), 3);
+        }
     }
 }

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use ferrify_engine::runner::RunHandle;
-use ferrify_engine::wire::{Outcome, WireRun};
+use ferrify_engine::wire::{Outcome, SseEncoder, SSE_PING};
 use ferrify_engine::EngineError;
 use ferrify_engine::Envelope;
 use ferrify_store::EventLog;
@@ -36,8 +36,7 @@ pub fn sse(state: &State, handle: &RunHandle, with_ids: bool) -> warp::reply::Re
     let stream = handle.stream.clone();
     tokio::spawn(async move {
         let mut sub = store.subscribe(&stream, 1);
-        let mut wire = WireRun::new();
-        let mut index = 0u64;
+        let mut encoder = SseEncoder::new(with_ids);
         let start = tokio::time::Instant::now();
         let mut ping = tokio::time::interval_at(start + PING, PING);
         ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
@@ -48,30 +47,20 @@ pub fn sse(state: &State, handle: &RunHandle, with_ids: bool) -> warp::reply::Re
                     let mut out = String::new();
                     for record in records {
                         let Ok(env) = Envelope::decode(&record.payload) else { continue };
-                        for frame in wire.frames(&env) {
-                            index += 1;
-                            if with_ids {
-                                out.push_str("id: ");
-                                out.push_str(&index.to_string());
-                                out.push('\n');
-                            }
-                            out.push_str("data: ");
-                            out.push_str(&frame);
-                            out.push_str("\n\n");
-                        }
-                        if wire.is_done() {
+                        encoder.push(&env, &mut out);
+                        if encoder.is_done() {
                             break;
                         }
                     }
                     if !out.is_empty() && tx.send(Ok(Bytes::from(out))).await.is_err() {
                         return;
                     }
-                    if wire.is_done() {
+                    if encoder.is_done() {
                         return;
                     }
                 }
                 _ = ping.tick() => {
-                    if tx.send(Ok(Bytes::from_static(b"event: ping\n\n"))).await.is_err() {
+                    if tx.send(Ok(Bytes::from_static(SSE_PING.as_bytes()))).await.is_err() {
                         return;
                     }
                 }

@@ -95,10 +95,15 @@ pub fn app_yaml(name: &str) -> String {
 impl Server {
     /// Imports a fixture app through the console API; returns its id.
     pub async fn import(&self, name: &str) -> String {
+        self.import_yaml(&app_yaml(name)).await
+    }
+
+    /// Imports a DSL text through the console API; returns the app's id.
+    pub async fn import_yaml(&self, yaml: &str) -> String {
         let r = client()
             .post(self.url("/console/api/apps/imports"))
             .bearer_auth(ADMIN)
-            .json(&serde_json::json!({"mode": "yaml-content", "yaml_content": app_yaml(name)}))
+            .json(&serde_json::json!({"mode": "yaml-content", "yaml_content": yaml}))
             .send()
             .await
             .unwrap();
