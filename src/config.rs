@@ -8,9 +8,9 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
+use ferrify_engine::files::FileSettings;
 use ferrify_engine::provider::{ProviderConfig, Providers};
 use ferrify_engine::workflow::WorkflowSettings;
-use ferrify_engine::files::FileSettings;
 use ferrify_engine::{EngineConfig, StorageConfig};
 use ferrify_store::blob::s3::S3Options;
 use serde::Deserialize;
@@ -306,7 +306,8 @@ impl FileConfig {
         let f = &self.files;
         let d = FileSettings::default();
         let mb = |v: Option<u64>, default: u64| v.map(|m| m * 1024 * 1024).unwrap_or(default);
-        let blacklist = serve.and_then(|s| s.upload_extension_blacklist.clone()).or_else(|| f.extension_blacklist.clone());
+        let blacklist =
+            serve.and_then(|s| s.upload_extension_blacklist.clone()).or_else(|| f.extension_blacklist.clone());
         FileSettings {
             image_limit: mb(f.image_limit_mb, d.image_limit),
             video_limit: mb(f.video_limit_mb, d.video_limit),

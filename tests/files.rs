@@ -29,7 +29,9 @@ async fn upload_parts(s: &Server, key: &str, parts: &[Part<'_>]) -> (u16, Value)
     let boundary = "ferrify-test-boundary-7d3f";
     let mut body = Vec::new();
     for p in parts {
-        body.extend_from_slice(format!("--{boundary}\r\nContent-Disposition: form-data; name=\"{}\"", p.name).as_bytes());
+        body.extend_from_slice(
+            format!("--{boundary}\r\nContent-Disposition: form-data; name=\"{}\"", p.name).as_bytes(),
+        );
         if let Some(f) = p.filename {
             body.extend_from_slice(format!("; filename=\"{f}\"").as_bytes());
         }
@@ -83,7 +85,10 @@ async fn upload_checks_answer_difys_codes() {
     // Success: the spec's shape, the id names the file, not the client's name.
     let (st, f) = upload_parts(&s, &key, &[text("user", "u1"), file("Notes.TXT", "text/plain", b"hello")]).await;
     assert_eq!(st, 201, "{f}");
-    assert_eq!((f["name"].as_str(), f["size"].as_u64(), f["extension"].as_str()), (Some("Notes.TXT"), Some(5), Some("txt")));
+    assert_eq!(
+        (f["name"].as_str(), f["size"].as_u64(), f["extension"].as_str()),
+        (Some("Notes.TXT"), Some(5), Some("txt"))
+    );
     assert_eq!(f["mime_type"], "text/plain");
     for k in ["id", "created_by", "created_at", "source_url", "tenant_id"] {
         assert!(!f[k].is_null(), "{k} missing in {f}");
@@ -91,7 +96,8 @@ async fn upload_checks_answer_difys_codes() {
     for k in ["preview_url", "original_url", "user_id", "conversation_id", "file_key", "reference"] {
         assert!(f[k].is_null(), "{k} should be null in {f}");
     }
-    let stored = std::fs::read_dir(s.data.join("files")).unwrap().flat_map(|d| std::fs::read_dir(d.unwrap().path()).unwrap());
+    let stored =
+        std::fs::read_dir(s.data.join("files")).unwrap().flat_map(|d| std::fs::read_dir(d.unwrap().path()).unwrap());
     let names: Vec<String> = stored.map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
     assert_eq!(names, vec![f["id"].as_str().unwrap().to_string()], "stored under the id only");
 
@@ -127,7 +133,10 @@ async fn upload_checks_answer_difys_codes() {
     let (st, _) = upload_parts(&s, &key, &[file("exact.png", "image/png", &exact)]).await;
     assert_eq!(st, 201);
     // Refused uploads leave nothing behind; accepted ones are all there.
-    let count: usize = std::fs::read_dir(s.data.join("files")).unwrap().map(|d| std::fs::read_dir(d.unwrap().path()).unwrap().count()).sum();
+    let count: usize = std::fs::read_dir(s.data.join("files"))
+        .unwrap()
+        .map(|d| std::fs::read_dir(d.unwrap().path()).unwrap().count())
+        .sum();
     assert_eq!(count, 2);
 
     // Authentication comes first.
@@ -242,7 +251,11 @@ async fn file_server() -> u16 {
                     "/big.txt" => ("200 OK", "content-type: text/plain\r\n".into(), vec![b'x'; 20 * 1024 * 1024]),
                     _ => ("404 Not Found", String::new(), Vec::new()),
                 };
-                let mut reply = format!("HTTP/1.1 {status}\r\n{headers}content-length: {}\r\nconnection: close\r\n\r\n", body.len()).into_bytes();
+                let mut reply = format!(
+                    "HTTP/1.1 {status}\r\n{headers}content-length: {}\r\nconnection: close\r\n\r\n",
+                    body.len()
+                )
+                .into_bytes();
                 if !is_head {
                     reply.extend_from_slice(&body);
                 }
@@ -280,7 +293,8 @@ async fn files_in_chat_requests_are_checked_and_kept_in_history() {
     // Refusals: 400 invalid_param (types, methods, counts, other ids), 413 for big remote files.
     let bad = |files: Value| chat_with(&s, &key, "u1", files);
     let id = &t["id"];
-    let (st, b) = bad(json!([local("document", id), local("document", id), local("document", id), local("document", id)])).await;
+    let (st, b) =
+        bad(json!([local("document", id), local("document", id), local("document", id), local("document", id)])).await;
     assert_eq!((st, b["code"].as_str()), (400, Some("invalid_param")), "{b}");
     let (st, b) = bad(json!([{"type": "spreadsheet", "transfer_method": "local_file", "upload_file_id": id}])).await;
     assert_eq!((st, b["code"].as_str()), (400, Some("invalid_param")), "{b}");
@@ -319,7 +333,12 @@ async fn workflows_read_uploaded_and_remote_files() {
     let t = upload(&s, &key, "doc.md", "text/markdown", b"# Local doc").await;
     let remote = json!({"type": "document", "transfer_method": "remote_url", "url": format!("http://127.0.0.1:{port}/notes.txt")});
     let run = |inputs: Value, files: Value| {
-        s.call("POST", "/v1/workflows/run", &key, Some(json!({"inputs": inputs, "files": files, "user": "u1", "response_mode": "blocking"})))
+        s.call(
+            "POST",
+            "/v1/workflows/run",
+            &key,
+            Some(json!({"inputs": inputs, "files": files, "user": "u1", "response_mode": "blocking"})),
+        )
     };
     let (st, b) = run(json!({"doc": local("document", &t["id"])}), json!([remote])).await;
     assert_eq!(st, 200, "{b}");
@@ -338,7 +357,12 @@ async fn workflows_read_uploaded_and_remote_files() {
     // Another app's upload is not this app's file.
     let other = s.app("workflow-files.yml").await;
     let (st, b) = s
-        .call("POST", "/v1/workflows/run", &other, Some(json!({"inputs": {"doc": local("document", &t["id"])}, "user": "u1"})))
+        .call(
+            "POST",
+            "/v1/workflows/run",
+            &other,
+            Some(json!({"inputs": {"doc": local("document", &t["id"])}, "user": "u1"})),
+        )
         .await;
     assert_eq!((st, b["code"].as_str()), (400, Some("invalid_param")), "{b}");
 }
@@ -347,8 +371,10 @@ async fn workflows_read_uploaded_and_remote_files() {
 async fn feedback_round_trip() {
     let s = Server::start(&["--no-demo"]);
     let key = s.app("chat-echo.yml").await;
-    let (_, b) = s.call("POST", "/v1/chat-messages", &key, Some(json!({"query": "rate me", "inputs": {}, "user": "u1"}))).await;
-    let (mid, conv) = (b["message_id"].as_str().unwrap().to_string(), b["conversation_id"].as_str().unwrap().to_string());
+    let (_, b) =
+        s.call("POST", "/v1/chat-messages", &key, Some(json!({"query": "rate me", "inputs": {}, "user": "u1"}))).await;
+    let (mid, conv) =
+        (b["message_id"].as_str().unwrap().to_string(), b["conversation_id"].as_str().unwrap().to_string());
     let (feedback_path, history_path) =
         (format!("/v1/messages/{mid}/feedbacks"), format!("/v1/messages?conversation_id={conv}&user=u1"));
     let feedback = |user: &str, body: Value| {
@@ -375,7 +401,10 @@ async fn feedback_round_trip() {
     assert_eq!(st, 200, "{f}");
     let item = &f["data"][0];
     assert_eq!((item["rating"].as_str(), item["content"].as_str()), (Some("like"), Some("great")));
-    assert_eq!((item["message_id"].as_str(), item["conversation_id"].as_str()), (Some(mid.as_str()), Some(conv.as_str())));
+    assert_eq!(
+        (item["message_id"].as_str(), item["conversation_id"].as_str()),
+        (Some(mid.as_str()), Some(conv.as_str()))
+    );
     assert_eq!((item["from_source"].as_str(), item["from_account_id"].clone()), (Some("user"), Value::Null));
     assert!(item["created_at"].as_str().is_some_and(|t| t.len() == 19 && t.contains('T')), "{item}");
     let first_id = item["id"].clone();

@@ -1,8 +1,8 @@
 //! The S3 blob backend against a real S3-compatible server on loopback.
 //!
 //! The server is `FERRIFY_TEST_S3_ENDPOINT` when set (`.ci/run` starts a
-//! `moto_server` and sets it), else a `moto_server` this test starts itself
-//! (`pip install 'moto[server]'`). Without either the test says so loudly;
+//! moto server and sets it), else a moto server this test starts itself
+//! (`python3 -m moto.server`, after `pip install 'moto[server]'`). Without either the test says so loudly;
 //! with `FERRIFY_REQUIRE_S3=1` (set by `.ci/run`) it fails instead.
 
 use std::io::{Read, Write};
@@ -43,21 +43,24 @@ fn endpoint() -> Result<(String, Option<Moto>), String> {
         }
     }
     let port = free_port();
-    let child = Command::new("moto_server")
-        .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+    let child = Command::new("python3")
+        .args(["-m", "moto.server", "-H", "127.0.0.1", "-p", &port.to_string()])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
-        .map_err(|e| format!("cannot start moto_server: {e}"))?;
-    let moto = Moto(child);
+        .map_err(|e| format!("cannot start `python3 -m moto.server`: {e}"))?;
+    let mut moto = Moto(child);
     let started = Instant::now();
     while started.elapsed() < Duration::from_secs(30) {
+        if let Ok(Some(status)) = moto.0.try_wait() {
+            return Err(format!("the moto server exited at start ({status}); is `moto[server]` installed?"));
+        }
         if TcpStream::connect(("127.0.0.1", port)).is_ok() {
             return Ok((format!("http://127.0.0.1:{port}"), Some(moto)));
         }
         std::thread::sleep(Duration::from_millis(100));
     }
-    Err("moto_server did not listen within 30 s".into())
+    Err("the moto server did not listen within 30 s (is `moto[server]` installed?)".into())
 }
 
 #[tokio::test]
@@ -74,8 +77,11 @@ async fn s3_backend_conformance() {
     };
     let port: u16 = endpoint.rsplit(':').next().and_then(|p| p.parse().ok()).expect("endpoint with a port");
     let bucket = format!("ferrify-test-{}", std::process::id());
-    let status = http(port, &format!("PUT /{bucket} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"))
-        .expect("creating the bucket");
+    let status = http(
+        port,
+        &format!("PUT /{bucket} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"),
+    )
+    .expect("creating the bucket");
     assert!(status.contains(" 200"), "creating the bucket answered {status:?}");
     let options = S3Options {
         bucket,

@@ -241,14 +241,16 @@ impl Engine {
             }
             let limit = settings.limit(kinds::category(&extension, &mime));
             if let Some(size) = info.size.filter(|s| *s > limit) {
-                return Err(FileError::TooLarge(format!("the remote file is {size} bytes; the limit is {limit}")).into());
+                return Err(
+                    FileError::TooLarge(format!("the remote file is {size} bytes; the limit is {limit}")).into()
+                );
             }
             let filename = if name.is_empty() { format!("{}.{extension}", Uuid::new_v4()) } else { name };
             let size = info.size.map(|s| s as i64).unwrap_or(-1);
             file_value(app_id, declared, method, Some(url), None, &filename, &extension, &mime, size, url)
         };
         let extension = value["extension"].as_str().unwrap_or("").to_ascii_lowercase();
-        if kind == Category::Custom && !config.extensions.iter().any(|e| *e == extension) {
+        if kind == Category::Custom && !config.extensions.contains(&extension) {
             return Err(invalid(format!("File extension {extension:?} is not allowed")));
         }
         if strict && kind != Category::Custom {
@@ -278,6 +280,9 @@ mod tests {
         assert_eq!(c.number_limit, Some(2));
         let legacy = json!({"image": {"enabled": true, "number_limits": 4, "transfer_methods": ["remote_url"]}});
         let c = UploadConfig::from_feature(Some(&legacy)).unwrap();
-        assert_eq!((c.types, c.methods, c.number_limit), (vec!["image".to_string()], vec!["remote_url".to_string()], Some(4)));
+        assert_eq!(
+            (c.types, c.methods, c.number_limit),
+            (vec!["image".to_string()], vec!["remote_url".to_string()], Some(4))
+        );
     }
 }

@@ -29,8 +29,8 @@ use crate::model::FileRow;
 use crate::projection::files::{ref_key, upload_id};
 use crate::projection::{secs, trees};
 use crate::provider::ImagePart;
-use crate::workflow::pool::is_file;
 use crate::runner::{end_user_id, run_append};
+use crate::workflow::pool::is_file;
 use kinds::Category;
 
 const MB: u64 = 1024 * 1024;
@@ -254,7 +254,12 @@ impl Engine {
 
     /// A whole file of `app_id` in memory, at most `limit` bytes (files sent
     /// to models and extractors).
-    pub async fn read_app_file(&self, app_id: Uuid, id: Uuid, limit: u64) -> std::result::Result<(FileRow, Vec<u8>), String> {
+    pub async fn read_app_file(
+        &self,
+        app_id: Uuid,
+        id: Uuid,
+        limit: u64,
+    ) -> std::result::Result<(FileRow, Vec<u8>), String> {
         let row = match self.app_file(app_id, id) {
             Ok(Some(row)) => row,
             Ok(None) => return Err(format!("upload {id} not found")),
@@ -337,7 +342,9 @@ mod tests {
     fn names_are_checked_in_order() {
         let mut s = FileSettings::default();
         assert!(matches!(check_name("", &s), Err(FileError::FilenameNotExists)));
-        assert!(matches!(check_name("../etc/passwd.txt", &s), Err(FileError::Refused(m)) if m.contains("invalid characters")));
+        assert!(
+            matches!(check_name("../etc/passwd.txt", &s), Err(FileError::Refused(m)) if m.contains("invalid characters"))
+        );
         assert!(matches!(check_name("a\\b.txt", &s), Err(FileError::Refused(_))));
         s.extension_blacklist = vec!["exe".into()];
         assert!(
@@ -349,6 +356,30 @@ mod tests {
         let n = check_name(&long, &s).unwrap();
         assert_eq!(n.name.len(), 204);
         assert!(n.name.ends_with(".pdf"));
+    }
+
+    #[tokio::test]
+    async fn images_go_to_models_as_urls_or_data_urls() {
+        use futures_util::StreamExt;
+        let engine = Engine::open(&crate::EngineConfig { data_dir: None, ..Default::default() }).unwrap();
+        let app = Uuid::from_u128(1);
+        let name = check_name("dot.png", engine.file_settings()).unwrap();
+        let body = futures_util::stream::iter([Ok(bytes::Bytes::from_static(b"\x89PNG"))]).boxed();
+        let row =
+            engine.commit_upload(app, "u", engine.stage_upload(name, "image/png", body).await.unwrap()).await.unwrap();
+        let files = json!([
+            {"dify_model_identity": "__dify__file__", "type": "image", "transfer_method": "local_file", "related_id": row.id.to_string()},
+            {"dify_model_identity": "__dify__file__", "type": "image", "transfer_method": "remote_url", "remote_url": "https://example.org/a.png"},
+            {"dify_model_identity": "__dify__file__", "type": "document", "transfer_method": "remote_url", "remote_url": "https://example.org/a.pdf"},
+        ]);
+        let parts = engine.image_parts(app, Some(&files), "low").await;
+        let urls: Vec<&str> = parts.iter().map(|p| p.url.as_str()).collect();
+        assert_eq!(urls, vec!["data:image/png;base64,iVBORw==", "https://example.org/a.png"]);
+        assert!(parts.iter().all(|p| p.detail == "low"));
+        // Another app's upload is left out.
+        let parts = engine.image_parts(Uuid::from_u128(2), Some(&files), "high").await;
+        assert_eq!(parts.len(), 1);
+        assert!(engine.image_parts(app, None, "high").await.is_empty());
     }
 
     #[test]

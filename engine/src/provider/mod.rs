@@ -104,6 +104,11 @@ pub trait ModelProvider: Send + Sync + 'static {
     fn stream(&self, request: ModelRequest) -> BoxStream<'static, Result<ModelChunk, ProviderError>>;
 }
 
+/// A rough token count (words and punctuation), for providers that report none.
+pub fn estimate_tokens(text: &str) -> u64 {
+    text.split_whitespace().map(|w| 1 + w.len() as u64 / 5).sum()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -124,9 +129,4 @@ mod tests {
         assert_eq!(r["messages"][0]["images"][0]["url"], "data:image/png;base64,…(8 base64 characters)");
         assert_eq!(r["messages"][0]["images"][1]["url"], "https://example.org/a.png");
     }
-}
-
-/// A rough token count (words and punctuation), for providers that report none.
-pub fn estimate_tokens(text: &str) -> u64 {
-    text.split_whitespace().map(|w| 1 + w.len() as u64 / 5).sum()
 }

@@ -105,7 +105,8 @@ impl Engine {
         // Request files: checked against `file_upload` (ignored when it is off); images go to the model.
         self.resolve_file_inputs(app_id, &app.spec.form, &mut inputs, false).await?;
         let upload = app.spec.features.get("file_upload");
-        let files = self.resolve_request_files(app_id, UploadConfig::from_feature(upload).as_ref(), &req.files, false).await?;
+        let files =
+            self.resolve_request_files(app_id, UploadConfig::from_feature(upload).as_ref(), &req.files, false).await?;
         let detail = upload
             .and_then(|u| u.get("image"))
             .and_then(|i| i.get("detail"))

@@ -37,17 +37,20 @@ pub fn routes(state: State) -> impl Filter<Extract = (warp::reply::Response,), E
         .and_then(|app: Arc<LoadedApp>, state: State, content_type: Option<String>, body| async move {
             respond(upload(app, state, content_type, body).await)
         });
-    let preview = warp::path!("files" / String / "preview")
-        .and(warp::get())
-        .and(app_key(state.clone()))
-        .and(with_state(state))
-        .and(query())
-        .and(warp::header::optional::<String>("range"))
-        .and_then(
-            |id: String, app: Arc<LoadedApp>, state: State, query: HashMap<String, String>, range: Option<String>| async move {
-                respond(preview(app, state, id, query, range).await)
-            },
-        );
+    let preview =
+        warp::path!("files" / String / "preview")
+            .and(warp::get())
+            .and(app_key(state.clone()))
+            .and(with_state(state))
+            .and(query())
+            .and(warp::header::optional::<String>("range"))
+            .and_then(
+                |id: String,
+                 app: Arc<LoadedApp>,
+                 state: State,
+                 query: HashMap<String, String>,
+                 range: Option<String>| async move { respond(preview(app, state, id, query, range).await) },
+            );
     upload.or(preview).unify()
 }
 
@@ -250,8 +253,10 @@ async fn preview(
     let mut res = warp::reply::stream(tokio_stream::wrappers::ReceiverStream::new(rx)).into_response();
     let length = range.as_ref().map(|r| r.end - r.start).unwrap_or(file.size);
     let headers = res.headers_mut();
-    let content_type = if attachment || file.mime_type.is_empty() { "application/octet-stream" } else { &file.mime_type };
-    let header = |v: &str| HeaderValue::from_str(v).unwrap_or_else(|_| HeaderValue::from_static("application/octet-stream"));
+    let content_type =
+        if attachment || file.mime_type.is_empty() { "application/octet-stream" } else { &file.mime_type };
+    let header =
+        |v: &str| HeaderValue::from_str(v).unwrap_or_else(|_| HeaderValue::from_static("application/octet-stream"));
     headers.insert("content-type", header(content_type));
     headers.insert("content-length", HeaderValue::from(length));
     headers.insert("cache-control", HeaderValue::from_static("public, max-age=3600"));

@@ -69,8 +69,11 @@ pub trait BlobStore: Send + Sync + 'static {
 
     /// Reads a blob, or the byte range `range` of it (the caller checks the
     /// range against the size it recorded).
-    fn get<'a>(&'a self, key: &'a str, range: Option<Range<u64>>)
-        -> BoxFuture<'a, Result<ByteStream<'static>, BlobError>>;
+    fn get<'a>(
+        &'a self,
+        key: &'a str,
+        range: Option<Range<u64>>,
+    ) -> BoxFuture<'a, Result<ByteStream<'static>, BlobError>>;
 
     /// Removes a blob; removing a missing key is not an error.
     fn delete<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Result<(), BlobError>>;
