@@ -8,9 +8,11 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
+use ferrify_engine::files::FileSettings;
 use ferrify_engine::provider::{ProviderConfig, Providers};
 use ferrify_engine::workflow::WorkflowSettings;
-use ferrify_engine::EngineConfig;
+use ferrify_engine::{EngineConfig, StorageConfig};
+use ferrify_store::blob::s3::S3Options;
 use serde::Deserialize;
 
 #[derive(Parser, Debug)]
@@ -153,6 +155,57 @@ pub struct ServeArgs {
         value_parser = clap::builder::BoolishValueParser::new()
     )]
     pub allow_private_network: Option<bool>,
+    /// Where uploaded files are kept: `local` (default) or `s3` [`[storage] kind`].
+    #[arg(long, env = "FERRIFY_STORAGE", value_name = "KIND")]
+    pub storage: Option<String>,
+    /// The S3 bucket [`[storage] bucket`].
+    #[arg(long, env = "FERRIFY_S3_BUCKET")]
+    pub s3_bucket: Option<String>,
+    /// The S3-compatible service's URL; AWS when absent [`[storage] endpoint`].
+    #[arg(long, env = "FERRIFY_S3_ENDPOINT")]
+    pub s3_endpoint: Option<String>,
+    /// Upload extensions to refuse, comma separated (`exe,bat`) [`[files] extension_blacklist`].
+    #[arg(long, env = "FERRIFY_UPLOAD_EXTENSION_BLACKLIST", value_delimiter = ',')]
+    pub upload_extension_blacklist: Option<Vec<String>>,
+}
+
+/// `[storage]` in `ferrify.toml`: where uploaded files' bytes live.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StorageSection {
+    /// `local` (default) or `s3`.
+    pub kind: Option<String>,
+    /// Local: the directory (default `files/` in the data directory).
+    pub path: Option<PathBuf>,
+    pub bucket: Option<String>,
+    pub endpoint: Option<String>,
+    pub region: Option<String>,
+    /// Keys are stored under this prefix.
+    pub prefix: Option<String>,
+    /// Address buckets as `bucket.host`.
+    pub virtual_hosted_style: Option<bool>,
+    /// Environment variables holding the credentials (default `AWS_ACCESS_KEY_ID`,
+    /// `AWS_SECRET_ACCESS_KEY`, `AWS_SESSION_TOKEN`).
+    pub access_key_id_env: Option<String>,
+    pub secret_access_key_env: Option<String>,
+    pub session_token_env: Option<String>,
+}
+
+/// `[files]` in `ferrify.toml`: upload limits (MB) and policies.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FilesSection {
+    pub image_limit_mb: Option<u64>,
+    pub video_limit_mb: Option<u64>,
+    pub audio_limit_mb: Option<u64>,
+    /// Documents and everything else.
+    pub file_limit_mb: Option<u64>,
+    /// Extensions refused at upload (`["exe", "bat"]`).
+    pub extension_blacklist: Option<Vec<String>>,
+    /// Seconds to wait for a remote file's headers when a request names one.
+    pub remote_timeout_secs: Option<u64>,
+    /// Prefix of the file URLs handed out (`https://ferrify.example.com`).
+    pub public_url: Option<String>,
 }
 
 /// `[security]` in `ferrify.toml`.
@@ -190,6 +243,10 @@ pub struct FileConfig {
     pub security: SecurityConfig,
     #[serde(default)]
     pub code: CodeConfig,
+    #[serde(default)]
+    pub storage: StorageSection,
+    #[serde(default)]
+    pub files: FilesSection,
 }
 
 impl FileConfig {
@@ -240,6 +297,57 @@ impl FileConfig {
                 python: self.code.python.clone(),
                 ..WorkflowSettings::default()
             },
+            files: self.files(serve),
+            storage: self.storage(serve)?,
         })
+    }
+
+    fn files(&self, serve: Option<&ServeArgs>) -> FileSettings {
+        let f = &self.files;
+        let d = FileSettings::default();
+        let mb = |v: Option<u64>, default: u64| v.map(|m| m * 1024 * 1024).unwrap_or(default);
+        let blacklist =
+            serve.and_then(|s| s.upload_extension_blacklist.clone()).or_else(|| f.extension_blacklist.clone());
+        FileSettings {
+            image_limit: mb(f.image_limit_mb, d.image_limit),
+            video_limit: mb(f.video_limit_mb, d.video_limit),
+            audio_limit: mb(f.audio_limit_mb, d.audio_limit),
+            file_limit: mb(f.file_limit_mb, d.file_limit),
+            extension_blacklist: blacklist
+                .unwrap_or_default()
+                .iter()
+                .map(|e| e.trim().trim_start_matches('.').to_ascii_lowercase())
+                .filter(|e| !e.is_empty())
+                .collect(),
+            remote_timeout: f.remote_timeout_secs.map(Duration::from_secs).unwrap_or(d.remote_timeout),
+            public_url: f.public_url.clone().unwrap_or_default(),
+        }
+    }
+
+    fn storage(&self, serve: Option<&ServeArgs>) -> anyhow::Result<StorageConfig> {
+        let s = &self.storage;
+        let kind = serve.and_then(|a| a.storage.clone()).or_else(|| s.kind.clone()).unwrap_or_else(|| "local".into());
+        match kind.trim() {
+            "local" => Ok(s.path.clone().map(StorageConfig::LocalDir).unwrap_or(StorageConfig::Local)),
+            "s3" => {
+                let env = |name: &Option<String>, default: &str| std::env::var(name.as_deref().unwrap_or(default)).ok();
+                let bucket = serve
+                    .and_then(|a| a.s3_bucket.clone())
+                    .or_else(|| s.bucket.clone())
+                    .filter(|b| !b.trim().is_empty())
+                    .context("[storage] kind = \"s3\" needs a bucket (`bucket` or --s3-bucket)")?;
+                Ok(StorageConfig::S3(S3Options {
+                    bucket,
+                    endpoint: serve.and_then(|a| a.s3_endpoint.clone()).or_else(|| s.endpoint.clone()),
+                    region: s.region.clone().unwrap_or_else(|| "us-east-1".into()),
+                    access_key_id: env(&s.access_key_id_env, "AWS_ACCESS_KEY_ID"),
+                    secret_access_key: env(&s.secret_access_key_env, "AWS_SECRET_ACCESS_KEY"),
+                    session_token: env(&s.session_token_env, "AWS_SESSION_TOKEN"),
+                    prefix: s.prefix.clone().unwrap_or_default(),
+                    virtual_hosted_style: s.virtual_hosted_style.unwrap_or(false),
+                }))
+            }
+            other => anyhow::bail!("unknown storage kind {other:?} (local or s3)"),
+        }
     }
 }

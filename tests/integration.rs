@@ -9,6 +9,9 @@ mod server;
 // Chat and completion apps: import, keys, blocking and streaming, history, isolation, stop.
 mod chat;
 
+// Files: uploads, previews, files in chat and workflow requests, feedback.
+mod files;
+
 // The openai provider against an OpenAI-compatible upstream on loopback.
 mod openai_upstream;
 

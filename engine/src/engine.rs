@@ -7,11 +7,16 @@ use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use ferrify_store::blob::local::LocalBlobs;
+use ferrify_store::blob::memory::MemoryBlobs;
+use ferrify_store::blob::s3::{S3Blobs, S3Options};
+use ferrify_store::blob::BlobStore;
 use ferrify_store::{Options, Store};
 use parking_lot::{Mutex, RwLock};
 use uuid::Uuid;
 
 use crate::apps::LoadedApp;
+use crate::files::FileSettings;
 use crate::projection;
 use crate::provider::Providers;
 use crate::workflow::{Workflow, WorkflowSettings};
@@ -26,6 +31,23 @@ pub struct EngineConfig {
     pub providers: Providers,
     /// Settings of workflow runs (limits, network policy, code execution).
     pub workflow: WorkflowSettings,
+    /// Upload limits and file policies.
+    pub files: FileSettings,
+    /// Where uploaded bytes live.
+    pub storage: StorageConfig,
+}
+
+/// Where uploaded files' bytes are kept.
+#[derive(Clone, Debug, Default)]
+pub enum StorageConfig {
+    /// A directory: the given one, else `files/` in the data directory
+    /// (in memory when the engine itself is).
+    #[default]
+    Local,
+    /// This directory.
+    LocalDir(PathBuf),
+    /// An S3-compatible bucket.
+    S3(S3Options),
 }
 
 impl Default for EngineConfig {
@@ -35,6 +57,8 @@ impl Default for EngineConfig {
             flush_interval: Duration::from_millis(10),
             providers: Providers::builtin_only(),
             workflow: WorkflowSettings::default(),
+            files: FileSettings::default(),
+            storage: StorageConfig::Local,
         }
     }
 }
@@ -59,6 +83,9 @@ pub(crate) struct Inner {
     pub workflow_settings: Arc<WorkflowSettings>,
     /// Compiled workflow versions by id.
     pub workflows: RwLock<HashMap<Uuid, Arc<Workflow>>>,
+    pub files: FileSettings,
+    /// Uploaded files' bytes.
+    pub blobs: Arc<dyn BlobStore>,
 }
 
 /// The engine: its store and shared services.
@@ -71,6 +98,13 @@ impl Engine {
     /// Opens the log (catching read models up with it).
     pub fn open(config: &EngineConfig) -> Result<Engine, ferrify_store::Error> {
         let options = Options { flush_interval: config.flush_interval, ..Options::default() };
+        let blob_error = |e: ferrify_store::blob::BlobError| ferrify_store::Error::Io(e.to_string());
+        let blobs: Arc<dyn BlobStore> = match (&config.storage, &config.data_dir) {
+            (StorageConfig::S3(o), _) => Arc::new(S3Blobs::open(o).map_err(blob_error)?),
+            (StorageConfig::LocalDir(dir), _) => Arc::new(LocalBlobs::open(dir).map_err(blob_error)?),
+            (StorageConfig::Local, Some(dir)) => Arc::new(LocalBlobs::open(&dir.join("files")).map_err(blob_error)?),
+            (StorageConfig::Local, None) => Arc::new(MemoryBlobs::new()),
+        };
         let store = match &config.data_dir {
             Some(dir) => Store::open_sled(dir, projection::all(), options)?,
             None => Store::open_memory(projection::all(), options)?,
@@ -84,6 +118,8 @@ impl Engine {
                 conversation_locks: Mutex::new(HashMap::new()),
                 workflow_settings: Arc::new(config.workflow.clone()),
                 workflows: RwLock::new(HashMap::new()),
+                files: config.files.clone(),
+                blobs,
             }),
         })
     }

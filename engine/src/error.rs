@@ -38,6 +38,9 @@ pub enum EngineError {
     /// A DSL file could not be imported.
     #[error(transparent)]
     Dsl(#[from] DslError),
+    /// An upload, a file lookup or a file request failed.
+    #[error(transparent)]
+    File(#[from] crate::files::FileError),
 }
 
 /// An error's text with its sources (reqwest keeps the interesting part —

@@ -8,6 +8,8 @@
 //! | `app/<app_id>`           | app imported, workflow published, API keys, deletion |
 //! | `run/<task_id>`          | one chat turn, completion or workflow run          |
 //! | `conversation/<id>`      | rename, delete, variable updates                   |
+//! | `file/<file_id>`         | an upload                                          |
+//! | `feedback/<message_id>`  | feedback given, changed or revoked on a message    |
 //!
 //! **Compatibility rule:** the encoding is positional. Never reorder or
 //! renumber variants or fields, never change a field's type; add new variants
@@ -169,6 +171,28 @@ pub struct ContainerCompleted {
     pub steps: u64,
 }
 
+/// A file was uploaded (`POST /files/upload`); its bytes are in blob storage under `key`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct FileUploaded {
+    pub file_id: Uuid,
+    pub app_id: Uuid,
+    pub end_user_id: Uuid,
+    /// The raw `user` of the upload.
+    pub user: String,
+    /// The client's file name (shortened, never used as a storage name).
+    pub name: String,
+    pub size: u64,
+    /// Lower case, without the dot (may be empty).
+    pub extension: String,
+    pub mime_type: String,
+    /// `image`, `document`, `audio`, `video` or `custom`.
+    pub category: String,
+    /// The blob key in storage.
+    pub key: String,
+    /// Which storage kind holds it (`local`, `s3`, `memory`).
+    pub storage: String,
+}
+
 /// Every fact ferrify records. Append new variants at the end only.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub enum Event {
@@ -290,6 +314,28 @@ pub enum Event {
     RunInterrupted {
         answer: String,
         message: String,
+    },
+
+    // --- file/<file_id> -----------------------------------------------
+    FileUploaded(Box<FileUploaded>),
+
+    // --- feedback/<message_id> ----------------------------------------
+    /// An end user rated a message (a new rating, or a change of it).
+    FeedbackGiven {
+        feedback_id: Uuid,
+        message_id: Uuid,
+        app_id: Uuid,
+        conversation_id: Option<Uuid>,
+        end_user_id: Uuid,
+        /// `like` or `dislike`.
+        rating: String,
+        content: Option<String>,
+    },
+    /// The end user revoked their rating of a message.
+    FeedbackRevoked {
+        feedback_id: Uuid,
+        message_id: Uuid,
+        app_id: Uuid,
     },
 }
 

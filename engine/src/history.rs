@@ -9,7 +9,7 @@ use crate::apps::LoadedApp;
 use crate::engine::Engine;
 use crate::error::{EngineError, Result};
 use crate::event::{Envelope, Event};
-use crate::model::{ConversationRow, MessageRow};
+use crate::model::{ConversationRow, FeedbackRow, MessageRow};
 use crate::projection::conversations::index_prefix;
 use crate::projection::messages::conv_key;
 use crate::projection::{secs, time_key, trees};
@@ -64,8 +64,33 @@ pub fn conversation_json(c: &ConversationRow) -> Value {
     })
 }
 
-/// A message as `GET /messages` shows it.
-pub fn message_json(m: &MessageRow) -> Value {
+/// A message's files as history shows them (§3.3): the request's files,
+/// `belongs_to: user`.
+pub fn message_files(m: &MessageRow) -> Vec<Value> {
+    let files = m.files.as_array().map(Vec::as_slice).unwrap_or_default();
+    files
+        .iter()
+        .enumerate()
+        .map(|(i, f)| {
+            let text = |k: &str| f.get(k).cloned().unwrap_or(Value::Null);
+            let upload = text("related_id");
+            json!({
+                "id": Uuid::new_v5(&m.id, format!("file-{i}").as_bytes()).to_string(),
+                "filename": text("filename"),
+                "type": text("type"),
+                "url": text("url"),
+                "mime_type": text("mime_type"),
+                "size": text("size"),
+                "transfer_method": text("transfer_method"),
+                "belongs_to": "user",
+                "upload_file_id": upload,
+            })
+        })
+        .collect()
+}
+
+/// A message as `GET /messages` shows it, with its end user's feedback.
+pub fn message_json(m: &MessageRow, feedback: Option<&FeedbackRow>) -> Value {
     let usage = usage_json(&m.usage);
     let status = if m.status == "error" { "error" } else { "normal" };
     json!({
@@ -77,8 +102,8 @@ pub fn message_json(m: &MessageRow) -> Value {
         "answer": m.answer,
         "status": status,
         "error": m.error,
-        "message_files": [],
-        "feedback": null,
+        "message_files": message_files(m),
+        "feedback": feedback.map(|f| json!({"rating": f.rating})),
         "retriever_resources": [],
         "agent_thoughts": [],
         "created_at": secs(m.created_at),
@@ -140,7 +165,8 @@ impl Engine {
         for (k, _) in index.into_iter().take(limit) {
             let Ok(id) = Uuid::from_slice(&k[k.len() - 16..]) else { continue };
             if let Some(m) = self.store().get_json::<MessageRow>(trees::MESSAGES, id.as_bytes())? {
-                data.push(message_json(&m));
+                let feedback = self.feedback_of(&m)?;
+                data.push(message_json(&m, feedback.as_ref()));
             }
         }
         data.reverse();

@@ -2,6 +2,8 @@
 //!
 //! - [`engine`]: the [`Engine`] handle (store + shared services);
 //! - [`event`]: the facts ferrify records ([`Event`] in an [`Envelope`]);
+//! - [`files`]: uploads, previews, request files and their bytes;
+//! - [`feedback`]: ratings of messages;
 //! - [`json`]: arbitrary JSON carried inside binary events;
 //! - [`model`]: read-model rows;
 //! - [`projection`]: pure folds of events into read models, one module each;
@@ -13,6 +15,8 @@ pub mod demo;
 pub mod engine;
 pub mod error;
 pub mod event;
+pub mod feedback;
+pub mod files;
 pub mod history;
 pub mod json;
 pub mod model;
@@ -24,7 +28,7 @@ pub mod runs;
 pub mod wire;
 pub mod workflow;
 
-pub use engine::{Engine, EngineConfig};
+pub use engine::{Engine, EngineConfig, StorageConfig};
 pub use error::{EngineError, Result};
 pub use event::{Envelope, Event};
 pub use json::Json;

@@ -120,3 +120,38 @@ pub struct ConversationVariableRow {
     pub created_at: i64,
     pub updated_at: i64,
 }
+
+/// An uploaded file.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct FileRow {
+    pub id: Uuid,
+    pub app_id: Uuid,
+    /// The uploading end user (`created_by`).
+    pub end_user_id: Uuid,
+    pub name: String,
+    pub size: u64,
+    /// Lower case, without the dot.
+    pub extension: String,
+    pub mime_type: String,
+    /// `image`, `document`, `audio`, `video` or `custom`.
+    pub category: String,
+    /// The blob key in storage.
+    pub key: String,
+    pub storage: String,
+    pub created_at: i64,
+}
+
+/// An end user's rating of a message.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct FeedbackRow {
+    pub id: Uuid,
+    pub app_id: Uuid,
+    pub conversation_id: Option<Uuid>,
+    pub message_id: Uuid,
+    /// `like` or `dislike`.
+    pub rating: String,
+    pub content: Option<String>,
+    pub from_end_user_id: Uuid,
+    pub created_at: i64,
+    pub updated_at: i64,
+}

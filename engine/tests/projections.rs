@@ -8,7 +8,7 @@ mod samples;
 use std::sync::Arc;
 
 use ferrify_engine::event::*;
-use ferrify_engine::model::{ConversationRow, MessageRow};
+use ferrify_engine::model::{ConversationRow, FeedbackRow, FileRow, MessageRow};
 use ferrify_engine::projection::{self, trees};
 use ferrify_engine::{Envelope, Json};
 use ferrify_store::{Append, EventLog, Options, Store, StreamId};
@@ -22,10 +22,32 @@ enum Step {
     Import(u8),
     CreateKey(u8, u8),
     RevokeKey(u8, u8),
-    Chat { app: u8, user: u8, conv: Option<u8>, words: u8, outcome: u8 },
+    Chat {
+        app: u8,
+        user: u8,
+        conv: Option<u8>,
+        words: u8,
+        outcome: u8,
+        file: Option<u8>,
+    },
+    Upload {
+        app: u8,
+        user: u8,
+        slot: u8,
+    },
+    /// Rates the `msg`-th chat message so far: 0 revokes, 1 likes, 2 dislikes.
+    Feedback {
+        msg: u8,
+        rating: u8,
+    },
     Rename(u8, u8),
     DeleteConversation(u8),
-    Workflow { app: u8, user: u8, nodes: u8, fail: bool },
+    Workflow {
+        app: u8,
+        user: u8,
+        nodes: u8,
+        fail: bool,
+    },
     DeleteApp(u8),
 }
 
@@ -34,8 +56,10 @@ fn step() -> impl Strategy<Value = Step> {
         (0..3u8).prop_map(Step::Import),
         (0..3u8, 0..3u8).prop_map(|(a, k)| Step::CreateKey(a, k)),
         (0..3u8, 0..3u8).prop_map(|(a, k)| Step::RevokeKey(a, k)),
-        (0..3u8, 0..3u8, proptest::option::of(0..4u8), 0..5u8, 0..3u8)
-            .prop_map(|(app, user, conv, words, outcome)| Step::Chat { app, user, conv, words, outcome }),
+        (0..3u8, 0..3u8, proptest::option::of(0..4u8), 0..5u8, 0..3u8, proptest::option::of(0..3u8))
+            .prop_map(|(app, user, conv, words, outcome, file)| Step::Chat { app, user, conv, words, outcome, file }),
+        (0..3u8, 0..3u8, 0..3u8).prop_map(|(app, user, slot)| Step::Upload { app, user, slot }),
+        (0..6u8, 0..3u8).prop_map(|(msg, rating)| Step::Feedback { msg, rating }),
         (0..4u8, 0..3u8).prop_map(|(c, n)| Step::Rename(c, n)),
         (0..4u8).prop_map(Step::DeleteConversation),
         (0..3u8, 0..3u8, 0..4u8, any::<bool>())
@@ -59,6 +83,8 @@ fn appends(steps: &[Step]) -> Vec<(StreamId, Vec<Envelope>)> {
         Uuid::from_u128(n)
     };
     let app_id = |a: u8| id(100 + a as u128);
+    // Chat messages so far: (message, app, user, conversation, current feedback id).
+    let mut messages: Vec<(Uuid, u8, u8, Uuid, Option<Uuid>)> = Vec::new();
     let user_id = |a: u8, u: u8| id(200 + (a as u128) * 10 + u as u128);
     for s in steps {
         match s.clone() {
@@ -113,7 +139,52 @@ fn appends(steps: &[Step]) -> Vec<(StreamId, Vec<Envelope>)> {
             )),
             Step::DeleteApp(a) => out
                 .push((StreamId::of("app", app_id(a)).unwrap(), vec![Envelope::new(tick(), None, Event::AppDeleted)])),
-            Step::Chat { app, user, conv, words, outcome } => {
+            Step::Upload { app, user, slot } => out.push((
+                StreamId::of("file", id(500 + slot as u128)).unwrap(),
+                vec![Envelope::new(
+                    tick(),
+                    None,
+                    Event::FileUploaded(Box::new(FileUploaded {
+                        file_id: id(500 + slot as u128),
+                        app_id: app_id(app),
+                        end_user_id: user_id(app, user),
+                        user: format!("user{user}"),
+                        name: format!("f{slot}.txt"),
+                        size: slot as u64,
+                        extension: "txt".into(),
+                        mime_type: "text/plain".into(),
+                        category: "document".into(),
+                        key: id(500 + slot as u128).to_string(),
+                        storage: "memory".into(),
+                    })),
+                )],
+            )),
+            Step::Feedback { msg, rating } => {
+                let Some(m) = messages.get_mut(msg as usize) else { continue };
+                let (message_id, app, user, conversation, current) = *m;
+                let event = match (rating, current) {
+                    (0, Some(feedback_id)) => {
+                        m.4 = None;
+                        Event::FeedbackRevoked { feedback_id, message_id, app_id: app_id(app) }
+                    }
+                    (0, None) => continue,
+                    (r, current) => {
+                        let feedback_id = current.unwrap_or_else(&mut next_id);
+                        m.4 = Some(feedback_id);
+                        Event::FeedbackGiven {
+                            feedback_id,
+                            message_id,
+                            app_id: app_id(app),
+                            conversation_id: Some(conversation),
+                            end_user_id: user_id(app, user),
+                            rating: if r == 1 { "like" } else { "dislike" }.into(),
+                            content: (r == 2).then(|| "meh".into()),
+                        }
+                    }
+                };
+                out.push((StreamId::of("feedback", message_id).unwrap(), vec![Envelope::new(tick(), None, event)]));
+            }
+            Step::Chat { app, user, conv, words, outcome, file } => {
                 let task = next_id();
                 let (conversation_id, new) = match conv {
                     Some(slot) if convs[slot as usize] == Some((app, user)) => (id(400 + slot as u128), false),
@@ -131,8 +202,14 @@ fn appends(steps: &[Step]) -> Vec<(StreamId, Vec<Envelope>)> {
                 run.conversation_id = Some(conversation_id);
                 run.new_conversation =
                     new.then(|| NewConversation { name: "New conversation".into(), introduction: String::new() });
-                run.message_id = Some(next_id());
+                let message_id = next_id();
+                run.message_id = Some(message_id);
                 run.workflow_run_id = None;
+                if let Some(slot) = file {
+                    run.files = Json(json!([{"type": "document", "transfer_method": "local_file",
+                        "related_id": id(500 + slot as u128).to_string()}]));
+                }
+                messages.push((message_id, app, user, conversation_id, None));
                 let mut events = vec![Envelope::new(tick(), Some("t".into()), Event::RunStarted(Box::new(run)))];
                 let mut answer = String::new();
                 for w in 0..words {
@@ -284,8 +361,8 @@ proptest! {
 fn a_chat_turn_projects_conversation_and_message() {
     let steps = vec![
         Step::Import(0),
-        Step::Chat { app: 0, user: 0, conv: Some(0), words: 3, outcome: 1 },
-        Step::Chat { app: 0, user: 0, conv: Some(0), words: 1, outcome: 1 },
+        Step::Chat { app: 0, user: 0, conv: Some(0), words: 3, outcome: 1, file: None },
+        Step::Chat { app: 0, user: 0, conv: Some(0), words: 1, outcome: 1, file: None },
         Step::Rename(0, 7),
     ];
     let store = Store::open_memory(projection::all(), Options::default()).unwrap();
@@ -301,4 +378,28 @@ fn a_chat_turn_projects_conversation_and_message() {
     assert_eq!(msg.status, "normal");
     let by_updated = store.scan(trees::CONV_BY_UPDATED, b"", None, 10, false).unwrap();
     assert_eq!(by_updated.len(), 1, "re-indexing must drop the stale entry");
+}
+
+#[test]
+fn uploads_references_and_feedback_project() {
+    let steps = vec![
+        Step::Import(0),
+        Step::Upload { app: 0, user: 0, slot: 1 },
+        Step::Chat { app: 0, user: 0, conv: None, words: 1, outcome: 1, file: Some(1) },
+        Step::Feedback { msg: 0, rating: 1 },
+        Step::Feedback { msg: 0, rating: 2 },
+    ];
+    let store = Store::open_memory(projection::all(), Options::default()).unwrap();
+    append_all(&store, &appends(&steps));
+    let file: FileRow = store.get_json(trees::FILES, id(501).as_bytes()).unwrap().unwrap();
+    assert_eq!((file.name.as_str(), file.app_id), ("f1.txt", id(100)));
+    let refs = store.scan(trees::FILE_REFS, id(501).as_bytes(), None, 10, false).unwrap();
+    assert_eq!(refs.len(), 1);
+    assert_eq!(&refs[0].0[16..32], id(100).as_bytes());
+    let index = store.scan(trees::APP_FEEDBACKS, id(100).as_bytes(), None, 10, false).unwrap();
+    assert_eq!(index.len(), 1, "a changed rating keeps one entry");
+    let fb: FeedbackRow = store.get_json(trees::FEEDBACKS, &index[0].1).unwrap().unwrap();
+    assert_eq!((fb.rating.as_str(), fb.content.as_deref()), ("dislike", Some("meh")));
+    append_all(&store, &appends(&[steps.clone(), vec![Step::Feedback { msg: 0, rating: 0 }]].concat())[5..]);
+    assert!(store.scan(trees::APP_FEEDBACKS, id(100).as_bytes(), None, 10, false).unwrap().is_empty());
 }

@@ -2,6 +2,7 @@
 //! maps engine errors to HTTP statuses and codes.
 
 use ferrify_engine::app::DslError;
+use ferrify_engine::files::FileError;
 use ferrify_engine::provider::ProviderError;
 use ferrify_engine::EngineError;
 use serde_json::json;
@@ -67,6 +68,12 @@ impl ApiError {
     }
 }
 
+impl From<FileError> for ApiError {
+    fn from(e: FileError) -> Self {
+        EngineError::File(e).into()
+    }
+}
+
 impl From<EngineError> for ApiError {
     fn from(e: EngineError) -> Self {
         match e {
@@ -85,6 +92,20 @@ impl From<EngineError> for ApiError {
                 ProviderError::NotInitialized(m) => ApiError::new(400, "provider_not_initialize", m),
                 ProviderError::RateLimited(m) => ApiError::new(429, "rate_limit_error", m),
                 ProviderError::Request(m) => ApiError::new(400, "completion_request_error", m),
+            },
+            EngineError::File(f) => match f {
+                FileError::NoFileUploaded => ApiError::new(400, "no_file_uploaded", f.to_string()),
+                FileError::TooManyFiles => ApiError::new(400, "too_many_files", f.to_string()),
+                FileError::UnsupportedFileType => ApiError::new(415, "unsupported_file_type", f.to_string()),
+                FileError::FilenameNotExists => ApiError::new(400, "filename_not_exists_error", f.to_string()),
+                FileError::Refused(m) => ApiError::invalid_param(m),
+                FileError::TooLarge(m) => ApiError::new(413, "file_too_large", m),
+                FileError::NotFound => ApiError::new(404, "file_not_found", f.to_string()),
+                FileError::AccessDenied => ApiError::new(403, "file_access_denied", f.to_string()),
+                FileError::Storage(m) => {
+                    tracing::error!("file storage failure: {m}");
+                    ApiError::internal()
+                }
             },
             EngineError::Dsl(d) => match d {
                 DslError::TooLarge => ApiError::new(413, "request_entity_too_large", d.to_string()),

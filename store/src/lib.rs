@@ -13,8 +13,10 @@
 //! - [`kv`]: read-model access and the [`Projector`] hook;
 //! - `backend`: where bytes live (`sled` on disk, `memory`);
 //! - [`codec`]: every encoding (versioned bincode envelope, JSON read models);
+//! - [`blob`]: bytes kept beside the log (uploaded files): local directory, memory, S3;
 //! - `keys`: the key layout shared by the backends.
 
+pub mod blob;
 pub mod codec;
 pub mod error;
 pub mod kv;

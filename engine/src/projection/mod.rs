@@ -17,11 +17,15 @@
 //! | `messages`       | `messages` id → row; `conv_messages` conv+created+id; `message_by_task` |
 //! | `workflow_runs`  | `workflow_runs` id → row; `run_by_task`; `app_runs` app+created+id   |
 //! | `open_runs`      | `open_runs` task → mode, for runs without their terminal event yet   |
+//! | `files`          | `files` id → FileRow; `file_refs` file+app+message (messages naming an upload) |
+//! | `feedbacks`      | `feedbacks` message → FeedbackRow; `app_feedbacks` app+created+feedback → message |
 
 pub mod api_keys;
 pub mod apps;
 pub mod conversations;
 pub mod end_users;
+pub mod feedbacks;
+pub mod files;
 pub mod messages;
 pub mod open_runs;
 pub mod workflow_runs;
@@ -43,6 +47,8 @@ pub fn all() -> Vec<Arc<dyn Projector>> {
         Arc::new(messages::Messages),
         Arc::new(workflow_runs::WorkflowRuns),
         Arc::new(open_runs::OpenRuns),
+        Arc::new(files::Files),
+        Arc::new(feedbacks::Feedbacks),
     ]
 }
 
@@ -97,4 +103,8 @@ pub mod trees {
     pub const APP_RUNS: &str = "app_runs";
     pub const CONV_VARS: &str = "conv_vars";
     pub const OPEN_RUNS: &str = "open_runs";
+    pub const FILES: &str = "files";
+    pub const FILE_REFS: &str = "file_refs";
+    pub const FEEDBACKS: &str = "feedbacks";
+    pub const APP_FEEDBACKS: &str = "app_feedbacks";
 }

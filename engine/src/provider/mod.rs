@@ -57,6 +57,23 @@ pub struct ModelRequest {
     pub params: Value,
 }
 
+impl ModelRequest {
+    /// The request as the log records it ([`crate::Event::ModelCalled`]):
+    /// `data:` URLs of images are cut to their type and length (the bytes
+    /// are in file storage; the log stays small).
+    pub fn recorded(&self) -> Value {
+        let mut copy = self.clone();
+        for m in &mut copy.messages {
+            for image in &mut m.images {
+                if let Some((head, body)) = image.url.split_once(',').filter(|_| image.url.starts_with("data:")) {
+                    image.url = format!("{head},…({} base64 characters)", body.len());
+                }
+            }
+        }
+        serde_json::to_value(&copy).unwrap_or(Value::Null)
+    }
+}
+
 /// A piece of a streamed answer.
 #[derive(Clone, Debug, PartialEq)]
 pub enum ModelChunk {
@@ -90,4 +107,26 @@ pub trait ModelProvider: Send + Sync + 'static {
 /// A rough token count (words and punctuation), for providers that report none.
 pub fn estimate_tokens(text: &str) -> u64 {
     text.split_whitespace().map(|w| 1 + w.len() as u64 / 5).sum()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn recorded_requests_cut_data_urls() {
+        let image = |url: &str| ImagePart { url: url.into(), detail: "high".into() };
+        let request = ModelRequest {
+            model: "m".into(),
+            messages: vec![PromptMessage {
+                role: Role::User,
+                content: "look".into(),
+                images: vec![image("data:image/png;base64,AAAABBBB"), image("https://example.org/a.png")],
+            }],
+            params: Value::Null,
+        };
+        let r = request.recorded();
+        assert_eq!(r["messages"][0]["images"][0]["url"], "data:image/png;base64,…(8 base64 characters)");
+        assert_eq!(r["messages"][0]["images"][1]["url"], "https://example.org/a.png");
+    }
 }

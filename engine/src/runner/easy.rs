@@ -26,6 +26,7 @@ use crate::apps::LoadedApp;
 use crate::engine::{Engine, Stoppable};
 use crate::error::{EngineError, Result};
 use crate::event::{Envelope, Event, NewConversation, RunStarted, Usage};
+use crate::files::input::UploadConfig;
 use crate::json::Json;
 use crate::model::{ConversationRow, MessageRow};
 use crate::projection::trees;
@@ -98,9 +99,22 @@ impl Engine {
         if chat && query.trim().is_empty() {
             return Err(EngineError::InvalidParam("query is required".into()));
         }
-        let inputs = form::validate(&app.spec.form, &req.inputs).map_err(EngineError::InvalidParam)?;
+        let mut inputs = form::validate(&app.spec.form, &req.inputs).map_err(EngineError::InvalidParam)?;
         let model = self.providers().resolve(&mc.model.provider, &mc.model.name)?;
         let app_id = app.id();
+        // Request files: checked against `file_upload` (ignored when it is off); images go to the model.
+        self.resolve_file_inputs(app_id, &app.spec.form, &mut inputs, false).await?;
+        let upload = app.spec.features.get("file_upload");
+        let files =
+            self.resolve_request_files(app_id, UploadConfig::from_feature(upload).as_ref(), &req.files, false).await?;
+        let detail = upload
+            .and_then(|u| u.get("image"))
+            .and_then(|i| i.get("detail"))
+            .and_then(Value::as_str)
+            .unwrap_or("high")
+            .to_string();
+        let files = Value::Array(files);
+        let images = self.image_parts(app_id, Some(&files), &detail).await;
         let end_user = end_user_id(app_id, &req.user);
 
         // The conversation: an existing one must be this end user's, and turns of it run one at a time.
@@ -135,7 +149,7 @@ impl Engine {
                     messages.extend(self.history(id)?);
                 }
             }
-            messages.push(PromptMessage { role: Role::User, content: query.clone(), images: Vec::new() });
+            messages.push(PromptMessage { role: Role::User, content: query.clone(), images });
         } else {
             let mut prompt = system;
             if !query.is_empty() {
@@ -144,7 +158,7 @@ impl Engine {
                 }
                 prompt.push_str(&query);
             }
-            messages.push(PromptMessage { role: Role::User, content: prompt, images: Vec::new() });
+            messages.push(PromptMessage { role: Role::User, content: prompt, images });
         }
         let request = ModelRequest { model: model.model.clone(), messages, params: mc.model.completion_params.clone() };
 
@@ -166,7 +180,7 @@ impl Engine {
             workflow_id: None,
             query,
             inputs: Json(Value::Object(inputs)),
-            files: Json(if req.files.is_null() { json!([]) } else { req.files.clone() }),
+            files: Json(files),
             streaming: req.streaming,
             options: Json(json!({"model": {"provider": model.provider_name, "name": model.model}})),
         };
@@ -293,7 +307,7 @@ async fn call_model(
     user: &str,
 ) -> Result<()> {
     let started = Instant::now();
-    let request_json = serde_json::to_value(&request).unwrap_or(Value::Null);
+    let request_json = request.recorded();
     let prompt_text: String = request.messages.iter().map(|m| m.content.as_str()).collect::<Vec<_>>().join("\n");
     recorder
         .push(Envelope::new(

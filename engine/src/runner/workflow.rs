@@ -24,6 +24,7 @@ use crate::apps::LoadedApp;
 use crate::engine::{Engine, Stoppable};
 use crate::error::{EngineError, Result};
 use crate::event::{Envelope, Event, NewConversation, RunStarted, WorkflowFinished};
+use crate::files::input::UploadConfig;
 use crate::json::Json;
 use crate::model::{ConversationRow, WorkflowVersionRow};
 use crate::projection::trees;
@@ -106,7 +107,8 @@ impl Engine {
             return Err(EngineError::NotWorkflowApp);
         }
         let wf = self.workflow(app, req.workflow_id)?;
-        let inputs = form::validate(&wf.form, &req.inputs).map_err(EngineError::InvalidParam)?;
+        let mut inputs = form::validate(&wf.form, &req.inputs).map_err(EngineError::InvalidParam)?;
+        let files = self.run_files(app.id(), &wf, &mut inputs, &req.files, true).await?;
         let plan = Launch {
             app_id: app.id(),
             mode: AppMode::Workflow,
@@ -114,7 +116,7 @@ impl Engine {
             inputs,
             user: req.user,
             query: String::new(),
-            files: req.files,
+            files,
             streaming: req.streaming,
             trace_id: req.trace_id,
             conversation: None,
@@ -129,8 +131,9 @@ impl Engine {
             return Err(EngineError::InvalidParam("query is required".into()));
         }
         let wf = self.workflow(app, None)?;
-        let inputs = form::validate(&wf.form, &req.inputs).map_err(EngineError::InvalidParam)?;
+        let mut inputs = form::validate(&wf.form, &req.inputs).map_err(EngineError::InvalidParam)?;
         let app_id = app.id();
+        let files = self.run_files(app_id, &wf, &mut inputs, &req.files, false).await?;
         let end_user = end_user_id(app_id, &req.user);
         let conversation = match req.conversation_id {
             Some(id) => {
@@ -159,12 +162,27 @@ impl Engine {
             inputs,
             user: req.user,
             query,
-            files: req.files,
+            files,
             streaming: req.streaming,
             trace_id: req.trace_id,
             conversation: Some(conversation),
         };
         self.launch(plan).await
+    }
+
+    /// Resolves a run's file inputs in place and its request `files` (→ `sys.files`),
+    /// against the start node's variables and the version's `file_upload`.
+    async fn run_files(
+        &self,
+        app_id: Uuid,
+        wf: &Workflow,
+        inputs: &mut Map<String, Value>,
+        files: &Value,
+        strict: bool,
+    ) -> Result<Value> {
+        self.resolve_file_inputs(app_id, &wf.form, inputs, strict).await?;
+        let config = UploadConfig::from_feature(wf.features.get("file_upload"));
+        Ok(Value::Array(self.resolve_request_files(app_id, config.as_ref(), files, strict).await?))
     }
 
     /// Stops a workflow run of this app (any user; Dify does not check).
@@ -291,7 +309,7 @@ impl Engine {
 
         let (tx, rx) = mpsc::unbounded_channel();
         let settings = self.inner.workflow_settings.clone();
-        let rc = RunCx::new(self.clone(), mode, settings, wf.graph.clone(), root, history, trace_id, stop, tx);
+        let rc = RunCx::new(self.clone(), app_id, mode, settings, wf.graph.clone(), root, history, trace_id, stop, tx);
         let engine = self.clone();
         let recorder = Recording { engine: self.clone(), stream: stream.clone(), wire };
         tokio::spawn(async move {

@@ -87,6 +87,8 @@ pub struct Totals {
 /// What every node of a run shares.
 pub struct RunCx {
     pub engine: Engine,
+    /// The app the run belongs to (the only app whose uploads it may read).
+    pub app_id: Uuid,
     pub mode: AppMode,
     pub settings: Arc<WorkflowSettings>,
     /// Earlier turns of the conversation, oldest first (chatflow memory).
@@ -125,8 +127,10 @@ const TAKEN: u8 = 1;
 const SKIPPED: u8 = 2;
 
 impl RunCx {
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         engine: Engine,
+        app_id: Uuid,
         mode: AppMode,
         settings: Arc<WorkflowSettings>,
         graph: Arc<Graph>,
@@ -139,6 +143,7 @@ impl RunCx {
         let response = Coordinator::new(&graph, mode == AppMode::AdvancedChat);
         RunCx {
             engine,
+            app_id,
             mode,
             settings,
             history,

@@ -329,6 +329,43 @@ pub async fn fetch(
     tokio::time::timeout(timeout, work).await.map_err(|_| format!("fetching {parsed} timed out after {timeout:?}"))?
 }
 
+/// What a remote file's headers tell about it.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct RemoteInfo {
+    pub filename: Option<String>,
+    pub mime_type: Option<String>,
+    pub size: Option<u64>,
+}
+
+/// Asks a remote file's headers (HEAD) through the guard: name (from
+/// `Content-Disposition`, else the URL), type and size. A refused or
+/// unreachable URL is an error; an answer other than 2xx tells nothing
+/// (some servers refuse HEAD) and gives the defaults.
+pub async fn probe(url: &str, settings: &WorkflowSettings, timeout: Duration) -> Result<RemoteInfo, String> {
+    let parsed = parse_url(url)?;
+    let builder = Client::builder().timeout(timeout).connect_timeout(timeout.min(Duration::from_secs(10)));
+    let client = client_for(&parsed, settings, builder).await?;
+    let fallback = RemoteInfo { filename: url_filename(&parsed), ..RemoteInfo::default() };
+    let resp = tokio::time::timeout(timeout, client.head(parsed.clone()).send())
+        .await
+        .map_err(|_| format!("{parsed} did not answer within {timeout:?}"))?
+        .map_err(|e| format!("cannot reach {parsed}: {}", error_text(&e)))?;
+    if !resp.status().is_success() {
+        return Ok(fallback);
+    }
+    let header = |name: reqwest::header::HeaderName| {
+        resp.headers().get(name).and_then(|v| v.to_str().ok()).map(|s| s.trim().to_string()).filter(|s| !s.is_empty())
+    };
+    Ok(RemoteInfo {
+        filename: header(reqwest::header::CONTENT_DISPOSITION)
+            .as_deref()
+            .and_then(disposition_filename)
+            .or_else(|| url_filename(resp.url())),
+        mime_type: header(reqwest::header::CONTENT_TYPE),
+        size: header(reqwest::header::CONTENT_LENGTH).and_then(|s| s.parse().ok()),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -173,6 +173,29 @@ pub fn every_variant() -> Vec<Event> {
             answer: "Lorem ipsum".into(),
             message: "interrupted: the server stopped during this run".into(),
         },
+        Event::FileUploaded(Box::new(FileUploaded {
+            file_id: id(30),
+            app_id: id(1),
+            end_user_id: id(2),
+            user: "alice".into(),
+            name: "notes.txt".into(),
+            size: 2000,
+            extension: "txt".into(),
+            mime_type: "text/plain".into(),
+            category: "document".into(),
+            key: id(30).to_string(),
+            storage: "local".into(),
+        })),
+        Event::FeedbackGiven {
+            feedback_id: id(31),
+            message_id: id(4),
+            app_id: id(1),
+            conversation_id: Some(id(3)),
+            end_user_id: id(2),
+            rating: "like".into(),
+            content: Some("great".into()),
+        },
+        Event::FeedbackRevoked { feedback_id: id(31), message_id: id(4), app_id: id(1) },
     ];
     for (i, e) in events.iter().enumerate() {
         assert_eq!(variant_index(e), i, "every_variant must list variants in declaration order");
@@ -208,5 +231,8 @@ pub fn variant_index(e: &Event) -> usize {
         Event::ContainerNext { .. } => 22,
         Event::ContainerCompleted(_) => 23,
         Event::RunInterrupted { .. } => 24,
+        Event::FileUploaded(_) => 25,
+        Event::FeedbackGiven { .. } => 26,
+        Event::FeedbackRevoked { .. } => 27,
     }
 }

@@ -5,6 +5,7 @@ use std::sync::Arc;
 use ferrify_engine::app::form::to_parameters;
 use ferrify_engine::app::AppSpec;
 use ferrify_engine::apps::LoadedApp;
+use ferrify_engine::files::FileSettings;
 use serde_json::{json, Value};
 use warp::{Filter, Reply};
 
@@ -34,7 +35,7 @@ pub fn routes(state: State) -> impl Filter<Extract = (warp::reply::Response,), E
         warp::path!("parameters").and(warp::get()).and(app_key(state.clone())).and(with_state(state.clone())).and_then(
             |app: Arc<LoadedApp>, state: State| async move {
                 let spec = state.engine.effective_spec(&app);
-                respond(Ok(warp::reply::json(&parameters(&spec)).into_response()))
+                respond(Ok(warp::reply::json(&parameters(&spec, state.engine.file_settings())).into_response()))
             },
         );
     let meta =
@@ -66,7 +67,8 @@ pub fn routes(state: State) -> impl Filter<Extract = (warp::reply::Response,), E
 }
 
 /// `GET /parameters` (§2.25): the app's front-end configuration, with Dify's defaults.
-pub fn parameters(spec: &AppSpec) -> Value {
+pub fn parameters(spec: &AppSpec, files: &FileSettings) -> Value {
+    let mb = |bytes: u64| bytes / (1024 * 1024);
     let features = &spec.features;
     let suggested = features.get("suggested_questions").filter(|v| v.is_array()).cloned().unwrap_or(json!([]));
     let file_upload = features.get("file_upload").filter(|v| v.is_object()).cloned().unwrap_or_else(|| {
@@ -93,10 +95,10 @@ pub fn parameters(spec: &AppSpec) -> Value {
         "user_input_form": to_parameters(&spec.form),
         "file_upload": file_upload,
         "system_parameters": {
-            "image_file_size_limit": 10,
-            "video_file_size_limit": 100,
-            "audio_file_size_limit": 50,
-            "file_size_limit": 15,
+            "image_file_size_limit": mb(files.image_limit),
+            "video_file_size_limit": mb(files.video_limit),
+            "audio_file_size_limit": mb(files.audio_limit),
+            "file_size_limit": mb(files.file_limit),
             "workflow_file_upload_limit": 10,
         },
     })

@@ -6,6 +6,8 @@ pub mod chat_messages;
 pub mod completion_messages;
 pub mod console;
 pub mod conversations;
+pub mod feedbacks;
+pub mod files;
 pub mod health;
 pub mod messages;
 pub mod metrics;
@@ -43,6 +45,10 @@ pub fn service_api(state: State) -> warp::filters::BoxedFilter<(warp::reply::Res
         .or(messages::routes(state.clone()))
         .unify()
         .or(conversations::routes(state.clone()))
+        .unify()
+        .or(files::routes(state.clone()))
+        .unify()
+        .or(feedbacks::routes(state.clone()))
         .unify()
         .or(workflows::routes(state))
         .unify();

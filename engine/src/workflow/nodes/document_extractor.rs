@@ -3,7 +3,8 @@
 //! Files are JSON objects (`transfer_method`, `url`/`remote_url`,
 //! `extension`, `mime_type`, `filename`…). `remote_url` files are fetched
 //! through the private-network guard ([`crate::workflow::net::fetch`]);
-//! `local_file` uploads are not stored by this server yet and fail.
+//! `local_file` uploads are read from file storage (uploads of the run's
+//! app only).
 //!
 //! Extracted formats: plain text (txt, md, markdown and other text
 //! extensions), html/htm (tags stripped), csv (a markdown table, as Dify),
@@ -15,7 +16,11 @@ use std::time::Duration;
 use futures_util::future::BoxFuture;
 use serde_json::{Map, Value};
 
+use uuid::Uuid;
+
 use super::{selector_text, Node, NodeCx, NodeError, NodeRun};
+use crate::engine::Engine;
+use crate::projection::files::upload_id;
 use crate::workflow::net;
 use crate::workflow::pool::selector_of;
 use crate::workflow::WorkflowSettings;
@@ -50,9 +55,11 @@ fn text_field(file: &Value, key: &str) -> Option<String> {
     file.get(key).and_then(Value::as_str).map(str::trim).filter(|s| !s.is_empty()).map(str::to_string)
 }
 
-/// Fetches a file value's bytes: `remote_url` files through the guard;
-/// other transfer methods fail, naming why.
-pub async fn load_file(file: &Value, settings: &WorkflowSettings) -> Result<LoadedFile, String> {
+/// Fetches a file value's bytes: `remote_url` files through the guard,
+/// `local_file` uploads of `app_id` from file storage; other transfer
+/// methods fail, naming why.
+pub async fn load_file(file: &Value, engine: &Engine, app_id: Uuid) -> Result<LoadedFile, String> {
+    let settings: &WorkflowSettings = &engine.inner.workflow_settings;
     if !file.is_object() {
         return Err("the value is not a file".into());
     }
@@ -71,10 +78,11 @@ pub async fn load_file(file: &Value, settings: &WorkflowSettings) -> Result<Load
             Ok(LoadedFile { bytes, content_type, filename })
         }
         "local_file" => {
-            let id = text_field(file, "upload_file_id").or_else(|| text_field(file, "related_id")).unwrap_or_default();
-            Err(format!(
-                "local_file uploads are not stored by this server yet (upload_file_id {id:?}); send the file as a remote_url"
-            ))
+            let id = upload_id(file).ok_or("a local_file has no valid upload_file_id")?;
+            let f = engine.file_settings();
+            let limit = f.file_limit.max(f.image_limit).max(f.audio_limit).max(f.video_limit);
+            let (row, bytes) = engine.read_app_file(app_id, id, limit).await?;
+            Ok(LoadedFile { bytes, content_type: Some(row.mime_type), filename: Some(row.name) })
         }
         "" => Err("the file has no transfer_method".into()),
         other => Err(format!("files with transfer_method {other:?} are not supported yet")),
@@ -532,7 +540,7 @@ pub fn html_to_text(html: &str) -> String {
 }
 
 impl DocumentExtractor {
-    async fn extract_file(&self, file: &Value, settings: &WorkflowSettings) -> Result<String, NodeError> {
+    async fn extract_file(&self, file: &Value, cx: &NodeCx<'_>) -> Result<String, NodeError> {
         if !file.is_object() {
             return Err(NodeError::new(ERROR, format!("Unsupported variable type: {}", type_name(file))));
         }
@@ -543,7 +551,8 @@ impl DocumentExtractor {
                 return Err(NodeError::new("UnsupportedFileTypeError", format!("Unsupported Extension Type: .{ext}")));
             }
         }
-        let loaded = load_file(file, settings).await.map_err(|e| NodeError::new("FileDownloadError", e))?;
+        let loaded =
+            load_file(file, &cx.run.engine, cx.run.app_id).await.map_err(|e| NodeError::new("FileDownloadError", e))?;
         let ext = pick_extension(file, &loaded).unwrap_or_default();
         extract_async(ext, loaded.bytes).await
     }
@@ -572,16 +581,15 @@ impl Node for DocumentExtractor {
                     format!("File variable not found for selector: {}", selector_text(&self.selector)),
                 )
             })?;
-            let settings = &cx.run.settings;
             let text = match &value {
                 Value::Array(items) => {
                     let mut texts = Vec::with_capacity(items.len());
                     for item in items {
-                        texts.push(Value::String(self.extract_file(item, settings).await?));
+                        texts.push(Value::String(self.extract_file(item, cx).await?));
                     }
                     Value::Array(texts)
                 }
-                Value::Object(_) => Value::String(self.extract_file(&value, settings).await?),
+                Value::Object(_) => Value::String(self.extract_file(&value, cx).await?),
                 other => {
                     return Err(NodeError::new(ERROR, format!("Unsupported variable type: {}", type_name(other))));
                 }
@@ -701,16 +709,25 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn local_files_fail_clearly() {
-        let settings = WorkflowSettings::default();
-        let e = load_file(
-            &json!({"transfer_method": "local_file", "upload_file_id": "abc", "type": "document"}),
-            &settings,
-        )
-        .await
-        .unwrap_err();
-        assert!(e.contains("local_file uploads are not stored"), "{e}");
-        let e = load_file(&json!({"transfer_method": "remote_url", "url": "http://127.0.0.1:1/a.txt"}), &settings)
+    async fn local_files_are_read_from_storage_for_their_app_only() {
+        use futures_util::StreamExt;
+        let engine = Engine::open(&crate::EngineConfig { data_dir: None, ..Default::default() }).unwrap();
+        let app = Uuid::from_u128(7);
+        let name = crate::files::check_name("notes.txt", engine.file_settings()).unwrap();
+        let body = futures_util::stream::iter([Ok(bytes::Bytes::from_static(b"hello file"))]).boxed();
+        let staged = engine.stage_upload(name, "text/plain", body).await.unwrap();
+        let row = engine.commit_upload(app, "u", staged).await.unwrap();
+        let file = json!({"transfer_method": "local_file", "related_id": row.id.to_string(), "type": "document"});
+        let loaded = load_file(&file, &engine, app).await.unwrap();
+        assert_eq!(loaded.bytes, b"hello file");
+        assert_eq!(loaded.filename.as_deref(), Some("notes.txt"));
+        let e = load_file(&file, &engine, Uuid::from_u128(8)).await.unwrap_err();
+        assert!(e.contains("not found"), "{e}");
+        let e = load_file(&json!({"transfer_method": "local_file", "upload_file_id": "abc"}), &engine, app)
+            .await
+            .unwrap_err();
+        assert!(e.contains("no valid upload_file_id"), "{e}");
+        let e = load_file(&json!({"transfer_method": "remote_url", "url": "http://127.0.0.1:1/a.txt"}), &engine, app)
             .await
             .unwrap_err();
         assert!(e.contains("private-network guard"), "{e}");

@@ -23,7 +23,6 @@ use crate::workflow::graph::scalar;
 use crate::workflow::net;
 use crate::workflow::pool::{is_file, selector_of, Pool};
 use crate::workflow::template::render;
-use crate::workflow::WorkflowSettings;
 
 /// Default and largest timeouts, in seconds.
 const CONNECT: (f64, f64) = (10.0, 60.0);
@@ -240,8 +239,8 @@ fn files_at(pool: &Pool, selector: &[String]) -> Result<Vec<Value>, NodeError> {
 }
 
 /// A file's bytes, MIME type and name, for request bodies.
-async fn file_part(file: &Value, settings: &WorkflowSettings) -> Result<(Vec<u8>, String, String), NodeError> {
-    let loaded = load_file(file, settings)
+async fn file_part(file: &Value, cx: &NodeCx<'_>) -> Result<(Vec<u8>, String, String), NodeError> {
+    let loaded = load_file(file, &cx.run.engine, cx.run.app_id)
         .await
         .map_err(|e| NodeError::new("FileFetchError", format!("cannot read the file for the request body: {e}")))?;
     let mime = file
@@ -264,7 +263,6 @@ async fn file_part(file: &Value, settings: &WorkflowSettings) -> Result<(Vec<u8>
 impl HttpRequest {
     async fn body(&self, cx: &NodeCx<'_>) -> Result<Body, NodeError> {
         let pool = cx.pool.as_ref();
-        let settings = &cx.run.settings;
         let first = || self.items.iter().find(|i| !i.is_file).map(|i| render(&i.value, pool)).unwrap_or_default();
         Ok(match self.body {
             BodyKind::None => Body::default(),
@@ -307,7 +305,7 @@ impl HttpRequest {
                             )
                         })?;
                         for file in files_at(pool, selector)? {
-                            let (bytes, mime, name) = file_part(&file, settings).await?;
+                            let (bytes, mime, name) = file_part(&file, cx).await?;
                             out.extend_from_slice(
                                 format!(
                                     "--{boundary}\r\nContent-Disposition: form-data; name=\"{key}\"; filename=\"{}\"\r\nContent-Type: {}\r\n\r\n",
@@ -343,7 +341,7 @@ impl HttpRequest {
                 let file = files.first().ok_or_else(|| {
                     NodeError::new("FileFetchError", format!("no file at {}", selector_text(selector)))
                 })?;
-                let (bytes, mime, _) = file_part(file, settings).await?;
+                let (bytes, mime, _) = file_part(file, cx).await?;
                 Body { bytes: Some(bytes), content_type: Some(mime), forced: false }
             }
         })

@@ -18,7 +18,7 @@ use crate::json::Json;
 use crate::provider::registry::price_usage;
 use crate::provider::{estimate_tokens, ModelChunk, ModelRequest, PromptMessage, ProviderError, Role};
 use crate::workflow::graph::scalar;
-use crate::workflow::pool::{is_file, render_text, selector_of};
+use crate::workflow::pool::{render_text, selector_of};
 use crate::workflow::template::{self, Jinja};
 
 /// Reads a DSL `model` block.
@@ -51,7 +51,7 @@ pub async fn invoke(
         node_id: Some(cx.def.id.clone()),
         provider: model.provider_name.clone(),
         model: model.model.clone(),
-        request: Json(serde_json::to_value(&request).unwrap_or(Value::Null)),
+        request: Json(request.recorded()),
     });
     let mut chunks = model.provider.stream(request);
     let mut text = String::new();
@@ -313,7 +313,7 @@ impl Node for Llm {
                 return Err(NodeError::new("NoPromptFoundError", "No prompt found in the LLM configuration."));
             }
             if let Some((selector, detail)) = &self.vision {
-                let images = image_parts(cx.pool.get(selector), detail);
+                let images = cx.run.engine.image_parts(cx.run.app_id, cx.pool.get(selector).as_ref(), detail).await;
                 if !images.is_empty() {
                     match messages.iter_mut().rev().find(|m| m.role == Role::User) {
                         Some(m) => m.images.extend(images),
@@ -353,26 +353,6 @@ impl Node for Llm {
             Ok(NodeRun { inputs, process_data, outputs, usage: Some(usage), ..NodeRun::default() })
         })
     }
-}
-
-/// The image files of a file or file-list value, as prompt image parts
-/// (files with a URL; uploads without one are not stored by this server yet).
-pub fn image_parts(value: Option<Value>, detail: &str) -> Vec<crate::provider::ImagePart> {
-    let files = match value {
-        Some(Value::Array(items)) => items,
-        Some(v @ Value::Object(_)) => vec![v],
-        _ => Vec::new(),
-    };
-    files
-        .iter()
-        .filter(|f| is_file(f) && f.get("type").and_then(Value::as_str) == Some("image"))
-        .filter_map(|f| {
-            let url = ["remote_url", "url"]
-                .iter()
-                .find_map(|k| f.get(*k).and_then(Value::as_str).filter(|u| !u.is_empty()))?;
-            Some(crate::provider::ImagePart { url: url.to_string(), detail: detail.to_string() })
-        })
-        .collect()
 }
 
 /// Completion parameters asking an OpenAI-compatible model for JSON that
@@ -425,18 +405,5 @@ mod tests {
         assert_eq!(kept["response_format"], "json_object");
         assert_eq!(extract_json("Sure: ```json\n{\"city\": \"Paris\"}\n```"), Some(json!({"city": "Paris"})));
         assert_eq!(extract_json("no json"), None);
-    }
-
-    #[test]
-    fn vision_takes_the_image_files_with_a_url() {
-        let files = json!([
-            {"type": "image", "transfer_method": "remote_url", "remote_url": "https://example.org/a.png"},
-            {"type": "document", "transfer_method": "remote_url", "remote_url": "https://example.org/a.pdf"},
-            {"type": "image", "transfer_method": "local_file", "upload_file_id": "x"}
-        ]);
-        let parts = image_parts(Some(files), "low");
-        assert_eq!(parts.len(), 1);
-        assert_eq!((parts[0].url.as_str(), parts[0].detail.as_str()), ("https://example.org/a.png", "low"));
-        assert!(image_parts(None, "high").is_empty());
     }
 }

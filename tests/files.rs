@@ -1,0 +1,434 @@
+//! Files over the Service API, black-box: uploads and their errors, previews
+//! (ranges, attachments, other apps), files in chat and workflow requests
+//! (uploads and remote URLs served on loopback), and feedback.
+
+use serde_json::{json, Value};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpListener;
+
+use crate::common::{client, Server};
+
+/// One part of a multipart form: name, filename, content type, bytes.
+struct Part<'a> {
+    name: &'a str,
+    filename: Option<&'a str>,
+    mime: Option<&'a str>,
+    body: Vec<u8>,
+}
+
+fn file<'a>(filename: &'a str, mime: &'a str, body: &[u8]) -> Part<'a> {
+    Part { name: "file", filename: Some(filename), mime: Some(mime), body: body.to_vec() }
+}
+
+fn text<'a>(name: &'a str, value: &str) -> Part<'a> {
+    Part { name, filename: None, mime: None, body: value.as_bytes().to_vec() }
+}
+
+/// Posts a multipart form to `/v1/files/upload`; returns status and JSON body.
+async fn upload_parts(s: &Server, key: &str, parts: &[Part<'_>]) -> (u16, Value) {
+    let boundary = "ferrify-test-boundary-7d3f";
+    let mut body = Vec::new();
+    for p in parts {
+        body.extend_from_slice(
+            format!("--{boundary}\r\nContent-Disposition: form-data; name=\"{}\"", p.name).as_bytes(),
+        );
+        if let Some(f) = p.filename {
+            body.extend_from_slice(format!("; filename=\"{f}\"").as_bytes());
+        }
+        body.extend_from_slice(b"\r\n");
+        if let Some(m) = p.mime {
+            body.extend_from_slice(format!("Content-Type: {m}\r\n").as_bytes());
+        }
+        body.extend_from_slice(b"\r\n");
+        body.extend_from_slice(&p.body);
+        body.extend_from_slice(b"\r\n");
+    }
+    body.extend_from_slice(format!("--{boundary}--\r\n").as_bytes());
+    let r = client()
+        .post(s.url("/v1/files/upload"))
+        .bearer_auth(key)
+        .header("content-type", format!("multipart/form-data; boundary={boundary}"))
+        .body(body)
+        .send()
+        .await;
+    match r {
+        Ok(r) => {
+            let status = r.status().as_u16();
+            (status, r.json().await.unwrap_or(Value::Null))
+        }
+        // The server may answer (413) and close before the body is sent.
+        Err(e) => panic!("upload failed at the transport: {e}"),
+    }
+}
+
+async fn upload(s: &Server, key: &str, name: &str, mime: &str, body: &[u8]) -> Value {
+    let (st, f) = upload_parts(s, key, &[text("user", "u1"), file(name, mime, body)]).await;
+    assert_eq!(st, 201, "{f}");
+    f
+}
+
+fn local(kind: &str, id: &Value) -> Value {
+    json!({"type": kind, "transfer_method": "local_file", "upload_file_id": id})
+}
+
+async fn chat_with(s: &Server, key: &str, user: &str, files: Value) -> (u16, Value) {
+    let body = json!({"query": "read this", "inputs": {}, "user": user, "response_mode": "blocking", "files": files});
+    s.call("POST", "/v1/chat-messages", key, Some(body)).await
+}
+
+#[tokio::test]
+async fn upload_checks_answer_difys_codes() {
+    let s = Server::start(&["--no-demo", "--upload-extension-blacklist", "exe,BAT"]);
+    let key = s.app("chat-echo.yml").await;
+    let code = |b: &Value| b["code"].as_str().unwrap_or("").to_string();
+
+    // Success: the spec's shape, the id names the file, not the client's name.
+    let (st, f) = upload_parts(&s, &key, &[text("user", "u1"), file("Notes.TXT", "text/plain", b"hello")]).await;
+    assert_eq!(st, 201, "{f}");
+    assert_eq!(
+        (f["name"].as_str(), f["size"].as_u64(), f["extension"].as_str()),
+        (Some("Notes.TXT"), Some(5), Some("txt"))
+    );
+    assert_eq!(f["mime_type"], "text/plain");
+    for k in ["id", "created_by", "created_at", "source_url", "tenant_id"] {
+        assert!(!f[k].is_null(), "{k} missing in {f}");
+    }
+    for k in ["preview_url", "original_url", "user_id", "conversation_id", "file_key", "reference"] {
+        assert!(f[k].is_null(), "{k} should be null in {f}");
+    }
+    let stored =
+        std::fs::read_dir(s.data.join("files")).unwrap().flat_map(|d| std::fs::read_dir(d.unwrap().path()).unwrap());
+    let names: Vec<String> = stored.map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+    assert_eq!(names, vec![f["id"].as_str().unwrap().to_string()], "stored under the id only");
+
+    // The checks, in §2.11's order.
+    let (st, b) = upload_parts(&s, &key, &[text("user", "u1")]).await;
+    assert_eq!((st, code(&b)), (400, "no_file_uploaded".into()));
+    let (st, b) = s.call("POST", "/v1/files/upload", &key, Some(json!({"user": "u1"}))).await;
+    assert_eq!((st, code(&b)), (400, "no_file_uploaded".into()));
+    let (st, b) = upload_parts(&s, &key, &[file("a.txt", "text/plain", b"a"), file("b.txt", "text/plain", b"b")]).await;
+    assert_eq!((st, code(&b)), (400, "too_many_files".into()));
+    let other = Part { name: "other", filename: Some("b.txt"), mime: Some("text/plain"), body: b"b".to_vec() };
+    let (st, b) = upload_parts(&s, &key, &[other, Part { mime: None, ..file("a.txt", "", b"a") }]).await;
+    assert_eq!((st, code(&b)), (400, "too_many_files".into()), "too many files is checked before the MIME type");
+    let (st, b) = upload_parts(&s, &key, &[Part { mime: None, ..file("a.txt", "", b"a") }]).await;
+    assert_eq!((st, code(&b)), (415, "unsupported_file_type".into()));
+    let (st, b) = upload_parts(&s, &key, &[file("", "text/plain", b"a")]).await;
+    assert_eq!((st, code(&b)), (400, "filename_not_exists_error".into()));
+    for bad in ["../../etc/passwd.txt", "dir\\\\a.txt"] {
+        let (st, b) = upload_parts(&s, &key, &[file(bad, "text/plain", b"x")]).await;
+        assert_eq!((st, code(&b)), (400, "invalid_param".into()), "{bad}: {b}");
+        assert_eq!(b["message"], "Filename contains invalid characters");
+    }
+    for (name, ext) in [("setup.exe", "exe"), ("run.Bat", "bat")] {
+        let (st, b) = upload_parts(&s, &key, &[file(name, "application/octet-stream", b"MZ")]).await;
+        assert_eq!((st, code(&b)), (400, "invalid_param".into()));
+        assert_eq!(b["message"], format!("File extension '.{ext}' is not allowed for security reasons"));
+    }
+    // Over the image limit (10 MB by default; inclusive).
+    let big = vec![0u8; 10 * 1024 * 1024 + 1];
+    let (st, b) = upload_parts(&s, &key, &[file("big.png", "image/png", &big)]).await;
+    assert_eq!((st, code(&b)), (413, "file_too_large".into()), "{b}");
+    let exact = vec![0u8; 10 * 1024 * 1024];
+    let (st, _) = upload_parts(&s, &key, &[file("exact.png", "image/png", &exact)]).await;
+    assert_eq!(st, 201);
+    // Refused uploads leave nothing behind; accepted ones are all there.
+    let count: usize = std::fs::read_dir(s.data.join("files"))
+        .unwrap()
+        .map(|d| std::fs::read_dir(d.unwrap().path()).unwrap().count())
+        .sum();
+    assert_eq!(count, 2);
+
+    // Authentication comes first.
+    let (st, b) = upload_parts(&s, "app-nope", &[file("a.txt", "text/plain", b"a")]).await;
+    assert_eq!((st, code(&b)), (401, "unauthorized".into()));
+}
+
+#[tokio::test]
+async fn previews_need_a_message_and_serve_ranges_and_downloads() {
+    let s = Server::start(&["--no-demo"]);
+    let key = s.app("chat-files.yml").await;
+    let other = s.app("chat-files.yml").await;
+    let audio: Vec<u8> = (0..=255u8).collect();
+    let a = upload(&s, &key, "song.mp3", "audio/mpeg", &audio).await;
+    let t = upload(&s, &key, "résumé notes.txt", "text/plain", b"plain text body").await;
+    let svg = upload(&s, &key, "pic.svg", "image/svg+xml", b"<svg xmlns='http://www.w3.org/2000/svg'/>").await;
+    let preview = |id: &Value| format!("/v1/files/{}/preview", id.as_str().unwrap());
+
+    // A fresh upload is not reachable until a message references it.
+    let (st, b) = s.call("GET", &preview(&a["id"]), &key, None).await;
+    assert_eq!((st, b["code"].as_str()), (404, Some("file_not_found")));
+    // Another app cannot even reference it.
+    let (st, b) = chat_with(&s, &other, "u1", json!([local("audio", &a["id"])])).await;
+    assert_eq!((st, b["code"].as_str()), (400, Some("invalid_param")), "{b}");
+    let files = json!([local("audio", &a["id"]), local("document", &t["id"]), local("image", &svg["id"])]);
+    let (st, b) = chat_with(&s, &key, "u1", files).await;
+    assert_eq!(st, 200, "{b}");
+
+    let get = |path: String, range: Option<&'static str>, k: String| {
+        let url = s.url(&path);
+        async move {
+            let mut req = client().get(url).bearer_auth(k);
+            if let Some(r) = range {
+                req = req.header("range", r);
+            }
+            let r = req.send().await.unwrap();
+            let status = r.status().as_u16();
+            let headers = r.headers().clone();
+            (status, headers, r.bytes().await.unwrap().to_vec())
+        }
+    };
+    let (st, h, body) = get(preview(&a["id"]), None, key.clone()).await;
+    assert_eq!(st, 200);
+    assert_eq!(body, audio);
+    assert_eq!(h["content-type"], "audio/mpeg");
+    assert_eq!(h["content-length"], "256");
+    assert_eq!(h["accept-ranges"], "bytes");
+    assert_eq!(h["cache-control"], "public, max-age=3600");
+    assert_eq!(h["x-content-type-options"], "nosniff");
+    assert!(h.get("content-disposition").is_none());
+    let (st, h, body) = get(preview(&a["id"]), Some("bytes=10-19"), key.clone()).await;
+    assert_eq!(st, 206);
+    assert_eq!(body, (10..20u8).collect::<Vec<_>>());
+    assert_eq!(h["content-range"], "bytes 10-19/256");
+    assert_eq!(h["content-length"], "10");
+    let (st, _, body) = get(preview(&a["id"]), Some("bytes=-6"), key.clone()).await;
+    assert_eq!((st, body), (206, (250..=255u8).collect::<Vec<_>>()));
+    let (st, h, _) = get(preview(&a["id"]), Some("bytes=300-"), key.clone()).await;
+    assert_eq!(st, 416);
+    assert_eq!(h["content-range"], "bytes */256");
+
+    // Documents: no ranges; attachments on request, with the name encoded.
+    let (st, h, body) = get(preview(&t["id"]), Some("bytes=0-1"), key.clone()).await;
+    assert_eq!((st, body.as_slice()), (200, &b"plain text body"[..]));
+    assert!(h.get("accept-ranges").is_none());
+    assert_eq!(h["content-type"], "text/plain");
+    let (st, h, _) = get(format!("{}?as_attachment=true", preview(&t["id"])), None, key.clone()).await;
+    assert_eq!(st, 200);
+    assert_eq!(h["content-disposition"], "attachment; filename*=UTF-8''r%C3%A9sum%C3%A9%20notes.txt");
+    assert_eq!(h["content-type"], "application/octet-stream");
+    // SVG is always a download.
+    let (_, h, _) = get(preview(&svg["id"]), None, key.clone()).await;
+    assert_eq!(h["content-disposition"], "attachment; filename*=UTF-8''pic.svg");
+    assert_eq!(h["x-content-type-options"], "nosniff");
+
+    // Never across apps; unknown ids are not found.
+    let (st, b) = s.call("GET", &preview(&a["id"]), &other, None).await;
+    assert_eq!((st, b["code"].as_str()), (403, Some("file_access_denied")));
+    let (st, b) = s.call("GET", "/v1/files/5f0c5a34-0000-4000-8000-000000000000/preview", &key, None).await;
+    assert_eq!((st, b["code"].as_str()), (404, Some("file_not_found")));
+    let (st, _) = s.call("GET", "/v1/files/not-an-id/preview", &key, None).await;
+    assert_eq!(st, 404);
+}
+
+/// Serves `/notes.txt` (with a `Content-Disposition` name) and `/big.txt`
+/// (announcing 20 MB) on loopback, to HEAD and GET.
+async fn file_server() -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut sock, _)) = listener.accept().await else { return };
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 4096];
+                while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
+                    let n = sock.read(&mut chunk).await.unwrap_or(0);
+                    if n == 0 {
+                        return;
+                    }
+                    buf.extend_from_slice(&chunk[..n]);
+                }
+                let head = String::from_utf8_lossy(&buf).to_string();
+                let is_head = head.starts_with("HEAD ");
+                let path = head.split_whitespace().nth(1).unwrap_or("/").to_string();
+                let (status, headers, body): (&str, String, Vec<u8>) = match path.as_str() {
+                    "/notes.txt" => (
+                        "200 OK",
+                        "content-type: text/plain; charset=utf-8\r\ncontent-disposition: attachment; filename=\"remote notes.txt\"\r\n".into(),
+                        b"remote text here".to_vec(),
+                    ),
+                    "/big.txt" => ("200 OK", "content-type: text/plain\r\n".into(), vec![b'x'; 20 * 1024 * 1024]),
+                    _ => ("404 Not Found", String::new(), Vec::new()),
+                };
+                let mut reply = format!(
+                    "HTTP/1.1 {status}\r\n{headers}content-length: {}\r\nconnection: close\r\n\r\n",
+                    body.len()
+                )
+                .into_bytes();
+                if !is_head {
+                    reply.extend_from_slice(&body);
+                }
+                let _ = sock.write_all(&reply).await;
+                let _ = sock.shutdown().await;
+            });
+        }
+    });
+    port
+}
+
+#[tokio::test]
+async fn files_in_chat_requests_are_checked_and_kept_in_history() {
+    let port = file_server().await;
+    let s = Server::start(&["--no-demo", "--allow-private-network"]);
+    let key = s.app("chat-files.yml").await;
+    let t = upload(&s, &key, "notes.txt", "text/plain", b"local text").await;
+    let remote = json!({"type": "document", "transfer_method": "remote_url", "url": format!("http://127.0.0.1:{port}/notes.txt")});
+    let (st, b) = chat_with(&s, &key, "u1", json!([local("document", &t["id"]), remote])).await;
+    assert_eq!(st, 200, "{b}");
+    let conv = b["conversation_id"].as_str().unwrap();
+    let (st, h) = s.call("GET", &format!("/v1/messages?conversation_id={conv}&user=u1"), &key, None).await;
+    assert_eq!(st, 200, "{h}");
+    let mf = &h["data"][0]["message_files"];
+    assert_eq!(mf.as_array().map(Vec::len), Some(2), "{h}");
+    assert_eq!(mf[0]["upload_file_id"], t["id"]);
+    assert_eq!((mf[0]["transfer_method"].as_str(), mf[0]["belongs_to"].as_str()), (Some("local_file"), Some("user")));
+    assert_eq!((mf[0]["filename"].as_str(), mf[0]["size"].as_u64()), (Some("notes.txt"), Some(10)));
+    assert_eq!(mf[1]["transfer_method"], "remote_url");
+    assert_eq!(mf[1]["filename"], "remote notes.txt");
+    assert_eq!((mf[1]["mime_type"].as_str(), mf[1]["size"].as_u64()), (Some("text/plain"), Some(16)));
+    assert_eq!(mf[1]["url"], format!("http://127.0.0.1:{port}/notes.txt"));
+    assert!(mf[1]["upload_file_id"].is_null());
+
+    // Refusals: 400 invalid_param (types, methods, counts, other ids), 413 for big remote files.
+    let bad = |files: Value| chat_with(&s, &key, "u1", files);
+    let id = &t["id"];
+    let (st, b) =
+        bad(json!([local("document", id), local("document", id), local("document", id), local("document", id)])).await;
+    assert_eq!((st, b["code"].as_str()), (400, Some("invalid_param")), "{b}");
+    let (st, b) = bad(json!([{"type": "spreadsheet", "transfer_method": "local_file", "upload_file_id": id}])).await;
+    assert_eq!((st, b["code"].as_str()), (400, Some("invalid_param")), "{b}");
+    let (st, b) = bad(json!([local("custom", id)])).await;
+    assert_eq!((st, b["code"].as_str()), (400, Some("invalid_param")), "custom files need an allowed extension: {b}");
+    let (st, b) = bad(json!([local("document", &json!("5f0c5a34-0000-4000-8000-000000000000"))])).await;
+    assert_eq!((st, b["code"].as_str()), (400, Some("invalid_param")), "{b}");
+    let (st, b) = bad(json!([{"type": "document", "transfer_method": "tool_file", "tool_file_id": "x"}])).await;
+    assert_eq!((st, b["code"].as_str()), (400, Some("invalid_param")), "{b}");
+    let big = json!([{"type": "document", "transfer_method": "remote_url", "url": format!("http://127.0.0.1:{port}/big.txt")}]);
+    let (st, b) = bad(big).await;
+    assert_eq!((st, b["code"].as_str()), (413, Some("file_too_large")), "{b}");
+
+    // An app with uploads off ignores request files.
+    let plain = s.app("chat-echo.yml").await;
+    let (st, b) = chat_with(&s, &plain, "u1", json!([local("document", id)])).await;
+    assert_eq!(st, 200, "{b}");
+    let conv = b["conversation_id"].as_str().unwrap();
+    let (_, h) = s.call("GET", &format!("/v1/messages?conversation_id={conv}&user=u1"), &plain, None).await;
+    assert_eq!(h["data"][0]["message_files"], json!([]));
+
+    // Without --allow-private-network the guard refuses loopback URLs at once.
+    let guarded = Server::start(&["--no-demo"]);
+    let key = guarded.app("chat-files.yml").await;
+    let remote = json!([{"type": "document", "transfer_method": "remote_url", "url": format!("http://127.0.0.1:{port}/notes.txt")}]);
+    let (st, b) = chat_with(&guarded, &key, "u1", remote).await;
+    assert_eq!((st, b["code"].as_str()), (400, Some("invalid_param")), "{b}");
+    assert!(b["message"].as_str().unwrap_or("").contains("private-network guard"), "{b}");
+}
+
+#[tokio::test]
+async fn workflows_read_uploaded_and_remote_files() {
+    let port = file_server().await;
+    let s = Server::start(&["--no-demo", "--allow-private-network"]);
+    let key = s.app("workflow-files.yml").await;
+    let t = upload(&s, &key, "doc.md", "text/markdown", b"# Local doc").await;
+    let remote = json!({"type": "document", "transfer_method": "remote_url", "url": format!("http://127.0.0.1:{port}/notes.txt")});
+    let run = |inputs: Value, files: Value| {
+        s.call(
+            "POST",
+            "/v1/workflows/run",
+            &key,
+            Some(json!({"inputs": inputs, "files": files, "user": "u1", "response_mode": "blocking"})),
+        )
+    };
+    let (st, b) = run(json!({"doc": local("document", &t["id"])}), json!([remote])).await;
+    assert_eq!(st, 200, "{b}");
+    assert_eq!(b["data"]["status"], "succeeded", "{b}");
+    assert_eq!(b["data"]["outputs"]["doc_text"], "# Local doc");
+    assert_eq!(b["data"]["outputs"]["files_text"], json!(["remote text here"]));
+
+    // Workflow runs check the declared type strictly; the variable's settings apply.
+    let (st, b) = run(json!({"doc": local("image", &t["id"])}), json!([])).await;
+    assert_eq!((st, b["code"].as_str()), (400, Some("invalid_param")), "{b}");
+    let img = upload(&s, &key, "a.png", "image/png", b"\x89PNG").await;
+    let (st, b) = run(json!({"doc": local("document", &img["id"])}), json!([])).await;
+    assert_eq!((st, b["code"].as_str()), (400, Some("invalid_param")), "{b}");
+    let (st, b) = run(json!({"doc": local("document", &t["id"])}), json!([remote, remote, remote])).await;
+    assert_eq!((st, b["code"].as_str()), (400, Some("invalid_param")), "at most 2 files: {b}");
+    // Another app's upload is not this app's file.
+    let other = s.app("workflow-files.yml").await;
+    let (st, b) = s
+        .call(
+            "POST",
+            "/v1/workflows/run",
+            &other,
+            Some(json!({"inputs": {"doc": local("document", &t["id"])}, "user": "u1"})),
+        )
+        .await;
+    assert_eq!((st, b["code"].as_str()), (400, Some("invalid_param")), "{b}");
+}
+
+#[tokio::test]
+async fn feedback_round_trip() {
+    let s = Server::start(&["--no-demo"]);
+    let key = s.app("chat-echo.yml").await;
+    let (_, b) =
+        s.call("POST", "/v1/chat-messages", &key, Some(json!({"query": "rate me", "inputs": {}, "user": "u1"}))).await;
+    let (mid, conv) =
+        (b["message_id"].as_str().unwrap().to_string(), b["conversation_id"].as_str().unwrap().to_string());
+    let (feedback_path, history_path) =
+        (format!("/v1/messages/{mid}/feedbacks"), format!("/v1/messages?conversation_id={conv}&user=u1"));
+    let feedback = |user: &str, body: Value| {
+        let mut body = body;
+        body["user"] = json!(user);
+        s.call("POST", &feedback_path, &key, Some(body))
+    };
+    let history = || s.call("GET", &history_path, &key, None);
+
+    let (st, b) = feedback("u1", json!({"rating": null})).await;
+    assert_eq!((st, b["message"].as_str()), (400, Some("rating cannot be None when feedback not exists")));
+    let (st, b) = feedback("u1", json!({"rating": "meh"})).await;
+    assert_eq!((st, b["code"].as_str()), (400, Some("invalid_param")));
+    let (st, b) = feedback("u2", json!({"rating": "like"})).await;
+    assert_eq!((st, b["code"].as_str(), b["message"].as_str()), (404, Some("not_found"), Some("Message Not Exists.")));
+    let (st, b) = s.call("POST", &feedback_path, &key, Some(json!({"rating": "like"}))).await;
+    assert_eq!((st, b["message"].as_str()), (400, Some("Arg user must be provided.")));
+
+    let (st, b) = feedback("u1", json!({"rating": "like", "content": "great"})).await;
+    assert_eq!((st, b), (200, json!({"result": "success"})));
+    let (_, h) = history().await;
+    assert_eq!(h["data"][0]["feedback"], json!({"rating": "like"}));
+    let (st, f) = s.call("GET", "/v1/app/feedbacks?page=1&limit=20", &key, None).await;
+    assert_eq!(st, 200, "{f}");
+    let item = &f["data"][0];
+    assert_eq!((item["rating"].as_str(), item["content"].as_str()), (Some("like"), Some("great")));
+    assert_eq!(
+        (item["message_id"].as_str(), item["conversation_id"].as_str()),
+        (Some(mid.as_str()), Some(conv.as_str()))
+    );
+    assert_eq!((item["from_source"].as_str(), item["from_account_id"].clone()), (Some("user"), Value::Null));
+    assert!(item["created_at"].as_str().is_some_and(|t| t.len() == 19 && t.contains('T')), "{item}");
+    let first_id = item["id"].clone();
+
+    // A change keeps the feedback; null revokes it.
+    let (st, _) = feedback("u1", json!({"rating": "dislike"})).await;
+    assert_eq!(st, 200);
+    let (_, f) = s.call("GET", "/v1/app/feedbacks", &key, None).await;
+    assert_eq!(f["data"].as_array().map(Vec::len), Some(1));
+    assert_eq!((f["data"][0]["id"].clone(), f["data"][0]["rating"].as_str()), (first_id, Some("dislike")));
+    let (_, h) = history().await;
+    assert_eq!(h["data"][0]["feedback"], json!({"rating": "dislike"}));
+    let (st, _) = feedback("u1", json!({"rating": null})).await;
+    assert_eq!(st, 200);
+    let (_, h) = history().await;
+    assert_eq!(h["data"][0]["feedback"], Value::Null);
+    let (_, f) = s.call("GET", "/v1/app/feedbacks", &key, None).await;
+    assert_eq!(f, json!({"data": []}));
+
+    // Pages, and their bounds.
+    let (st, _) = s.call("GET", "/v1/app/feedbacks?page=0", &key, None).await;
+    assert_eq!(st, 400);
+    let (st, _) = s.call("GET", "/v1/app/feedbacks?limit=102", &key, None).await;
+    assert_eq!(st, 400);
+    let (st, f) = s.call("GET", "/v1/app/feedbacks?page=5&limit=101", &key, None).await;
+    assert_eq!((st, f), (200, json!({"data": []})));
+}
