@@ -34,7 +34,8 @@ async fn interrupted_runs_are_closed_once_with_their_partial_answer() {
     // A chat turn cut after two chunks, and one that ended normally.
     let chat_task = Uuid::from_u128(100);
     let chat = samples::run_started(100);
-    let chat = ferrify_engine::event::RunStarted { mode: "chat".into(), workflow_run_id: None, workflow_id: None, ..chat };
+    let chat =
+        ferrify_engine::event::RunStarted { mode: "chat".into(), workflow_run_id: None, workflow_id: None, ..chat };
     let message_id = chat.message_id.unwrap();
     let chat_stream = record(
         &engine,
@@ -112,7 +113,8 @@ async fn interrupted_runs_are_closed_once_with_their_partial_answer() {
     assert!(matches!(&wf_events[2], Event::NodeFinished(n) if n.status == "failed" && n.node_id == "llm"));
     assert!(matches!(&wf_events[3], Event::WorkflowFinished(f) if f.status == "failed"));
     assert!(matches!(&wf_events[4], Event::RunInterrupted { .. }));
-    let run: WorkflowRunRow = engine.store().get_json(trees::WORKFLOW_RUNS, Uuid::from_u128(201).as_bytes()).unwrap().unwrap();
+    let run: WorkflowRunRow =
+        engine.store().get_json(trees::WORKFLOW_RUNS, Uuid::from_u128(201).as_bytes()).unwrap().unwrap();
     assert_eq!(run.status, "failed");
     assert_eq!(run.error.as_deref(), Some("interrupted: the server stopped during this run"));
     engine.close().unwrap();
