@@ -17,6 +17,7 @@ pub mod json;
 pub mod model;
 pub mod projection;
 pub mod provider;
+pub mod resume;
 pub mod runner;
 pub mod runs;
 pub mod wire;

@@ -9,6 +9,7 @@ pub mod conversations;
 pub mod health;
 pub mod messages;
 pub mod metrics;
+pub mod resume;
 pub mod workflows;
 
 use std::convert::Infallible;
@@ -44,7 +45,9 @@ pub fn service_api(state: State) -> warp::filters::BoxedFilter<(warp::reply::Res
         .unify()
         .or(conversations::routes(state.clone()))
         .unify()
-        .or(workflows::routes(state))
+        .or(workflows::routes(state.clone()))
+        .unify()
+        .or(resume::routes(state))
         .unify();
     api_prefix().and(routes).boxed()
 }
