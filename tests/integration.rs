@@ -15,6 +15,9 @@ mod files;
 // The openai provider against an OpenAI-compatible upstream on loopback.
 mod openai_upstream;
 
+// Resumable streams: cut anywhere, resume with Last-Event-ID, byte-identical frames.
+mod resume;
+
 // The official Dify Python SDK against the real server.
 mod sdk;
 

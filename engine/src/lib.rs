@@ -23,6 +23,7 @@ pub mod model;
 pub mod projection;
 pub mod provider;
 pub mod recovery;
+pub mod resume;
 pub mod runner;
 pub mod runs;
 pub mod wire;

@@ -137,8 +137,21 @@ impl WireRun {
 
     /// The frames one event yields.
     pub fn values(&mut self, env: &Envelope) -> Vec<Value> {
+        self.step(env, true).1.into_iter().collect()
+    }
+
+    /// Feeds one event as [`values`](Self::values) does, without rendering its
+    /// frames; returns how many frames it yields. The state after it is the same
+    /// (a reader that resumes at frame N skips the first N this way).
+    pub fn advance(&mut self, env: &Envelope) -> usize {
+        self.step(env, false).0
+    }
+
+    /// Feeds one event: the number of frames it yields (every event yields at
+    /// most one) and, when `render`, that frame.
+    fn step(&mut self, env: &Envelope, render: bool) -> (usize, Option<Value>) {
         if self.done {
-            return Vec::new();
+            return (0, None);
         }
         match &env.event {
             Event::RunStarted(run) => {
@@ -147,28 +160,31 @@ impl WireRun {
                 self.message_id = run.message_id.map(|m| m.to_string()).unwrap_or_default();
                 self.conversation_id = run.conversation_id.map(|c| c.to_string());
                 self.created_at = secs(env.at);
-                let Some(run_id) = run.workflow_run_id else { return Vec::new() };
+                let Some(run_id) = run.workflow_run_id else { return (0, None) };
                 self.workflow_run_id = Some(run_id.to_string());
                 self.workflow_id = run.workflow_id.map(|w| w.to_string()).unwrap_or_default();
                 self.end_user_id = run.end_user_id.to_string();
                 self.user = run.user.clone();
-                let mut inputs = match &run.inputs.0 {
-                    Value::Object(m) => m.clone(),
-                    _ => Map::new(),
-                };
-                if let Some(Value::Object(sys)) = run.options.0.get("sys") {
-                    for (k, v) in sys {
-                        inputs.insert(k.clone(), v.clone());
+                let frame = render.then(|| {
+                    let mut inputs = match &run.inputs.0 {
+                        Value::Object(m) => m.clone(),
+                        _ => Map::new(),
+                    };
+                    if let Some(Value::Object(sys)) = run.options.0.get("sys") {
+                        for (k, v) in sys {
+                            inputs.insert(k.clone(), v.clone());
+                        }
                     }
-                }
-                let data = json!({
-                    "id": run_id.to_string(),
-                    "workflow_id": self.workflow_id,
-                    "inputs": inputs,
-                    "created_at": self.created_at,
-                    "reason": "initial",
+                    let data = json!({
+                        "id": run_id.to_string(),
+                        "workflow_id": self.workflow_id,
+                        "inputs": inputs,
+                        "created_at": self.created_at,
+                        "reason": "initial",
+                    });
+                    self.workflow_frame("workflow_started", data)
                 });
-                vec![self.workflow_frame("workflow_started", data)]
+                (1, frame)
             }
             Event::NodeStarted(n) => {
                 let meta = NodeMeta {
@@ -181,105 +197,104 @@ impl WireRun {
                     loop_id: n.loop_id.clone(),
                     created_at: secs(env.at),
                 };
-                let data = json!({
-                    "id": n.node_execution_id.to_string(),
-                    "node_id": meta.node_id,
-                    "node_type": meta.node_type,
-                    "title": meta.title,
-                    "index": meta.index,
-                    "predecessor_node_id": meta.predecessor_node_id,
-                    "inputs": n.inputs.0,
-                    "inputs_truncated": false,
-                    "created_at": meta.created_at,
-                    "extras": n.extras.0,
-                    "iteration_id": meta.iteration_id,
-                    "loop_id": meta.loop_id,
+                let frame = render.then(|| {
+                    let data = json!({
+                        "id": n.node_execution_id.to_string(),
+                        "node_id": meta.node_id,
+                        "node_type": meta.node_type,
+                        "title": meta.title,
+                        "index": meta.index,
+                        "predecessor_node_id": meta.predecessor_node_id,
+                        "inputs": n.inputs.0,
+                        "inputs_truncated": false,
+                        "created_at": meta.created_at,
+                        "extras": n.extras.0,
+                        "iteration_id": meta.iteration_id,
+                        "loop_id": meta.loop_id,
+                    });
+                    self.workflow_frame("node_started", data)
                 });
                 self.nodes.insert(n.node_execution_id, meta);
-                vec![self.workflow_frame("node_started", data)]
+                (1, frame)
             }
-            Event::NodeFinished(n) => vec![self.node_finished("node_finished", n, None, env.at)],
+            Event::NodeFinished(n) => (1, render.then(|| self.node_finished("node_finished", n, None, env.at))),
             Event::NodeRetried { finished, retry_index } => {
-                vec![self.node_finished("node_retry", finished, Some(*retry_index), env.at)]
+                (1, render.then(|| self.node_finished("node_retry", finished, Some(*retry_index), env.at)))
             }
             Event::ContainerStarted(c) => {
                 self.containers.insert(c.node_execution_id, secs(env.at));
-                let length_key = if c.kind == "loop" { "loop_length" } else { "iterator_length" };
-                let data = json!({
-                    "id": c.node_execution_id.to_string(),
-                    "node_id": c.node_id,
-                    "node_type": c.node_type,
-                    "title": c.title,
-                    "created_at": secs(env.at),
-                    "extras": {},
-                    "metadata": {length_key: c.length},
-                    "inputs": c.inputs.0,
-                    "inputs_truncated": false,
+                let frame = render.then(|| {
+                    let length_key = if c.kind == "loop" { "loop_length" } else { "iterator_length" };
+                    let data = json!({
+                        "id": c.node_execution_id.to_string(),
+                        "node_id": c.node_id,
+                        "node_type": c.node_type,
+                        "title": c.title,
+                        "created_at": secs(env.at),
+                        "extras": {},
+                        "metadata": {length_key: c.length},
+                        "inputs": c.inputs.0,
+                        "inputs_truncated": false,
+                    });
+                    self.workflow_frame(&format!("{}_started", c.kind), data)
                 });
-                vec![self.workflow_frame(&format!("{}_started", c.kind), data)]
+                (1, frame)
             }
             Event::ContainerNext { kind, node_execution_id, node_id, index, pre_loop_output } => {
-                let meta = self.nodes.get(node_execution_id);
-                let mut data = json!({
-                    "id": node_execution_id.to_string(),
-                    "node_id": node_id,
-                    "node_type": meta.map(|m| m.node_type.clone()).unwrap_or_else(|| kind.clone()),
-                    "title": meta.map(|m| m.title.clone()).unwrap_or_default(),
-                    "index": index,
-                    "created_at": secs(env.at),
-                    "extras": {},
+                let frame = render.then(|| {
+                    let meta = self.nodes.get(node_execution_id);
+                    let mut data = json!({
+                        "id": node_execution_id.to_string(),
+                        "node_id": node_id,
+                        "node_type": meta.map(|m| m.node_type.clone()).unwrap_or_else(|| kind.clone()),
+                        "title": meta.map(|m| m.title.clone()).unwrap_or_default(),
+                        "index": index,
+                        "created_at": secs(env.at),
+                        "extras": {},
+                    });
+                    if kind == "loop" {
+                        data["pre_loop_output"] = pre_loop_output.0.clone();
+                    }
+                    self.workflow_frame(&format!("{kind}_next"), data)
                 });
-                if kind == "loop" {
-                    data["pre_loop_output"] = pre_loop_output.0.clone();
-                }
-                vec![self.workflow_frame(&format!("{kind}_next"), data)]
+                (1, frame)
             }
             Event::ContainerCompleted(c) => {
-                let meta = self.nodes.get(&c.node_execution_id);
-                let data = json!({
-                    "id": c.node_execution_id.to_string(),
-                    "node_id": c.node_id,
-                    "node_type": meta.map(|m| m.node_type.clone()).unwrap_or_else(|| c.kind.clone()),
-                    "title": meta.map(|m| m.title.clone()).unwrap_or_default(),
-                    "outputs": c.outputs.0,
-                    "outputs_truncated": false,
-                    "created_at": self.containers.get(&c.node_execution_id).copied().unwrap_or(secs(env.at)),
-                    "extras": {},
-                    "inputs": c.inputs.0,
-                    "inputs_truncated": false,
-                    "status": c.status,
-                    "error": c.error,
-                    "elapsed_time": c.elapsed_time,
-                    "total_tokens": c.total_tokens,
-                    "execution_metadata": {"total_tokens": c.total_tokens},
-                    "finished_at": secs(env.at),
-                    "steps": c.steps,
+                let frame = render.then(|| {
+                    let meta = self.nodes.get(&c.node_execution_id);
+                    let data = json!({
+                        "id": c.node_execution_id.to_string(),
+                        "node_id": c.node_id,
+                        "node_type": meta.map(|m| m.node_type.clone()).unwrap_or_else(|| c.kind.clone()),
+                        "title": meta.map(|m| m.title.clone()).unwrap_or_default(),
+                        "outputs": c.outputs.0,
+                        "outputs_truncated": false,
+                        "created_at": self.containers.get(&c.node_execution_id).copied().unwrap_or(secs(env.at)),
+                        "extras": {},
+                        "inputs": c.inputs.0,
+                        "inputs_truncated": false,
+                        "status": c.status,
+                        "error": c.error,
+                        "elapsed_time": c.elapsed_time,
+                        "total_tokens": c.total_tokens,
+                        "execution_metadata": {"total_tokens": c.total_tokens},
+                        "finished_at": secs(env.at),
+                        "steps": c.steps,
+                    });
+                    self.workflow_frame(&format!("{}_completed", c.kind), data)
                 });
-                vec![self.workflow_frame(&format!("{}_completed", c.kind), data)]
+                (1, frame)
             }
             Event::TextChunk { text, from_variable_selector } => {
-                let data = json!({"text": text, "from_variable_selector": from_variable_selector});
-                vec![self.workflow_frame("text_chunk", data)]
+                let frame = render.then(|| {
+                    let data = json!({"text": text, "from_variable_selector": from_variable_selector});
+                    self.workflow_frame("text_chunk", data)
+                });
+                (1, frame)
             }
             Event::WorkflowFinished(f) => {
                 let run_id = self.workflow_run_id.clone().unwrap_or_default();
                 let finished_at = secs(env.at);
-                let files = crate::wire::files_in(&f.outputs.0);
-                let data = json!({
-                    "id": run_id,
-                    "workflow_id": self.workflow_id,
-                    "status": f.status,
-                    "outputs": f.outputs.0,
-                    "error": f.error,
-                    "elapsed_time": f.elapsed_time,
-                    "total_tokens": f.total_tokens,
-                    "total_steps": f.total_steps,
-                    "created_by": {"id": self.end_user_id, "user": self.user},
-                    "created_at": self.created_at,
-                    "finished_at": finished_at,
-                    "exceptions_count": f.exceptions_count,
-                    "files": files,
-                });
                 if self.is_workflow() {
                     let body = json!({
                         "task_id": self.task_id,
@@ -302,24 +317,48 @@ impl WireRun {
                         self.done = true;
                     }
                 }
-                vec![self.workflow_frame("workflow_finished", data)]
+                let frame = render.then(|| {
+                    let data = json!({
+                        "id": run_id,
+                        "workflow_id": self.workflow_id,
+                        "status": f.status,
+                        "outputs": f.outputs.0,
+                        "error": f.error,
+                        "elapsed_time": f.elapsed_time,
+                        "total_tokens": f.total_tokens,
+                        "total_steps": f.total_steps,
+                        "created_by": {"id": self.end_user_id, "user": self.user},
+                        "created_at": self.created_at,
+                        "finished_at": finished_at,
+                        "exceptions_count": f.exceptions_count,
+                        "files": files_in(&f.outputs.0),
+                    });
+                    self.workflow_frame("workflow_finished", data)
+                });
+                (1, frame)
             }
             Event::AnswerChunk { text, from_variable_selector } => {
                 self.answer.push_str(text);
-                let mut m = self.envelope("message");
-                m.insert("task_id".into(), self.task_id.clone().into());
-                m.insert("id".into(), self.message_id.clone().into());
-                m.insert("answer".into(), text.clone().into());
-                m.insert("from_variable_selector".into(), json!(from_variable_selector));
-                vec![Value::Object(m)]
+                let frame = render.then(|| {
+                    let mut m = self.envelope("message");
+                    m.insert("task_id".into(), self.task_id.clone().into());
+                    m.insert("id".into(), self.message_id.clone().into());
+                    m.insert("answer".into(), text.clone().into());
+                    m.insert("from_variable_selector".into(), json!(from_variable_selector));
+                    Value::Object(m)
+                });
+                (1, frame)
             }
             Event::AnswerReplaced { answer, reason } => {
                 self.answer = answer.clone();
-                let mut m = self.envelope("message_replace");
-                m.insert("task_id".into(), self.task_id.clone().into());
-                m.insert("answer".into(), answer.clone().into());
-                m.insert("reason".into(), reason.clone().into());
-                vec![Value::Object(m)]
+                let frame = render.then(|| {
+                    let mut m = self.envelope("message_replace");
+                    m.insert("task_id".into(), self.task_id.clone().into());
+                    m.insert("answer".into(), answer.clone().into());
+                    m.insert("reason".into(), reason.clone().into());
+                    Value::Object(m)
+                });
+                (1, frame)
             }
             Event::MessageEnded { answer, usage, .. } => {
                 self.done = true;
@@ -328,11 +367,14 @@ impl WireRun {
                 } else {
                     json!({"usage": usage_json(usage)})
                 };
-                let mut m = self.envelope("message_end");
-                m.insert("task_id".into(), self.task_id.clone().into());
-                m.insert("id".into(), self.message_id.clone().into());
-                m.insert("metadata".into(), metadata.clone());
-                m.insert("files".into(), Value::Null);
+                let frame = render.then(|| {
+                    let mut m = self.envelope("message_end");
+                    m.insert("task_id".into(), self.task_id.clone().into());
+                    m.insert("id".into(), self.message_id.clone().into());
+                    m.insert("metadata".into(), metadata.clone());
+                    m.insert("files".into(), Value::Null);
+                    Value::Object(m)
+                });
                 let mut body = Map::new();
                 body.insert("event".into(), "message".into());
                 body.insert("task_id".into(), self.task_id.clone().into());
@@ -346,7 +388,7 @@ impl WireRun {
                 body.insert("metadata".into(), metadata);
                 body.insert("created_at".into(), self.created_at.into());
                 self.outcome = Some(Outcome::Message(Value::Object(body)));
-                vec![Value::Object(m)]
+                (1, frame)
             }
             Event::RunInterrupted { message, .. } => {
                 let failed = Event::RunFailed {
@@ -354,7 +396,7 @@ impl WireRun {
                     message: message.clone(),
                     status: INTERRUPTED_STATUS,
                 };
-                self.values(&Envelope { trace_id: None, at: env.at, event: failed })
+                self.step(&Envelope { trace_id: None, at: env.at, event: failed }, render)
             }
             Event::RunFailed { code, message, status } => {
                 self.done = true;
@@ -362,13 +404,16 @@ impl WireRun {
                     self.outcome =
                         Some(Outcome::Failed { status: *status, code: code.clone(), message: message.clone() });
                 }
-                let mut m = self.envelope("error");
-                m.insert("code".into(), code.clone().into());
-                m.insert("message".into(), message.clone().into());
-                m.insert("status".into(), (*status).into());
-                vec![Value::Object(m)]
+                let frame = render.then(|| {
+                    let mut m = self.envelope("error");
+                    m.insert("code".into(), code.clone().into());
+                    m.insert("message".into(), message.clone().into());
+                    m.insert("status".into(), (*status).into());
+                    Value::Object(m)
+                });
+                (1, frame)
             }
-            _ => Vec::new(),
+            _ => (0, None),
         }
     }
 }

@@ -53,8 +53,31 @@ async fn collect(engine: &Engine, accepted: ferrify_engine::runner::easy::Accept
     let records = engine.store().read_stream(&accepted.handle.stream, 1, 100_000).unwrap();
     let envs: Vec<Envelope> = records.iter().map(|r| Envelope::decode(&r.payload).unwrap()).collect();
     let mut wire = WireRun::new();
-    let frames = envs.iter().flat_map(|e| wire.values(e)).collect();
+    let frames: Vec<Value> = envs.iter().flat_map(|e| wire.values(e)).collect();
+    assert_skips_agree(&envs, &frames);
     Ran { body, events: envs.into_iter().map(|e| e.event).collect(), frames }
+}
+
+/// A reader that skips the first k frames (state only) and renders the rest
+/// gets exactly the frames after k, for every k (what a resumed stream relies on).
+fn assert_skips_agree(envs: &[Envelope], frames: &[Value]) {
+    let mut full = WireRun::new();
+    envs.iter().for_each(|e| drop(full.values(e)));
+    for k in 0..=frames.len() {
+        let mut wire = WireRun::new();
+        let (mut index, mut tail) = (0, Vec::new());
+        for env in envs {
+            if index < k {
+                index += wire.advance(env);
+            } else {
+                tail.extend(wire.values(env));
+            }
+        }
+        assert_eq!(index.max(k), k, "an event yields more than one frame");
+        assert_eq!(tail, frames[k..], "frames after a skip of {k} differ");
+        assert_eq!(wire.outcome(), full.outcome());
+        assert_eq!(wire.is_done(), full.is_done());
+    }
 }
 
 async fn run_workflow(engine: &Engine, yaml: &str, inputs: Value) -> Ran {

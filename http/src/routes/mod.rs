@@ -11,6 +11,7 @@ pub mod files;
 pub mod health;
 pub mod messages;
 pub mod metrics;
+pub mod resume;
 pub mod workflows;
 
 use std::convert::Infallible;
@@ -50,7 +51,9 @@ pub fn service_api(state: State) -> warp::filters::BoxedFilter<(warp::reply::Res
         .unify()
         .or(feedbacks::routes(state.clone()))
         .unify()
-        .or(workflows::routes(state))
+        .or(workflows::routes(state.clone()))
+        .unify()
+        .or(resume::routes(state))
         .unify();
     api_prefix().and(routes).boxed()
 }
