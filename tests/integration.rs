@@ -21,6 +21,9 @@ mod resume;
 // The official Dify Python SDK against the real server.
 mod sdk;
 
+// Crash recovery: SIGKILL mid-stream, restart, nothing a client saw is lost.
+mod crash;
+
 // Workflow and advanced-chat apps: runs, streams, versions, logs, stop.
 mod workflow;
 
