@@ -4,7 +4,8 @@
 //! - [`event`]: the facts ferrify records ([`Event`] in an [`Envelope`]);
 //! - [`json`]: arbitrary JSON carried inside binary events;
 //! - [`model`]: read-model rows;
-//! - [`projection`]: pure folds of events into read models, one module each.
+//! - [`projection`]: pure folds of events into read models, one module each;
+//! - [`reexec`]: deterministic re-execution of a recorded run and its diff.
 
 pub mod app;
 pub mod apps;
@@ -17,6 +18,7 @@ pub mod json;
 pub mod model;
 pub mod projection;
 pub mod provider;
+pub mod reexec;
 pub mod runner;
 pub mod runs;
 pub mod wire;
