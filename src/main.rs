@@ -60,7 +60,7 @@ fn replay(file: &FileConfig, args: config::ReplayArgs) -> anyhow::Result<()> {
             Some(w) => Some(uuid::Uuid::parse_str(w.trim()).with_context(|| format!("{w:?} is not a workflow id"))?),
             None => None,
         };
-        let options = ferrify_engine::reexec::ReexecOptions { workflow_id };
+        let options = ferrify_engine::reexec::ReexecOptions { workflow_id, ..Default::default() };
         let differ = match (task, &args.app) {
             (Some(task), _) => ferrify_replay::reexec::cli_one(&config, task, &options)
                 .with_context(|| format!("re-executing {task} from {}", dir.display()))?,

@@ -17,3 +17,6 @@ mod sdk;
 
 // Workflow and advanced-chat apps: runs, streams, versions, logs, stop.
 mod workflow;
+
+// Re-execution of recorded runs: the admin API and `ferrify replay --reexecute`.
+mod reexec;

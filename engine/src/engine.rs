@@ -59,6 +59,9 @@ pub(crate) struct Inner {
     pub workflow_settings: Arc<WorkflowSettings>,
     /// Compiled workflow versions by id.
     pub workflows: RwLock<HashMap<Uuid, Arc<Workflow>>>,
+    /// The scratch engine re-executions run on (made on first use, renewed
+    /// when it grows; see [`crate::reexec`]). Held for a whole re-execution.
+    pub reexec_scratch: tokio::sync::Mutex<Option<Engine>>,
 }
 
 /// The engine: its store and shared services.
@@ -84,6 +87,7 @@ impl Engine {
                 conversation_locks: Mutex::new(HashMap::new()),
                 workflow_settings: Arc::new(config.workflow.clone()),
                 workflows: RwLock::new(HashMap::new()),
+                reexec_scratch: tokio::sync::Mutex::new(None),
             }),
         })
     }

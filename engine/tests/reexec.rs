@@ -219,9 +219,24 @@ async fn every_example_run_reexecutes_without_divergence() {
         ));
     }
     let mut modes = std::collections::HashSet::new();
+    let frames = ReexecOptions { compare_frames: true, ..Default::default() };
     for (what, engine, task) in &runs {
         let r = engine.reexecute(*task, &ReexecOptions::default()).await.unwrap_or_else(|e| panic!("{what}: {e}"));
         assert_identical(&r, what);
+        // Comparing the frames themselves agrees.
+        let f = engine.reexecute(*task, &frames).await.unwrap_or_else(|e| panic!("{what}: {e}"));
+        assert_identical(&f, what);
+        assert_eq!(f.frames, r.frames, "{what}");
+        // Counting frames agrees with building them.
+        let mut counted = WireRun::new();
+        let mut built = WireRun::new();
+        let (mut n, mut m) = (0, 0);
+        for rec in engine.store().read_stream(&StreamId::of("run", *task).unwrap(), 1, usize::MAX).unwrap() {
+            let env = Envelope::decode(&rec.payload).unwrap();
+            n += counted.count(&env);
+            m += built.values(&env).len();
+        }
+        assert_eq!((n, r.frames), (m, m), "{what}");
         modes.insert(r.mode.clone());
     }
     assert_eq!(modes.len(), 4, "{modes:?}");
@@ -244,7 +259,7 @@ async fn a_changed_version_diverges_at_the_changed_node() {
 
     let same = engine.reexecute(task, &ReexecOptions::default()).await.unwrap();
     assert_identical(&same, "own version");
-    let r = engine.reexecute(task, &ReexecOptions { workflow_id: Some(v2) }).await.unwrap();
+    let r = engine.reexecute(task, &ReexecOptions { workflow_id: Some(v2), ..Default::default() }).await.unwrap();
     assert_eq!(r.workflow_id, Some(v2));
     let json = r.to_json();
     let d = r.divergence.expect("a divergence");
@@ -258,7 +273,7 @@ async fn a_changed_version_diverges_at_the_changed_node() {
 
     // A casual run never reaches the changed node: no divergence.
     let task = workflow_run(&engine, &app, json!({"name": "Ada", "style": "casual"}), true, None).await;
-    let r = engine.reexecute(task, &ReexecOptions { workflow_id: Some(v2) }).await.unwrap();
+    let r = engine.reexecute(task, &ReexecOptions { workflow_id: Some(v2), ..Default::default() }).await.unwrap();
     assert!(r.identical(), "{:?}", r.divergence);
 
     // A changed LLM prompt finds no recorded answer: the LLM node diverges.
@@ -268,7 +283,7 @@ async fn a_changed_version_diverges_at_the_changed_node() {
     let changed = yaml.replace("You repeat what the user says.", "You repeat what the user says, loudly.");
     let section = ferrify_engine::app::parse_dsl(&changed).unwrap().workflow.unwrap();
     let (v2, _) = engine.publish_workflow(chatflow.id, &section).await.unwrap();
-    let r = engine.reexecute(tasks[0], &ReexecOptions { workflow_id: Some(v2) }).await.unwrap();
+    let r = engine.reexecute(tasks[0], &ReexecOptions { workflow_id: Some(v2), ..Default::default() }).await.unwrap();
     let report = r.to_json();
     let d = r.divergence.expect("a divergence");
     // The first frame that differs is the answer text the LLM node streamed.
@@ -293,7 +308,10 @@ async fn bad_input_is_a_clear_error() {
     let app = import(&engine, ferrify_engine::demo::DEMO_APPS[3].1).await;
     let wf_task = workflow_run(&engine, &app, json!({"name": "Ada"}), false, None).await;
     let missing = Uuid::new_v4();
-    let e = engine.reexecute(wf_task, &ReexecOptions { workflow_id: Some(missing) }).await.unwrap_err();
+    let e = engine
+        .reexecute(wf_task, &ReexecOptions { workflow_id: Some(missing), ..Default::default() })
+        .await
+        .unwrap_err();
     assert!(matches!(e, ReexecError::VersionNotFound(v, _) if v == missing), "{e}");
     assert!(e.to_string().contains(&missing.to_string()));
 
@@ -383,8 +401,10 @@ workflow:
     );
     let task = workflow(&engine, &yaml, json!({"q": "x"}), false).await;
     server.abort();
-    let r = engine.reexecute(task, &ReexecOptions::default()).await.unwrap();
-    assert_identical(&r, "http + time tool");
+    for compare_frames in [false, true] {
+        let r = engine.reexecute(task, &ReexecOptions { compare_frames, ..Default::default() }).await.unwrap();
+        assert_identical(&r, "http + time tool");
+    }
     let records = engine.store().read_stream(&StreamId::of("run", task).unwrap(), 1, usize::MAX).unwrap();
     let body = records
         .iter()
@@ -567,9 +587,11 @@ proptest! {
         rt.block_on(async {
             let engine = Engine::open(&EngineConfig { data_dir: None, ..EngineConfig::default() }).unwrap();
             let task = workflow(&engine, &yaml, json!({"x": x}), streaming).await;
-            let r = engine.reexecute(task, &ReexecOptions::default()).await.unwrap();
-            if let Some(d) = &r.divergence {
-                panic!("{yaml}\ndiverged at {}: {:?}", ferrify_engine::reexec::describe(d), d);
+            for compare_frames in [false, true] {
+                let r = engine.reexecute(task, &ReexecOptions { compare_frames, ..Default::default() }).await.unwrap();
+                if let Some(d) = &r.divergence {
+                    panic!("{yaml}\ndiverged at {}: {:?}", ferrify_engine::reexec::describe(d), d);
+                }
             }
             let rows = engine.store().read_stream(&StreamId::of("run", task).unwrap(), 1, usize::MAX).unwrap();
             let ended = rows.iter().any(|r| matches!(Envelope::decode(&r.payload).unwrap().event, Event::WorkflowFinished(_)));

@@ -28,14 +28,24 @@
 //! are compared as one, their texts joined: where a text is cut into chunks
 //! depends on timing (text is buffered while another answer streams).
 //!
+//! **Fast path.** Frames are a pure function of a run's events
+//! ([`crate::wire`]). When both runs recorded the same events in the same
+//! order — up to what the frames' normalisation erases (times, node
+//! execution ids consistently renamed, node indexes, latencies) — their
+//! frames agree, and [`events_match`] says so without building them.
+//!
 //! **The first divergence** is found by walking the recorded frames in
 //! order, comparing each with the next unmatched frame of its lane in the
 //! re-execution; a recorded frame without a counterpart is a divergence, and
 //! so is the earliest re-executed frame left over.
 
+use std::borrow::Borrow;
 use std::collections::{HashMap, VecDeque};
 
 use serde_json::{json, Map, Value};
+use uuid::Uuid;
+
+use crate::event::{Envelope, Event, NodeFinished, Usage};
 
 use crate::event::RunStarted;
 
@@ -96,6 +106,153 @@ impl Divergence {
             "recorded": self.recorded,
             "reexecuted": self.reexecuted,
         })
+    }
+}
+
+/// Whether two runs' events agree up to what the frames' normalisation
+/// erases: then their frames agree too (a `false` says nothing: compare the
+/// frames).
+pub fn events_match<A: Borrow<Envelope>, B: Borrow<Envelope>>(recorded: &[A], reexecuted: &[B]) -> bool {
+    if recorded.len() != reexecuted.len() {
+        return false;
+    }
+    let mut execs = ExecMap::default();
+    recorded.iter().zip(reexecuted).all(|(a, b)| event_matches(&a.borrow().event, &b.borrow().event, &mut execs))
+}
+
+/// Node execution ids renamed one to one.
+#[derive(Default)]
+struct ExecMap {
+    forward: HashMap<Uuid, Uuid>,
+    backward: HashMap<Uuid, Uuid>,
+}
+
+impl ExecMap {
+    fn pair(&mut self, a: Uuid, b: Uuid) -> bool {
+        *self.forward.entry(a).or_insert(b) == b && *self.backward.entry(b).or_insert(a) == a
+    }
+}
+
+fn event_matches(a: &Event, b: &Event, execs: &mut ExecMap) -> bool {
+    match (a, b) {
+        (Event::NodeStarted(x), Event::NodeStarted(y)) => {
+            execs.pair(x.node_execution_id, y.node_execution_id)
+                && x.node_id == y.node_id
+                && x.node_type == y.node_type
+                && x.title == y.title
+                && x.predecessor_node_id == y.predecessor_node_id
+                && json_matches(&x.inputs.0, &y.inputs.0)
+                && x.iteration_id == y.iteration_id
+                && x.loop_id == y.loop_id
+                && json_matches(&x.extras.0, &y.extras.0)
+        }
+        (Event::NodeFinished(x), Event::NodeFinished(y)) => finished_matches(x, y, execs),
+        (Event::NodeRetried { finished: x, retry_index: i }, Event::NodeRetried { finished: y, retry_index: j }) => {
+            i == j && finished_matches(x, y, execs)
+        }
+        (Event::ContainerStarted(x), Event::ContainerStarted(y)) => {
+            execs.pair(x.node_execution_id, y.node_execution_id)
+                && x.kind == y.kind
+                && x.node_id == y.node_id
+                && x.node_type == y.node_type
+                && x.title == y.title
+                && x.length == y.length
+                && json_matches(&x.inputs.0, &y.inputs.0)
+        }
+        (
+            Event::ContainerNext { kind, node_execution_id, node_id, index, pre_loop_output },
+            Event::ContainerNext { kind: k2, node_execution_id: e2, node_id: n2, index: i2, pre_loop_output: p2 },
+        ) => {
+            execs.pair(*node_execution_id, *e2)
+                && kind == k2
+                && node_id == n2
+                && index == i2
+                && json_matches(&pre_loop_output.0, &p2.0)
+        }
+        (Event::ContainerCompleted(x), Event::ContainerCompleted(y)) => {
+            execs.pair(x.node_execution_id, y.node_execution_id)
+                && x.kind == y.kind
+                && x.node_id == y.node_id
+                && json_matches(&x.inputs.0, &y.inputs.0)
+                && json_matches(&x.outputs.0, &y.outputs.0)
+                && x.status == y.status
+                && x.error == y.error
+                && x.total_tokens == y.total_tokens
+                && x.steps == y.steps
+        }
+        (Event::WorkflowFinished(x), Event::WorkflowFinished(y)) => {
+            x.status == y.status
+                && json_matches(&x.outputs.0, &y.outputs.0)
+                && x.error == y.error
+                && x.total_tokens == y.total_tokens
+                && x.total_steps == y.total_steps
+                && x.exceptions_count == y.exceptions_count
+        }
+        (
+            Event::MessageEnded { answer, usage, stopped, .. },
+            Event::MessageEnded { answer: a2, usage: u2, stopped: s2, .. },
+        ) => answer == a2 && stopped == s2 && usage_matches(usage, u2),
+        (Event::ModelAnswered { node_id, text, usage }, Event::ModelAnswered { node_id: n2, text: t2, usage: u2 }) => {
+            node_id == n2 && text == t2 && usage_matches(usage, u2)
+        }
+        (Event::ModelCalled { .. }, Event::ModelCalled { .. })
+        | (Event::RunStarted(_), Event::RunStarted(_))
+        | (Event::AnswerChunk { .. }, Event::AnswerChunk { .. })
+        | (Event::TextChunk { .. }, Event::TextChunk { .. })
+        | (Event::RunFailed { .. }, Event::RunFailed { .. })
+        | (Event::AnswerReplaced { .. }, Event::AnswerReplaced { .. }) => a == b,
+        _ => false,
+    }
+}
+
+fn finished_matches(x: &NodeFinished, y: &NodeFinished, execs: &mut ExecMap) -> bool {
+    execs.pair(x.node_execution_id, y.node_execution_id)
+        && x.node_id == y.node_id
+        && x.node_type == y.node_type
+        && x.status == y.status
+        && x.error == y.error
+        && json_matches(&x.inputs.0, &y.inputs.0)
+        && json_matches(&x.process_data.0, &y.process_data.0)
+        && json_matches(&x.outputs.0, &y.outputs.0)
+        && json_matches(&x.execution_metadata.0, &y.execution_metadata.0)
+}
+
+/// Usages agree but for their clocks (a first token either way, though).
+fn usage_matches(a: &Usage, b: &Usage) -> bool {
+    let clockless = |u: &Usage| Usage {
+        latency: 0.0,
+        time_to_first_token: u.time_to_first_token.map(|_| 0.0),
+        time_to_generate: u.time_to_generate.map(|_| 0.0),
+        ..u.clone()
+    };
+    clockless(a) == clockless(b)
+}
+
+/// JSON values agree but for the clocks of usage objects.
+fn json_matches(a: &Value, b: &Value) -> bool {
+    match (a, b) {
+        (Value::Object(x), Value::Object(y)) => {
+            if x.len() != y.len() {
+                return false;
+            }
+            let usage = x.contains_key("prompt_tokens");
+            let field = |k: &String, v: &Value, w: &Value| {
+                if usage && USAGE_CLOCKS.contains(&k.as_str()) {
+                    (v.is_number() && w.is_number()) || v == w
+                } else {
+                    json_matches(v, w)
+                }
+            };
+            // Both sides were built by the same code: their keys usually come in
+            // the same order, which spares the lookups.
+            if x.keys().zip(y.keys()).all(|(a, b)| a == b) {
+                x.iter().zip(y.values()).all(|((k, v), w)| field(k, v, w))
+            } else {
+                x.iter().all(|(k, v)| y.get(k).is_some_and(|w| field(k, v, w)))
+            }
+        }
+        (Value::Array(x), Value::Array(y)) => x.len() == y.len() && x.iter().zip(y).all(|(v, w)| json_matches(v, w)),
+        _ => a == b,
     }
 }
 
@@ -431,7 +588,6 @@ fn replace_in(s: &str, known: &HashMap<String, String>, unknown: &mut HashMap<St
 #[cfg(test)]
 mod tests {
     use super::*;
-    use uuid::Uuid;
 
     fn ids(task: u128) -> RunIds {
         RunIds { ids: vec![(Uuid::from_u128(task).to_string(), "task_id")] }

@@ -20,6 +20,7 @@
 
 pub mod diff;
 
+use std::borrow::Borrow;
 use std::sync::Arc;
 
 use ferrify_store::{EventLog, Options, Record, Store, StreamId};
@@ -34,10 +35,14 @@ use crate::model::AppRow;
 use crate::projection::trees;
 use crate::provider::recorded::Recorded;
 use crate::runner::workflow::{recorded_model_override, Rerun};
+use crate::runner::Tap;
 use crate::wire::WireRun;
 use crate::workflow::replay::RecordedOutcomes;
 use crate::workflow::Workflow;
 pub use diff::{Divergence, RunIds};
+
+/// Events a scratch engine holds before [`Engine::reexecute`] starts a new one.
+pub const SCRATCH_EVENTS: u64 = 50_000;
 
 /// Why a run could not be re-executed.
 #[derive(Debug, thiserror::Error)]
@@ -80,6 +85,9 @@ pub struct ReexecOptions {
     /// (workflow and advanced-chat apps): the diff then shows what the
     /// version changes.
     pub workflow_id: Option<Uuid>,
+    /// Build and compare both streams' frames even when the events agree
+    /// (slower; the verdict is the same).
+    pub compare_frames: bool,
 }
 
 /// The result of a re-execution.
@@ -126,8 +134,10 @@ struct RecordedRun {
     /// When the run started (Unix microseconds) and its place in the global log.
     at: i64,
     position: u64,
-    events: Vec<Event>,
-    frames: Vec<Value>,
+    /// Every event, `RunStarted` first.
+    envelopes: Vec<Envelope>,
+    /// How many frames its stream has.
+    frames: usize,
 }
 
 /// The envelopes of a run stream.
@@ -139,13 +149,16 @@ fn decode(task: Uuid, records: &[Record]) -> Result<Vec<Envelope>, ReexecError> 
 }
 
 /// The wire frames of a run's events.
-fn frames_of<'a>(events: impl IntoIterator<Item = &'a Envelope>) -> (Vec<Value>, bool) {
+fn frames_of<E: Borrow<Envelope>>(events: &[E]) -> Vec<Value> {
     let mut wire = WireRun::new();
-    let mut frames = Vec::new();
-    for e in events {
-        frames.extend(wire.values(e));
-    }
-    (frames, wire.is_done())
+    events.iter().flat_map(|e| wire.values(e.borrow())).collect()
+}
+
+/// How many frames a run's events make, and whether the last is terminal.
+fn count_frames<E: Borrow<Envelope>>(events: &[E]) -> (usize, bool) {
+    let mut wire = WireRun::new();
+    let n = events.iter().map(|e| wire.count(e.borrow())).sum();
+    (n, wire.is_done())
 }
 
 impl Engine {
@@ -162,17 +175,30 @@ impl Engine {
                 conversation_locks: Default::default(),
                 workflow_settings: self.inner.workflow_settings.clone(),
                 workflows: Default::default(),
+                reexec_scratch: tokio::sync::Mutex::new(None),
             }),
         })
     }
 
-    /// Re-executes run `task` on a fresh scratch engine and diffs it against
-    /// the recording. Writes nothing to this engine.
+    /// Re-executes run `task` and diffs it against the recording. Writes
+    /// nothing to this engine: the run goes to this engine's scratch engine
+    /// (kept between re-executions, which it serves one at a time, and
+    /// renewed once it holds [`SCRATCH_EVENTS`] events).
     pub async fn reexecute(&self, task: Uuid, options: &ReexecOptions) -> Result<Reexecution, ReexecError> {
-        let scratch = self.scratch()?;
-        let result = self.reexecute_on(&scratch, task, options).await;
-        scratch.close()?;
-        result
+        let mut slot = self.inner.reexec_scratch.lock().await;
+        let scratch = match slot.as_ref() {
+            Some(s) if s.store().last_position()? < SCRATCH_EVENTS => s.clone(),
+            _ => {
+                if let Some(old) = slot.take() {
+                    // Closing joins its writer thread: off the async workers.
+                    tokio::task::spawn_blocking(move || old.close());
+                }
+                let fresh = self.scratch()?;
+                *slot = Some(fresh.clone());
+                fresh
+            }
+        };
+        self.reexecute_on(&scratch, task, options).await
     }
 
     /// Re-executes run `task` on `scratch` (an engine of [`Engine::scratch`],
@@ -193,9 +219,15 @@ impl Engine {
             return Err(ReexecError::AppDeleted(run.app_id));
         }
         let app = self.app(run.app_id)?.ok_or(ReexecError::AppDeleted(run.app_id))?;
-        let model = Arc::new(Recorded::from_events(&recorded.events));
+        let events = || recorded.envelopes.iter().map(|e| &e.event);
+        let model = Arc::new(Recorded::from_events(events()));
         let existing_conversation = run.conversation_id.filter(|_| run.new_conversation.is_none());
         let mode = AppMode::parse(&run.mode);
+        // The new run's events as appended to the scratch log (which may hold
+        // earlier re-executions of this run).
+        let stream = StreamId::of("run", task)?;
+        let head = scratch.store().stream_head(&stream)?;
+        let tap = Tap::default();
         let (accepted, workflow_id) = match mode {
             Some(AppMode::Workflow | AppMode::AdvancedChat) => {
                 let version = options.workflow_id.or(run.workflow_id).unwrap_or_else(Uuid::nil);
@@ -220,7 +252,8 @@ impl Engine {
                     history,
                     conversation_values,
                     providers: self.providers().replaying(model, recorded_model_override(&run.options.0)),
-                    outcomes: Arc::new(RecordedOutcomes::from_events(&recorded.events)),
+                    outcomes: Arc::new(RecordedOutcomes::from_events(events())),
+                    tap: tap.clone(),
                 };
                 let id = wf.id;
                 let accepted = scratch.rerun_workflow(run, wf, rerun, recorded.trace_id.clone()).await;
@@ -235,7 +268,9 @@ impl Engine {
                     Some((m.get("provider")?.as_str()?.to_string(), m.get("name")?.as_str()?.to_string()))
                 });
                 let providers = self.providers().replaying(model, forced);
-                let accepted = scratch.rerun_easy(&app.spec, run, history, &providers, recorded.trace_id.clone()).await;
+                let accepted = scratch
+                    .rerun_easy(&app.spec, run, history, &providers, recorded.trace_id.clone(), tap.clone())
+                    .await;
                 (accepted, None)
             }
         };
@@ -252,23 +287,32 @@ impl Engine {
                 )))
             }
         }
-        let records = scratch.store().read_stream(&accepted.handle.stream, 1, usize::MAX)?;
-        let envelopes = decode(task, &records)?;
+        let envelopes = tap.take();
+        let appended = scratch.store().stream_head(&stream)? - head;
+        if appended != envelopes.len() as u64 {
+            let e = format!("the re-executed run appended {appended} events, {} were seen", envelopes.len());
+            return Err(ReexecError::Run(EngineError::AppUnavailable(e)));
+        }
         let new_ids = match envelopes.first().map(|e| &e.event) {
             Some(Event::RunStarted(r)) => RunIds::of(r),
             _ => return Err(ReexecError::NotARun(task)),
         };
-        let (frames, _) = frames_of(&envelopes);
-        let (n_recorded, n_new) = (recorded.frames.len(), frames.len());
-        let divergence = diff::compare(recorded.frames, &RunIds::of(run), frames, &new_ids);
+        let fast = !options.compare_frames && diff::events_match(&recorded.envelopes, &envelopes);
+        let (reexecuted_frames, divergence) = if fast {
+            (count_frames(&envelopes).0, None)
+        } else {
+            let frames = frames_of(&envelopes);
+            let n = frames.len();
+            (n, diff::compare(frames_of(&recorded.envelopes), &RunIds::of(run), frames, &new_ids))
+        };
         Ok(Reexecution {
             task_id: task,
             app_id: run.app_id,
             mode: run.mode.clone(),
             recorded_workflow_id: run.workflow_id,
             workflow_id,
-            frames: n_recorded,
-            reexecuted_frames: n_new,
+            frames: recorded.frames,
+            reexecuted_frames,
             divergence,
         })
     }
@@ -280,20 +324,18 @@ impl Engine {
         let Some(first) = records.first() else { return Err(ReexecError::UnknownTask(task)) };
         let position = first.position;
         let envelopes = decode(task, &records)?;
-        let (frames, done) = frames_of(&envelopes);
-        let mut envelopes = envelopes.into_iter();
-        let (run, trace_id, at) = match envelopes.next() {
-            Some(Envelope { event: Event::RunStarted(run), trace_id, at }) => (*run, trace_id, at),
+        let (frames, done) = count_frames(&envelopes);
+        let (run, trace_id, at) = match envelopes.first() {
+            Some(Envelope { event: Event::RunStarted(run), trace_id, at }) => ((**run).clone(), trace_id.clone(), *at),
             _ => return Err(ReexecError::NotARun(task)),
         };
-        let events: Vec<Event> = envelopes.map(|e| e.event).collect();
-        if events.iter().any(|e| matches!(e, Event::StopRequested { .. })) {
+        if envelopes.iter().any(|e| matches!(e.event, Event::StopRequested { .. })) {
             return Err(ReexecError::Stopped(task));
         }
         if !done {
             return Err(ReexecError::Unfinished(task));
         }
-        Ok(RecordedRun { run, trace_id, at, position, events, frames })
+        Ok(RecordedRun { run, trace_id, at, position, envelopes, frames })
     }
 
     /// The conversation variables of `wf` as they were just before global

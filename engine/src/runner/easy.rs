@@ -20,7 +20,7 @@ use serde_json::{json, Map, Value};
 use uuid::Uuid;
 
 use super::prompt::render;
-use super::{end_user_id, RunHandle};
+use super::{end_user_id, RunHandle, Tap};
 use crate::app::{form, AppMode};
 use crate::apps::LoadedApp;
 use crate::engine::{Engine, Stoppable};
@@ -148,13 +148,14 @@ impl Engine {
             guard,
             title_from,
             ids: None,
+            tap: None,
         })
         .await
     }
 
     /// Runs a recorded chat turn or completion again on `spec` with the
     /// recorded request and the conversation as it was (`history`), its model
-    /// answered by `providers` (see [`crate::reexec`]).
+    /// answered by `providers`, its events handed to `tap` (see [`crate::reexec`]).
     pub(crate) async fn rerun_easy(
         &self,
         spec: &crate::app::AppSpec,
@@ -162,6 +163,7 @@ impl Engine {
         history: Vec<PromptMessage>,
         providers: &crate::provider::Providers,
         trace_id: Option<String>,
+        tap: Tap,
     ) -> Result<Accepted> {
         let mc = spec.model_config.as_ref().ok_or_else(|| {
             EngineError::AppUnavailable("App unavailable, please check your app configurations.".into())
@@ -196,6 +198,7 @@ impl Engine {
             guard,
             title_from: None,
             ids: Some((run.task_id, run.message_id.unwrap_or_else(Uuid::new_v4))),
+            tap: Some(tap),
         })
         .await
     }
@@ -221,6 +224,7 @@ impl Engine {
             guard,
             title_from,
             ids,
+            tap,
         } = l;
         let chat = mode == AppMode::Chat;
         let rerun = ids.is_some();
@@ -256,7 +260,7 @@ impl Engine {
             },
         );
         let first = Envelope::new(self.now(), trace_id.clone(), Event::RunStarted(Box::new(started)));
-        let mut recorder = Recorder::new(self.clone(), stream.clone(), !streaming);
+        let mut recorder = Recorder::new(self.clone(), stream.clone(), !streaming, tap);
         // A streamed run is on the log before the response starts; a blocking one
         // is appended as one batch when it ends.
         if let Err(e) = recorder.push(first).await {
@@ -338,8 +342,9 @@ struct EasyLaunch {
     new_conversation: Option<NewConversation>,
     guard: Option<tokio::sync::OwnedMutexGuard<()>>,
     title_from: Option<(Uuid, String)>,
-    /// Task and message ids of a re-executed run.
+    /// Task and message ids of a re-executed run, and where its events go besides the log.
     ids: Option<(Uuid, Uuid)>,
+    tap: Option<Tap>,
 }
 
 /// The prompt of a chat turn (system prompt, earlier turns, the query) or a
@@ -579,11 +584,13 @@ pub(crate) struct Recorder {
     buffer: Option<Vec<Envelope>>,
     pending: Vec<PendingAppend>,
     wire: WireRun,
+    /// Re-execution: where the run's events go besides the log.
+    tap: Option<Tap>,
 }
 
 impl Recorder {
-    pub(crate) fn new(engine: Engine, stream: StreamId, buffered: bool) -> Self {
-        Recorder { engine, stream, buffer: buffered.then(Vec::new), pending: Vec::new(), wire: WireRun::new() }
+    pub(crate) fn new(engine: Engine, stream: StreamId, buffered: bool, tap: Option<Tap>) -> Self {
+        Recorder { engine, stream, buffer: buffered.then(Vec::new), pending: Vec::new(), wire: WireRun::new(), tap }
     }
 
     fn is_buffering(&self) -> bool {
@@ -597,7 +604,7 @@ impl Recorder {
             Some(buffer) => buffer.push(env),
             None => {
                 let is_start = matches!(env.event, Event::RunStarted(_));
-                let append = super::run_append(&self.stream, vec![env])?;
+                let append = super::run_append(&self.stream, vec![env], self.tap.as_ref())?;
                 let pending = self.engine.store().append(append);
                 if is_start {
                     // The stream must exist before a client subscribes to it.
@@ -624,7 +631,7 @@ impl Recorder {
     /// Writes what is buffered, waits for every append, and returns the outcome.
     pub(crate) async fn finish(mut self) -> Result<Outcome> {
         if let Some(buffer) = self.buffer.take() {
-            self.engine.append_run(&self.stream, buffer).await?;
+            self.engine.append_run_tapped(&self.stream, buffer, self.tap.as_ref()).await?;
         }
         for p in self.pending.drain(..) {
             p.await?;

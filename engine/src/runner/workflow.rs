@@ -18,7 +18,7 @@ use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
 
 use super::easy::{Accepted, MessageRequest};
-use super::{end_user_id, run_append, RunHandle};
+use super::{end_user_id, run_append, RunHandle, Tap};
 use crate::app::{form, AppMode};
 use crate::apps::LoadedApp;
 use crate::engine::{Engine, Stoppable};
@@ -334,7 +334,8 @@ impl Engine {
         // Blocking or streaming, a workflow run is on the log from its first
         // event (a crash mid-run leaves a trace to recover), and its events
         // are written while the graph runs, on the writer's own thread.
-        if let Err(e) = self.append_run(&stream, vec![first]).await {
+        let tap = rerun.as_ref().map(|r| r.tap.clone());
+        if let Err(e) = self.append_run_tapped(&stream, vec![first], tap.as_ref()).await {
             self.inner.running.lock().remove(&task_id);
             return Err(e);
         }
@@ -361,7 +362,7 @@ impl Engine {
             None => rc,
         };
         let engine = self.clone();
-        let recorder = Recording { engine: self.clone(), stream: stream.clone(), wire };
+        let recorder = Recording { engine: self.clone(), stream: stream.clone(), wire, tap };
         tokio::spawn(async move {
             let recording = tokio::spawn(recorder.run(rx));
             drive(rc, &user, chat).await.finish(&engine, &wf, conversation, conv_values).await;
@@ -404,7 +405,7 @@ pub fn recorded_model_override(options: &Value) -> Option<(String, String)> {
 
 /// What a re-executed run reuses of its recording: its ids, the conversation
 /// as it was before it, and where model answers and outside answers come from.
-pub struct Rerun {
+pub(crate) struct Rerun {
     pub task_id: Uuid,
     pub workflow_run_id: Uuid,
     pub message_id: Option<Uuid>,
@@ -414,6 +415,8 @@ pub struct Rerun {
     pub conversation_values: Map<String, Value>,
     pub providers: Providers,
     pub outcomes: Arc<RecordedOutcomes>,
+    /// Where its events go besides the log.
+    pub(crate) tap: Tap,
 }
 
 /// A chatflow turn's conversation.
@@ -547,6 +550,8 @@ struct Recording {
     engine: Engine,
     stream: StreamId,
     wire: WireRun,
+    /// Re-execution: where the run's events go besides the log.
+    tap: Option<Tap>,
 }
 
 impl Recording {
@@ -573,7 +578,7 @@ impl Recording {
                     self.wire.values(e);
                 }
             }
-            pending.push_back(self.engine.store().append(run_append(&self.stream, batch)?));
+            pending.push_back(self.engine.store().append(run_append(&self.stream, batch, self.tap.as_ref())?));
             while pending.len() > 64 {
                 if let Some(p) = pending.pop_front() {
                     p.await?;

@@ -89,7 +89,7 @@ async fn reexecute(
         Some(w) => Some(Uuid::parse_str(w).map_err(|_| ApiError::invalid_param("workflow_id is not a valid id"))?),
         None => None,
     };
-    let report = state.engine.reexecute(task, &ReexecOptions { workflow_id }).await?;
+    let report = state.engine.reexecute(task, &ReexecOptions { workflow_id, ..Default::default() }).await?;
     Ok(warp::reply::json(&report.to_json()).into_response())
 }
 
