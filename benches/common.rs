@@ -48,3 +48,39 @@ pub fn chat_turn(app: Uuid, task: Uuid, words: u64) -> Vec<Vec<u8>> {
     );
     out
 }
+
+/// `start → (template-transform | if-else)×98 → end`.
+pub fn chain(n: usize) -> String {
+    let mut nodes = vec![
+        "    - {id: n0, data: {type: start, variables: [{variable: x, type: text-input, required: true, label: x}]}}"
+            .to_string(),
+    ];
+    let mut edges = Vec::new();
+    for i in 1..n - 1 {
+        let node = if i % 2 == 1 {
+            format!("    - {{id: n{i}, data: {{type: template-transform, template: '{{{{ x }}}}-{i}', variables: [{{variable: x, value_selector: [n0, x]}}]}}}}")
+        } else {
+            format!("    - {{id: n{i}, data: {{type: if-else, cases: [{{case_id: 'true', logical_operator: and, conditions: [{{variable_selector: [n{}, output], comparison_operator: contains, value: '-'}}]}}]}}}}", i - 1)
+        };
+        nodes.push(node);
+        let handle = if i >= 2 && (i - 1) % 2 == 0 { "'true'" } else { "source" };
+        edges.push(format!("    - {{source: n{}, sourceHandle: {handle}, target: n{i}}}", i - 1));
+    }
+    let last = n - 1;
+    nodes.push(format!(
+        "    - {{id: n{last}, data: {{type: end, outputs: [{{variable: out, value_selector: [n{}, output]}}]}}}}",
+        n - 3
+    ));
+    let handle = if (n - 2) % 2 == 0 { "'true'" } else { "source" };
+    edges.push(format!("    - {{source: n{}, sourceHandle: {handle}, target: n{last}}}", n - 2));
+    doc(&nodes, &edges)
+}
+
+/// A workflow app's DSL from its node and edge lines.
+pub fn doc(nodes: &[String], edges: &[String]) -> String {
+    format!(
+        "app: {{mode: workflow, name: bench}}\nworkflow:\n  graph:\n    nodes:\n{}\n    edges:\n{}\n",
+        nodes.join("\n"),
+        edges.join("\n")
+    )
+}

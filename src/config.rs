@@ -95,6 +95,10 @@ pub struct ReplayArgs {
     /// Every run of `--app`.
     #[arg(long)]
     pub all: bool,
+    /// With `--reexecute`: run this workflow version of the app instead of the run's own, to see
+    /// what it changes.
+    #[arg(long, value_name = "WORKFLOW_ID")]
+    pub workflow_id: Option<String>,
 }
 
 /// `ferrify replay --format`.

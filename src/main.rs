@@ -56,11 +56,18 @@ fn replay(file: &FileConfig, args: config::ReplayArgs) -> anyhow::Result<()> {
         None => None,
     };
     if args.reexecute {
+        let workflow_id = match &args.workflow_id {
+            Some(w) => Some(uuid::Uuid::parse_str(w.trim()).with_context(|| format!("{w:?} is not a workflow id"))?),
+            None => None,
+        };
+        let options = ferrify_engine::reexec::ReexecOptions { workflow_id, ..Default::default() };
         let differ = match (task, &args.app) {
-            (Some(task), _) => ferrify_replay::reexec::cli_one(&config, task)?,
+            (Some(task), _) => ferrify_replay::reexec::cli_one(&config, task, &options)
+                .with_context(|| format!("re-executing {task} from {}", dir.display()))?,
             (None, Some(app)) if args.all => {
                 let app = uuid::Uuid::parse_str(app.trim()).with_context(|| format!("{app:?} is not an app id"))?;
-                ferrify_replay::reexec::cli_app(&config, app)?
+                ferrify_replay::reexec::cli_app(&config, app, &options)
+                    .with_context(|| format!("re-executing the runs of app {app} from {}", dir.display()))?
             }
             _ => anyhow::bail!("give a TASK_ID, or --app APP_ID --all"),
         };

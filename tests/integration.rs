@@ -29,3 +29,5 @@ mod workflow;
 
 // `ferrify replay`: transcripts of past runs equal their live streams.
 mod replay;
+// Re-execution of recorded runs: the admin API and `ferrify replay --reexecute`.
+mod reexec;

@@ -86,6 +86,9 @@ pub(crate) struct Inner {
     pub files: FileSettings,
     /// Uploaded files' bytes.
     pub blobs: Arc<dyn BlobStore>,
+    /// The scratch engine re-executions run on (made on first use, renewed
+    /// when it grows; see [`crate::reexec`]). Held for a whole re-execution.
+    pub reexec_scratch: tokio::sync::Mutex<Option<Engine>>,
 }
 
 /// The engine: its store and shared services.
@@ -120,6 +123,7 @@ impl Engine {
                 workflows: RwLock::new(HashMap::new()),
                 files: config.files.clone(),
                 blobs,
+                reexec_scratch: tokio::sync::Mutex::new(None),
             }),
         })
     }

@@ -8,6 +8,7 @@
 //! - [`model`]: read-model rows;
 //! - [`projection`]: pure folds of events into read models, one module each;
 //! - [`recovery`]: closing the runs a crash interrupted.
+//! - [`reexec`]: deterministic re-execution of a recorded run and its diff.
 
 pub mod app;
 pub mod apps;
@@ -24,6 +25,7 @@ pub mod projection;
 pub mod provider;
 pub mod recovery;
 pub mod resume;
+pub mod reexec;
 pub mod runner;
 pub mod runs;
 pub mod wire;

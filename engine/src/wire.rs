@@ -130,6 +130,41 @@ impl WireRun {
         m
     }
 
+    /// How many frames one event yields, without building them (what
+    /// [`WireRun::values`] would return, counted; its state is kept alike).
+    pub fn count(&mut self, env: &Envelope) -> usize {
+        if self.done {
+            return 0;
+        }
+        match &env.event {
+            Event::RunStarted(run) => {
+                self.mode = run.mode.clone();
+                self.workflow_run_id = run.workflow_run_id.map(|r| r.to_string());
+                usize::from(run.workflow_run_id.is_some())
+            }
+            Event::WorkflowFinished(f) => {
+                if self.is_workflow() && f.status != "failed" {
+                    self.done = true;
+                }
+                1
+            }
+            Event::MessageEnded { .. } | Event::RunFailed { .. } => {
+                self.done = true;
+                1
+            }
+            Event::NodeStarted(_)
+            | Event::NodeFinished(_)
+            | Event::NodeRetried { .. }
+            | Event::ContainerStarted(_)
+            | Event::ContainerNext { .. }
+            | Event::ContainerCompleted(_)
+            | Event::TextChunk { .. }
+            | Event::AnswerChunk { .. }
+            | Event::AnswerReplaced { .. } => 1,
+            _ => 0,
+        }
+    }
+
     /// The frames one event yields, as compact JSON text.
     pub fn frames(&mut self, env: &Envelope) -> Vec<String> {
         self.values(env).into_iter().map(|v| v.to_string()).collect()

@@ -4,6 +4,7 @@
 use ferrify_engine::app::DslError;
 use ferrify_engine::files::FileError;
 use ferrify_engine::provider::ProviderError;
+use ferrify_engine::reexec::ReexecError;
 use ferrify_engine::EngineError;
 use serde_json::json;
 use warp::http::StatusCode;
@@ -111,6 +112,23 @@ impl From<EngineError> for ApiError {
                 DslError::TooLarge => ApiError::new(413, "request_entity_too_large", d.to_string()),
                 other => ApiError::invalid_param(other.to_string()),
             },
+        }
+    }
+}
+
+impl From<ReexecError> for ApiError {
+    fn from(e: ReexecError) -> Self {
+        match e {
+            ReexecError::UnknownTask(_) | ReexecError::NotARun(_) => ApiError::not_found("Run not found."),
+            ReexecError::AppDeleted(_) | ReexecError::AppNotFound(_) | ReexecError::VersionNotFound(..) => {
+                ApiError::not_found(e.to_string())
+            }
+            ReexecError::Unfinished(_) | ReexecError::Stopped(_) => ApiError::bad_request(e.to_string()),
+            ReexecError::Run(inner) => inner.into(),
+            ReexecError::Corrupt(..) | ReexecError::Store(_) => {
+                tracing::error!("re-execution failed: {e}");
+                ApiError::internal()
+            }
         }
     }
 }

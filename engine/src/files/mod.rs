@@ -206,7 +206,7 @@ impl Engine {
         };
         let stream = StreamId::of("file", staged.id)?;
         let env = Envelope::new(self.now(), None, Event::FileUploaded(Box::new(event)));
-        if let Err(e) = self.store().append(run_append(&stream, vec![env])?).await {
+        if let Err(e) = self.store().append(run_append(&stream, vec![env], None)?).await {
             self.discard_upload(staged).await;
             return Err(e.into());
         }

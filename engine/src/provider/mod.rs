@@ -3,7 +3,8 @@
 //!
 //! - `builtin`: deterministic models for demos, tests and benches
 //!   (`echo` repeats the last user message, `lorem` streams N words at a pace);
-//! - `openai`: any OpenAI-compatible chat-completions endpoint.
+//! - `openai`: any OpenAI-compatible chat-completions endpoint;
+//! - `recorded`: answers from a past run's log, for re-execution.
 //!
 //! A provider never touches the log: the runner records the request it sent
 //! ([`crate::Event::ModelCalled`]) and the full answer
@@ -11,6 +12,7 @@
 
 pub mod builtin;
 pub mod openai;
+pub mod recorded;
 pub mod registry;
 
 use futures_util::stream::BoxStream;

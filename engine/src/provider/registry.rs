@@ -24,6 +24,7 @@ use std::sync::Arc;
 use serde::Deserialize;
 
 use super::openai::OpenAi;
+use super::recorded::Recorded;
 use super::{builtin::Builtin, ModelProvider, ProviderError};
 use crate::event::Usage;
 
@@ -90,6 +91,8 @@ pub struct Providers {
     entries: Arc<HashMap<String, Entry>>,
     /// `--model-override PROVIDER/MODEL`: every app runs on this model.
     model_override: Option<(String, String)>,
+    /// Re-execution: every call is answered from a recorded run.
+    recorded: Option<Arc<Recorded>>,
 }
 
 /// A resolved model: the provider to call, the model name, its price.
@@ -120,13 +123,28 @@ impl Providers {
             };
             entries.insert(name.clone(), Entry { provider, prices: cfg.prices.clone() });
         }
-        Ok(Providers { entries: Arc::new(entries), model_override })
+        Ok(Providers { entries: Arc::new(entries), model_override, recorded: None })
     }
 
     /// Only the builtin provider.
     pub fn builtin_only() -> Self {
-        Providers::new(&HashMap::new(), None)
-            .unwrap_or_else(|_| Providers { entries: Arc::new(HashMap::new()), model_override: None })
+        Providers::new(&HashMap::new(), None).unwrap_or_else(|_| Providers {
+            entries: Arc::new(HashMap::new()),
+            model_override: None,
+            recorded: None,
+        })
+    }
+
+    /// The model every app runs on, when one is forced (`--model-override`).
+    pub fn model_override(&self) -> Option<&(String, String)> {
+        self.model_override.as_ref()
+    }
+
+    /// These providers answering from a recorded run: every model resolves to
+    /// `recorded` (a model the run did not call resolves as configured, and
+    /// then finds no recorded answer), with the run's own model override.
+    pub fn replaying(&self, recorded: Arc<Recorded>, model_override: Option<(String, String)>) -> Providers {
+        Providers { entries: self.entries.clone(), model_override, recorded: Some(recorded) }
     }
 
     /// Resolves a DSL `model.provider` (`openai`, `langgenius/openai/openai`) and model name.
@@ -136,15 +154,29 @@ impl Providers {
             None => (provider, model),
         };
         let name = short_name(provider);
+        if let Some(recorded) = &self.recorded {
+            if recorded.knows(name, model) {
+                return Ok(ResolvedModel {
+                    provider_name: name.to_string(),
+                    model: model.to_string(),
+                    provider: recorded.clone(),
+                    price: recorded.price(name, model),
+                });
+            }
+        }
         let entry = self.entries.get(name).ok_or_else(|| {
             ProviderError::NotInitialized(format!(
                 "No valid model provider credentials found for {provider}. Configure [providers.{name}] in ferrify.toml."
             ))
         })?;
+        let provider = match &self.recorded {
+            Some(recorded) => recorded.clone() as Arc<dyn ModelProvider>,
+            None => entry.provider.clone(),
+        };
         Ok(ResolvedModel {
             provider_name: name.to_string(),
             model: model.to_string(),
-            provider: entry.provider.clone(),
+            provider,
             price: entry.prices.get(model).cloned(),
         })
     }

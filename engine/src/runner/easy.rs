@@ -16,11 +16,11 @@ use tokio::sync::oneshot;
 
 use crate::wire::{Outcome, WireRun};
 use futures_util::StreamExt;
-use serde_json::{json, Value};
+use serde_json::{json, Map, Value};
 use uuid::Uuid;
 
 use super::prompt::render;
-use super::{end_user_id, RunHandle};
+use super::{end_user_id, RunHandle, Tap};
 use crate::app::{form, AppMode};
 use crate::apps::LoadedApp;
 use crate::engine::{Engine, Stoppable};
@@ -137,42 +137,129 @@ impl Engine {
             (Some(id), Some(new), Some(guard))
         };
 
-        // The prompt.
-        let mut messages = Vec::new();
-        let system = render(&mc.pre_prompt, &inputs);
-        if chat {
-            if !system.trim().is_empty() {
-                messages.push(PromptMessage { role: Role::System, content: system, images: Vec::new() });
-            }
-            if new_conversation.is_none() {
-                if let Some(id) = conversation_id {
-                    messages.extend(self.history(id)?);
-                }
-            }
-            messages.push(PromptMessage { role: Role::User, content: query.clone(), images });
-        } else {
-            let mut prompt = system;
-            if !query.is_empty() {
-                if !prompt.is_empty() {
-                    prompt.push('\n');
-                }
-                prompt.push_str(&query);
-            }
-            messages.push(PromptMessage { role: Role::User, content: prompt, images });
-        }
-        let request = ModelRequest { model: model.model.clone(), messages, params: mc.model.completion_params.clone() };
-
-        let task_id = Uuid::new_v4();
-        let message_id = Uuid::new_v4();
-        let stream = StreamId::of("run", task_id)?;
+        let history = match (chat, &new_conversation, conversation_id) {
+            (true, None, Some(id)) => self.history(id, None)?,
+            _ => Vec::new(),
+        };
+        let messages = prompt(mc, &inputs, &query, chat, history, images);
         let title_from = (chat && new_conversation.is_some() && req.auto_generate_name)
             .then(|| (conversation_id.unwrap_or_default(), query.clone()));
+        self.launch_easy(EasyLaunch {
+            app_id,
+            mode: app.mode(),
+            end_user,
+            user: req.user,
+            query,
+            inputs,
+            files,
+            streaming: req.streaming,
+            trace_id: req.trace_id,
+            model,
+            params: mc.model.completion_params.clone(),
+            messages,
+            conversation_id,
+            new_conversation,
+            guard,
+            title_from,
+            ids: None,
+            tap: None,
+        })
+        .await
+    }
+
+    /// Runs a recorded chat turn or completion again on `spec` with the
+    /// recorded request and the conversation as it was (`history`), its model
+    /// answered by `providers`, its events handed to `tap` (see [`crate::reexec`]).
+    pub(crate) async fn rerun_easy(
+        &self,
+        spec: &crate::app::AppSpec,
+        run: &RunStarted,
+        history: Vec<PromptMessage>,
+        providers: &crate::provider::Providers,
+        trace_id: Option<String>,
+        tap: Tap,
+    ) -> Result<Accepted> {
+        let mc = spec.model_config.as_ref().ok_or_else(|| {
+            EngineError::AppUnavailable("App unavailable, please check your app configurations.".into())
+        })?;
+        let chat = spec.mode == AppMode::Chat;
+        let model = providers.resolve(&mc.model.provider, &mc.model.name)?;
+        let inputs = match &run.inputs.0 {
+            Value::Object(m) => m.clone(),
+            _ => Map::new(),
+        };
+        let conversation_id = if chat { run.conversation_id } else { Some(Uuid::new_v4()) };
+        let guard = match (chat, conversation_id) {
+            (true, Some(id)) => Some(self.lock_conversation(id).await),
+            _ => None,
+        };
+        let detail = spec
+            .features
+            .get("file_upload")
+            .and_then(|u| u.get("image"))
+            .and_then(|i| i.get("detail"))
+            .and_then(Value::as_str)
+            .unwrap_or("high")
+            .to_string();
+        let images = self.image_parts(run.app_id, Some(&run.files.0), &detail).await;
+        let messages = prompt(mc, &inputs, &run.query, chat, history, images);
+        self.launch_easy(EasyLaunch {
+            app_id: run.app_id,
+            mode: spec.mode,
+            end_user: run.end_user_id,
+            user: run.user.clone(),
+            query: run.query.clone(),
+            inputs,
+            files: run.files.0.clone(),
+            streaming: run.streaming,
+            trace_id,
+            model,
+            params: mc.model.completion_params.clone(),
+            messages,
+            conversation_id,
+            new_conversation: run.new_conversation.clone(),
+            guard,
+            title_from: None,
+            ids: Some((run.task_id, run.message_id.unwrap_or_else(Uuid::new_v4))),
+            tap: Some(tap),
+        })
+        .await
+    }
+
+    /// Records `RunStarted` and spawns the run. A re-executed run (`ids`
+    /// given) reuses its recorded ids and always hands back its outcome.
+    async fn launch_easy(&self, l: EasyLaunch) -> Result<Accepted> {
+        let EasyLaunch {
+            app_id,
+            mode,
+            end_user,
+            user,
+            query,
+            inputs,
+            files,
+            streaming,
+            trace_id,
+            model,
+            params,
+            messages,
+            conversation_id,
+            new_conversation,
+            guard,
+            title_from,
+            ids,
+            tap,
+        } = l;
+        let chat = mode == AppMode::Chat;
+        let rerun = ids.is_some();
+        let request = ModelRequest { model: model.model.clone(), messages, params };
+        let (task_id, message_id) = ids.unwrap_or_else(|| (Uuid::new_v4(), Uuid::new_v4()));
+        let stream = StreamId::of("run", task_id)?;
         let started = RunStarted {
             task_id,
             app_id,
-            mode: app.mode().as_str().to_string(),
+            mode: mode.as_str().to_string(),
             end_user_id: end_user,
-            user: req.user.clone(),
+            user: user.clone(),
             conversation_id: if chat { conversation_id } else { None },
             new_conversation,
             message_id: Some(message_id),
@@ -180,8 +267,8 @@ impl Engine {
             workflow_id: None,
             query,
             inputs: Json(Value::Object(inputs)),
-            files: Json(files),
-            streaming: req.streaming,
+            files: Json(if files.is_null() { json!([]) } else { files }),
+            streaming,
             options: Json(json!({"model": {"provider": model.provider_name, "name": model.model}})),
         };
         let flag = Arc::new(AtomicBool::new(false));
@@ -195,15 +282,15 @@ impl Engine {
                 any_user: false,
             },
         );
-        let first = Envelope::new(self.now(), req.trace_id.clone(), Event::RunStarted(Box::new(started)));
-        let mut recorder = Recorder::new(self.clone(), stream.clone(), !req.streaming);
+        let first = Envelope::new(self.now(), trace_id.clone(), Event::RunStarted(Box::new(started)));
+        let mut recorder = Recorder::new(self.clone(), stream.clone(), !streaming, tap);
         // A streamed run is on the log before the response starts; a blocking one
         // is appended as one batch when it ends.
         if let Err(e) = recorder.push(first).await {
             self.inner.running.lock().remove(&task_id);
             return Err(e);
         }
-        let (outcome_tx, outcome_rx) = if req.streaming {
+        let (outcome_tx, outcome_rx) = if streaming && !rerun {
             (None, None)
         } else {
             let (tx, rx) = oneshot::channel();
@@ -212,12 +299,12 @@ impl Engine {
         let plan = Plan {
             engine: self.clone(),
             recorder,
-            trace_id: req.trace_id,
+            trace_id,
             model,
             request,
             flag,
             task_id,
-            user: req.user,
+            user,
             conversation: conversation_id.zip(guard),
             title_from,
             outcome: outcome_tx,
@@ -235,9 +322,17 @@ impl Engine {
         })
     }
 
-    /// The last turns of a conversation as prompt messages, oldest first.
-    pub(crate) fn history(&self, conversation_id: Uuid) -> Result<Vec<PromptMessage>> {
-        let index = self.store().scan(trees::CONV_MESSAGES, conversation_id.as_bytes(), None, HISTORY_TURNS, true)?;
+    /// The last turns of a conversation as prompt messages, oldest first:
+    /// all of them, or those that started before `before` (Unix microseconds).
+    pub(crate) fn history(&self, conversation_id: Uuid, before: Option<i64>) -> Result<Vec<PromptMessage>> {
+        let bound = before.map(|t| crate::projection::messages::conv_key(conversation_id, t, Uuid::nil()));
+        let index = self.store().scan(
+            trees::CONV_MESSAGES,
+            conversation_id.as_bytes(),
+            bound.as_deref(),
+            HISTORY_TURNS,
+            true,
+        )?;
         let mut out = Vec::new();
         for (k, _) in index.into_iter().rev() {
             let Ok(id) = Uuid::from_slice(&k[k.len() - 16..]) else { continue };
@@ -250,6 +345,60 @@ impl Engine {
         }
         Ok(out)
     }
+}
+
+/// What [`Engine::launch_easy`] records and runs.
+struct EasyLaunch {
+    app_id: Uuid,
+    mode: AppMode,
+    end_user: Uuid,
+    user: String,
+    query: String,
+    inputs: Map<String, Value>,
+    files: Value,
+    streaming: bool,
+    trace_id: Option<String>,
+    model: ResolvedModel,
+    params: Value,
+    messages: Vec<PromptMessage>,
+    conversation_id: Option<Uuid>,
+    new_conversation: Option<NewConversation>,
+    guard: Option<tokio::sync::OwnedMutexGuard<()>>,
+    title_from: Option<(Uuid, String)>,
+    /// Task and message ids of a re-executed run, and where its events go besides the log.
+    ids: Option<(Uuid, Uuid)>,
+    tap: Option<Tap>,
+}
+
+/// The prompt of a chat turn (system prompt, earlier turns, the query) or a
+/// completion (one user message).
+fn prompt(
+    mc: &crate::app::ModelConfig,
+    inputs: &Map<String, Value>,
+    query: &str,
+    chat: bool,
+    history: Vec<PromptMessage>,
+    images: Vec<crate::provider::ImagePart>,
+) -> Vec<PromptMessage> {
+    let mut messages = Vec::new();
+    let system = render(&mc.pre_prompt, inputs);
+    if chat {
+        if !system.trim().is_empty() {
+            messages.push(PromptMessage { role: Role::System, content: system, images: Vec::new() });
+        }
+        messages.extend(history);
+        messages.push(PromptMessage { role: Role::User, content: query.to_string(), images });
+    } else {
+        let mut prompt = system;
+        if !query.is_empty() {
+            if !prompt.is_empty() {
+                prompt.push('\n');
+            }
+            prompt.push_str(query);
+        }
+        messages.push(PromptMessage { role: Role::User, content: prompt, images });
+    }
+    messages
 }
 
 /// The run itself, in its own task.
@@ -459,11 +608,13 @@ pub(crate) struct Recorder {
     buffer: Option<Vec<Envelope>>,
     pending: Vec<PendingAppend>,
     wire: WireRun,
+    /// Re-execution: where the run's events go besides the log.
+    tap: Option<Tap>,
 }
 
 impl Recorder {
-    pub(crate) fn new(engine: Engine, stream: StreamId, buffered: bool) -> Self {
-        Recorder { engine, stream, buffer: buffered.then(Vec::new), pending: Vec::new(), wire: WireRun::new() }
+    pub(crate) fn new(engine: Engine, stream: StreamId, buffered: bool, tap: Option<Tap>) -> Self {
+        Recorder { engine, stream, buffer: buffered.then(Vec::new), pending: Vec::new(), wire: WireRun::new(), tap }
     }
 
     fn is_buffering(&self) -> bool {
@@ -477,7 +628,7 @@ impl Recorder {
             Some(buffer) => buffer.push(env),
             None => {
                 let is_start = matches!(env.event, Event::RunStarted(_));
-                let append = super::run_append(&self.stream, vec![env])?;
+                let append = super::run_append(&self.stream, vec![env], self.tap.as_ref())?;
                 let pending = self.engine.store().append(append);
                 if is_start {
                     // The stream must exist before a client subscribes to it.
@@ -504,7 +655,7 @@ impl Recorder {
     /// Writes what is buffered, waits for every append, and returns the outcome.
     pub(crate) async fn finish(mut self) -> Result<Outcome> {
         if let Some(buffer) = self.buffer.take() {
-            self.engine.append_run(&self.stream, buffer).await?;
+            self.engine.append_run_tapped(&self.stream, buffer, self.tap.as_ref()).await?;
         }
         for p in self.pending.drain(..) {
             p.await?;

@@ -43,13 +43,29 @@ pub struct RunHandle {
     pub workflow_run_id: Option<Uuid>,
 }
 
+/// The events a re-executed run records, as they are appended (shared with
+/// the log's writer, not copied; see [`crate::reexec`]).
+#[derive(Clone, Default)]
+pub(crate) struct Tap(Arc<parking_lot::Mutex<Vec<Arc<Envelope>>>>);
+
+impl Tap {
+    /// Everything tapped so far.
+    pub(crate) fn take(&self) -> Vec<Arc<Envelope>> {
+        std::mem::take(&mut *self.0.lock())
+    }
+}
+
 /// An append of `events` to `stream`, durable when any of them must be, with
-/// the events handed to the projectors already decoded.
-pub(crate) fn run_append(stream: &StreamId, events: Vec<Envelope>) -> Result<Append> {
+/// the events handed to the projectors already decoded (and to `tap`).
+pub(crate) fn run_append(stream: &StreamId, events: Vec<Envelope>, tap: Option<&Tap>) -> Result<Append> {
     let durable = events.iter().any(|e| e.event.is_durable());
     let payloads =
         events.iter().map(Envelope::encode).collect::<Result<Vec<_>, _>>().map_err(ferrify_store::Error::from)?;
-    let decoded = events.into_iter().map(|e| Arc::new(e) as Arc<dyn std::any::Any + Send + Sync>).collect();
+    let shared: Vec<Arc<Envelope>> = events.into_iter().map(Arc::new).collect();
+    if let Some(tap) = tap {
+        tap.0.lock().extend(shared.iter().cloned());
+    }
+    let decoded = shared.into_iter().map(|e| e as Arc<dyn std::any::Any + Send + Sync>).collect();
     let mut append = Append::new(stream.clone(), payloads).with_decoded(decoded);
     append.durable = durable;
     Ok(append)
@@ -58,7 +74,17 @@ pub(crate) fn run_append(stream: &StreamId, events: Vec<Envelope>) -> Result<App
 impl Engine {
     /// Appends events to a run stream; durable when any of them must be.
     pub(crate) async fn append_run(&self, stream: &StreamId, events: Vec<Envelope>) -> Result<()> {
-        self.store().append(run_append(stream, events)?).await?;
+        self.append_run_tapped(stream, events, None).await
+    }
+
+    /// [`Engine::append_run`], handing the events to `tap` too.
+    pub(crate) async fn append_run_tapped(
+        &self,
+        stream: &StreamId,
+        events: Vec<Envelope>,
+        tap: Option<&Tap>,
+    ) -> Result<()> {
+        self.store().append(run_append(stream, events, tap)?).await?;
         Ok(())
     }
 

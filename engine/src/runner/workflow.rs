@@ -18,7 +18,7 @@ use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
 
 use super::easy::{Accepted, MessageRequest};
-use super::{end_user_id, run_append, RunHandle};
+use super::{end_user_id, run_append, RunHandle, Tap};
 use crate::app::{form, AppMode};
 use crate::apps::LoadedApp;
 use crate::engine::{Engine, Stoppable};
@@ -28,10 +28,12 @@ use crate::files::input::UploadConfig;
 use crate::json::Json;
 use crate::model::{ConversationRow, WorkflowVersionRow};
 use crate::projection::trees;
+use crate::provider::{PromptMessage, Providers};
 use crate::wire::{Outcome, WireRun};
 use crate::workflow::executor::{run_scope, RunCx, ScopePos, StopSignal};
 use crate::workflow::nodes::NodeError;
 use crate::workflow::pool::Pool;
+use crate::workflow::replay::RecordedOutcomes;
 use crate::workflow::{compile_version, Workflow};
 
 /// `POST /workflows/run` as the engine sees it.
@@ -120,6 +122,7 @@ impl Engine {
             streaming: req.streaming,
             trace_id: req.trace_id,
             conversation: None,
+            rerun: None,
         };
         self.launch(plan).await
     }
@@ -166,6 +169,7 @@ impl Engine {
             streaming: req.streaming,
             trace_id: req.trace_id,
             conversation: Some(conversation),
+            rerun: None,
         };
         self.launch(plan).await
     }
@@ -216,22 +220,82 @@ impl Engine {
         Ok(out)
     }
 
+    /// Runs workflow version `wf` again with a recorded run's request, ids and
+    /// conversation state, answering models and outside requests from the
+    /// recording (see [`crate::reexec`]). Streamed or not, the outcome comes back.
+    pub(crate) async fn rerun_workflow(
+        &self,
+        run: &RunStarted,
+        wf: Arc<Workflow>,
+        rerun: Rerun,
+        trace_id: Option<String>,
+    ) -> Result<Accepted> {
+        let mode = if run.mode == AppMode::AdvancedChat.as_str() { AppMode::AdvancedChat } else { AppMode::Workflow };
+        let inputs = match &run.inputs.0 {
+            Value::Object(m) => m.clone(),
+            _ => Map::new(),
+        };
+        let conversation = match (mode, run.conversation_id) {
+            (AppMode::AdvancedChat, Some(id)) => {
+                let turns = run
+                    .options
+                    .0
+                    .get("sys")
+                    .and_then(|s| s.get("sys.dialogue_count"))
+                    .and_then(Value::as_u64)
+                    .unwrap_or(1);
+                let guard = self.lock_conversation(id).await;
+                Some(Conversation {
+                    id,
+                    new: run.new_conversation.clone(),
+                    guard,
+                    history_turns: turns.saturating_sub(1),
+                })
+            }
+            _ => None,
+        };
+        let plan = Launch {
+            app_id: run.app_id,
+            mode,
+            wf,
+            inputs,
+            user: run.user.clone(),
+            query: run.query.clone(),
+            files: run.files.0.clone(),
+            streaming: run.streaming,
+            trace_id,
+            conversation,
+            rerun: Some(rerun),
+        };
+        self.launch(plan).await
+    }
+
     async fn launch(&self, plan: Launch) -> Result<Accepted> {
-        let Launch { app_id, mode, wf, inputs, user, query, files, streaming, trace_id, conversation } = plan;
+        let Launch { app_id, mode, wf, inputs, user, query, files, streaming, trace_id, conversation, rerun } = plan;
         let chat = mode == AppMode::AdvancedChat;
         let end_user = end_user_id(app_id, &user);
-        let task_id = Uuid::new_v4();
-        let run_id = Uuid::new_v4();
-        let message_id = chat.then(Uuid::new_v4);
+        let (task_id, run_id, message_id) = match &rerun {
+            Some(r) => (r.task_id, r.workflow_run_id, r.message_id),
+            None => (Uuid::new_v4(), Uuid::new_v4(), chat.then(Uuid::new_v4)),
+        };
         let stream = StreamId::of("run", task_id)?;
         let files = if files.is_null() { json!([]) } else { files };
         let conversation_id = conversation.as_ref().map(|c| c.id);
-        let history = match &conversation {
-            Some(c) if c.new.is_none() => self.history(c.id)?,
-            _ => Vec::new(),
+        let (history, conv_values, rerun) = match rerun {
+            Some(mut r) => (std::mem::take(&mut r.history), std::mem::take(&mut r.conversation_values), Some(r)),
+            None => {
+                let history = match &conversation {
+                    Some(c) if c.new.is_none() => self.history(c.id, None)?,
+                    _ => Vec::new(),
+                };
+                let existing = conversation.as_ref().filter(|c| c.new.is_none()).map(|c| c.id);
+                (history, self.conversation_values(&wf, existing)?, None)
+            }
         };
-        let conv_values =
-            self.conversation_values(&wf, conversation.as_ref().filter(|c| c.new.is_none()).map(|c| c.id))?;
+        let providers = match &rerun {
+            Some(r) => r.providers.clone(),
+            None => self.providers().clone(),
+        };
 
         // System variables, as `workflow_started` and the stored inputs show them.
         let mut sys = Map::new();
@@ -269,7 +333,7 @@ impl Engine {
             inputs: Json(Value::Object(inputs.clone())),
             files: Json(files),
             streaming,
-            options: Json(json!({"sys": shown})),
+            options: Json(run_options(shown, &providers)),
         };
         let stop = StopSignal::default();
         self.inner.running.lock().insert(
@@ -288,11 +352,12 @@ impl Engine {
         // Blocking or streaming, a workflow run is on the log from its first
         // event (a crash mid-run leaves a trace to recover), and its events
         // are written while the graph runs, on the writer's own thread.
-        if let Err(e) = self.append_run(&stream, vec![first]).await {
+        let tap = rerun.as_ref().map(|r| r.tap.clone());
+        if let Err(e) = self.append_run_tapped(&stream, vec![first], tap.as_ref()).await {
             self.inner.running.lock().remove(&task_id);
             return Err(e);
         }
-        let (outcome_tx, outcome_rx) = if streaming {
+        let (outcome_tx, outcome_rx) = if streaming && rerun.is_none() {
             (None, None)
         } else {
             let (tx, rx) = oneshot::channel();
@@ -310,8 +375,12 @@ impl Engine {
         let (tx, rx) = mpsc::unbounded_channel();
         let settings = self.inner.workflow_settings.clone();
         let rc = RunCx::new(self.clone(), app_id, mode, settings, wf.graph.clone(), root, history, trace_id, stop, tx);
+        let rc = match rerun {
+            Some(r) => rc.replaying(providers, r.outcomes),
+            None => rc,
+        };
         let engine = self.clone();
-        let recorder = Recording { engine: self.clone(), stream: stream.clone(), wire };
+        let recorder = Recording { engine: self.clone(), stream: stream.clone(), wire, tap };
         tokio::spawn(async move {
             let recording = tokio::spawn(recorder.run(rx));
             drive(rc, &user, chat).await.finish(&engine, &wf, conversation, conv_values).await;
@@ -334,6 +403,40 @@ impl Engine {
     }
 }
 
+/// `RunStarted.options` of a workflow run: the system variables it showed,
+/// and the model override it ran under (so that re-execution resolves its
+/// models the same way).
+fn run_options(sys: Map<String, Value>, providers: &Providers) -> Value {
+    let mut options = Map::new();
+    options.insert("sys".into(), Value::Object(sys));
+    if let Some((p, m)) = providers.model_override() {
+        options.insert("model_override".into(), json!([p, m]));
+    }
+    Value::Object(options)
+}
+
+/// The model override a recorded workflow run ran under.
+pub fn recorded_model_override(options: &Value) -> Option<(String, String)> {
+    let pair = options.get("model_override")?.as_array()?;
+    Some((pair.first()?.as_str()?.to_string(), pair.get(1)?.as_str()?.to_string()))
+}
+
+/// What a re-executed run reuses of its recording: its ids, the conversation
+/// as it was before it, and where model answers and outside answers come from.
+pub(crate) struct Rerun {
+    pub task_id: Uuid,
+    pub workflow_run_id: Uuid,
+    pub message_id: Option<Uuid>,
+    /// Earlier turns of the conversation, oldest first.
+    pub history: Vec<PromptMessage>,
+    /// The conversation variables before the run.
+    pub conversation_values: Map<String, Value>,
+    pub providers: Providers,
+    pub outcomes: Arc<RecordedOutcomes>,
+    /// Where its events go besides the log.
+    pub(crate) tap: Tap,
+}
+
 /// A chatflow turn's conversation.
 struct Conversation {
     id: Uuid,
@@ -354,6 +457,8 @@ struct Launch {
     streaming: bool,
     trace_id: Option<String>,
     conversation: Option<Conversation>,
+    /// Re-execution of a recorded run.
+    rerun: Option<Rerun>,
 }
 
 /// What is left to do once the graph ran: the conversation variables to persist.
@@ -463,6 +568,8 @@ struct Recording {
     engine: Engine,
     stream: StreamId,
     wire: WireRun,
+    /// Re-execution: where the run's events go besides the log.
+    tap: Option<Tap>,
 }
 
 impl Recording {
@@ -489,7 +596,7 @@ impl Recording {
                     self.wire.values(e);
                 }
             }
-            pending.push_back(self.engine.store().append(run_append(&self.stream, batch)?));
+            pending.push_back(self.engine.store().append(run_append(&self.stream, batch, self.tap.as_ref())?));
             while pending.len() > 64 {
                 if let Some(p) = pending.pop_front() {
                     p.await?;

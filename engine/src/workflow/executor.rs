@@ -26,13 +26,14 @@ use uuid::Uuid;
 use super::graph::{ErrorStrategy, Graph};
 use super::nodes::{NodeCx, NodeError, NodeRun, Role};
 use super::pool::Pool;
+use super::replay::{RecordedOutcomes, Served, SERVED_TYPES};
 use super::response::Coordinator;
 use super::WorkflowSettings;
 use crate::app::AppMode;
 use crate::engine::Engine;
 use crate::event::{Envelope, Event, NodeFinished, NodeStarted, Usage};
 use crate::json::Json;
-use crate::provider::PromptMessage;
+use crate::provider::{PromptMessage, Providers};
 
 /// A run's stop request: a flag plus a wake-up for waiters.
 #[derive(Clone, Debug, Default)]
@@ -98,6 +99,10 @@ pub struct RunCx {
     pub graph: Arc<Graph>,
     pub root: Arc<Pool>,
     pub totals: Mutex<Totals>,
+    /// Where model calls go (the engine's providers, or a recorded run's answers).
+    pub providers: Providers,
+    /// Re-execution: the recorded outcomes of nodes that reach outside.
+    pub replay: Option<Arc<RecordedOutcomes>>,
     events: mpsc::UnboundedSender<Envelope>,
     response: Mutex<Coordinator>,
     index: AtomicU64,
@@ -142,6 +147,8 @@ impl RunCx {
     ) -> RunCx {
         let response = Coordinator::new(&graph, mode == AppMode::AdvancedChat);
         RunCx {
+            providers: engine.providers().clone(),
+            replay: None,
             engine,
             app_id,
             mode,
@@ -156,6 +163,24 @@ impl RunCx {
             response: Mutex::new(response),
             index: AtomicU64::new(0),
             started: Instant::now(),
+        }
+    }
+
+    /// The run answering model calls and outside requests from a recorded run.
+    pub fn replaying(mut self, providers: Providers, outcomes: Arc<RecordedOutcomes>) -> RunCx {
+        self.providers = providers;
+        self.replay = Some(outcomes);
+        self
+    }
+
+    /// What a node of type `node_type` gets from outside on this attempt.
+    fn served(&self, node_id: &str, node_type: &str) -> Served {
+        match &self.replay {
+            Some(r) if SERVED_TYPES.contains(&node_type) => match r.take(node_id) {
+                Some(a) => Served::Recorded(a),
+                None => Served::Missing,
+            },
+            _ => Served::Live,
         }
     }
 
@@ -454,9 +479,10 @@ async fn execute(
             return Err(NodeError::new("WorkflowMaxStepsError", error));
         }
     }
-    let cx = NodeCx { run: rc, graph, idx, def, pool, exec_id, pos };
     let mut attempt = 0u32;
     let result = loop {
+        let served = rc.served(&def.id, &def.node_type);
+        let cx = NodeCx { run: rc, graph, idx, def, pool, exec_id, pos, served };
         let fut = def.node.run(&cx);
         let r = match def.timeout {
             Some(t) => tokio::time::timeout(t, fut).await.unwrap_or_else(|_| {

@@ -7,7 +7,8 @@
 //! - [`pool`]: the variable pool and value renderings;
 //! - [`template`]: `{{#…#}}` references and Jinja2;
 //! - [`condition`]: comparison operators;
-//! - [`nodes`]: one module per node type.
+//! - [`nodes`]: one module per node type;
+//! - [`replay`]: recorded outcomes of nodes that reach outside, for re-execution.
 
 pub mod condition;
 pub mod executor;
@@ -15,6 +16,7 @@ pub mod graph;
 pub mod net;
 pub mod nodes;
 pub mod pool;
+pub mod replay;
 pub mod response;
 pub mod template;
 

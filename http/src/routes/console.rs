@@ -1,11 +1,16 @@
 //! The admin (console) API, behind the admin token:
 //! `POST /console/api/apps/imports`, `GET /console/api/apps`,
 //! `POST|GET /console/api/apps/:app_id/api-keys`, `DELETE …/api-keys/:key_id`,
-//! `POST /console/api/apps/:app_id/workflows/publish`.
+//! `POST /console/api/apps/:app_id/workflows/publish`,
+//! `POST /console/api/runs/:task_id/reexecute[?workflow_id=…]` (the re-execution
+//! report of a run, see `ferrify_engine::reexec`).
+
+use std::collections::HashMap;
 
 use ferrify_engine::apps::Imported;
 use ferrify_engine::model::{ApiKeyRow, AppRow};
 use ferrify_engine::projection::secs;
+use ferrify_engine::reexec::ReexecOptions;
 use ferrify_engine::EngineError;
 use serde_json::{json, Map, Value};
 use uuid::Uuid;
@@ -40,6 +45,13 @@ pub fn routes(state: State) -> warp::filters::BoxedFilter<(warp::reply::Response
         .and(warp::delete())
         .and(with_state(state.clone()))
         .and_then(|app: String, key: String, state: State| async move { respond(revoke(state, app, key).await) });
+    let reexecute = warp::path!("runs" / String / "reexecute")
+        .and(warp::post())
+        .and(with_state(state.clone()))
+        .and(warp::query::<HashMap<String, String>>())
+        .and_then(|task: String, state: State, query: HashMap<String, String>| async move {
+            respond(reexecute(state, task, query).await)
+        });
     let publish = warp::path!("apps" / String / "workflows" / "publish")
         .and(warp::post())
         .and(with_state(state))
@@ -48,9 +60,37 @@ pub fn routes(state: State) -> warp::filters::BoxedFilter<(warp::reply::Response
             respond(publish(state, app, body).await)
         });
     base.and(
-        import.or(list).unify().or(create_key).unify().or(list_keys).unify().or(revoke).unify().or(publish).unify(),
+        import
+            .or(list)
+            .unify()
+            .or(create_key)
+            .unify()
+            .or(list_keys)
+            .unify()
+            .or(revoke)
+            .unify()
+            .or(publish)
+            .unify()
+            .or(reexecute)
+            .unify(),
     )
     .boxed()
+}
+
+/// `POST /console/api/runs/:task_id/reexecute`: runs the recorded run again
+/// on a scratch engine (nothing is written to the log) and answers the diff.
+async fn reexecute(
+    state: State,
+    task: String,
+    query: HashMap<String, String>,
+) -> Result<warp::reply::Response, ApiError> {
+    let task = Uuid::parse_str(task.trim()).map_err(|_| ApiError::not_found("Run not found."))?;
+    let workflow_id = match query.get("workflow_id").map(|w| w.trim()).filter(|w| !w.is_empty()) {
+        Some(w) => Some(Uuid::parse_str(w).map_err(|_| ApiError::invalid_param("workflow_id is not a valid id"))?),
+        None => None,
+    };
+    let report = state.engine.reexecute(task, &ReexecOptions { workflow_id, ..Default::default() }).await?;
+    Ok(warp::reply::json(&report.to_json()).into_response())
 }
 
 fn app_id(s: &str) -> Result<Uuid, ApiError> {

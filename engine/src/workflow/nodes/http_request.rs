@@ -7,7 +7,9 @@
 //! an empty body). A non-2xx status is a success; network errors and
 //! timeouts fail the node (the engine applies `retry_config` and the error
 //! strategy). Requests go through the private-network guard
-//! ([`crate::workflow::net`]).
+//! ([`crate::workflow::net`]). On re-execution the request is built as
+//! usual but not sent: the response is the recorded one
+//! ([`crate::workflow::replay`]).
 
 use std::time::Duration;
 
@@ -22,6 +24,7 @@ use super::{selector_text, Node, NodeCx, NodeError, NodeRun};
 use crate::workflow::graph::scalar;
 use crate::workflow::net;
 use crate::workflow::pool::{is_file, selector_of, Pool};
+use crate::workflow::replay::Served;
 use crate::workflow::template::render;
 
 /// Default and largest timeouts, in seconds.
@@ -293,7 +296,8 @@ impl HttpRequest {
                 }
             }
             BodyKind::FormData => {
-                let boundary = format!("----ferrify{}", uuid::Uuid::new_v4().simple());
+                let boundary = recorded_boundary(&cx.served)
+                    .unwrap_or_else(|| format!("----ferrify{}", uuid::Uuid::new_v4().simple()));
                 let mut out: Vec<u8> = Vec::new();
                 for item in &self.items {
                     let key = quoted(&render(&item.key, pool));
@@ -345,6 +349,11 @@ impl HttpRequest {
                 Body { bytes: Some(bytes), content_type: Some(mime), forced: false }
             }
         })
+    }
+
+    /// Whether the body carries files (which only the live request reads).
+    fn body_has_files(&self) -> bool {
+        self.body == BodyKind::Binary || (self.body == BodyKind::FormData && self.items.iter().any(|i| i.is_file))
     }
 
     fn url(&self, pool: &Pool) -> Result<Url, NodeError> {
@@ -443,6 +452,14 @@ fn request_log(method: &Method, url: &Url, headers: &[(String, String)], secret:
         }
     }
     out
+}
+
+/// The multipart boundary of the recorded request (re-execution repeats it,
+/// so that the request log comes out the same).
+fn recorded_boundary(served: &Served) -> Option<String> {
+    let log = served.process_data()?.get("request")?.as_str()?;
+    let start = log.find("boundary=----ferrify")? + "boundary=".len();
+    Some(log[start..].chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '-').collect())
 }
 
 /// Whether a response is a file (binary) rather than text.
@@ -544,6 +561,12 @@ impl Node for HttpRequest {
             let pool = cx.pool.as_ref();
             let url = self.url(pool)?;
             let (mut headers, secret) = self.headers(pool)?;
+            if cx.served.is_replay() && self.body_has_files() {
+                // Re-execution: the recorded request log and response, without reading the files again.
+                let process_data = cx.served.process_data().cloned().unwrap_or_else(|| json!({}));
+                let outputs = cx.served.outputs()?;
+                return Ok(NodeRun { inputs: json!({}), process_data, outputs, ..NodeRun::default() });
+            }
             let body = self.body(cx).await?;
             if let Some(ct) = &body.content_type {
                 let given = headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("content-type"));
@@ -565,6 +588,16 @@ impl Node for HttpRequest {
             let mut process = Map::new();
             process
                 .insert("request".into(), request_log(&self.method, &url, &headers, secret.as_deref(), &body).into());
+            if cx.served.is_replay() {
+                // Re-execution: the request is built as it would be sent; the response is the recorded one.
+                let outputs = cx.served.outputs()?;
+                return Ok(NodeRun {
+                    inputs: json!({}),
+                    process_data: Value::Object(process),
+                    outputs,
+                    ..NodeRun::default()
+                });
+            }
 
             let builder = Client::builder()
                 .connect_timeout(self.connect)

@@ -43,7 +43,7 @@ pub async fn invoke(
     messages: Vec<PromptMessage>,
     stream: bool,
 ) -> Result<(String, Usage), NodeError> {
-    let model = cx.run.engine.providers().resolve(&spec.provider, &spec.name).map_err(provider_error)?;
+    let model = cx.run.providers.resolve(&spec.provider, &spec.name).map_err(provider_error)?;
     let started = Instant::now();
     let prompt_text: String = messages.iter().map(|m| m.content.as_str()).collect::<Vec<_>>().join("\n");
     let request = ModelRequest { model: model.model.clone(), messages, params: spec.completion_params.clone() };

@@ -36,6 +36,7 @@ use uuid::Uuid;
 use super::executor::{RunCx, ScopePos};
 use super::graph::{Graph, NodeDef};
 use super::pool::Pool;
+use super::replay::Served;
 use super::template::Segment;
 use crate::event::Usage;
 
@@ -102,6 +103,8 @@ pub struct NodeCx<'a> {
     pub exec_id: Uuid,
     /// The container round the node runs in, if any.
     pub pos: &'a ScopePos,
+    /// For nodes that reach outside: live, or the recorded attempt on re-execution.
+    pub served: Served,
 }
 
 impl NodeCx<'_> {

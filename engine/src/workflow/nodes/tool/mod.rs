@@ -2,7 +2,8 @@
 //! run in-process (`time.current_time`, `json_process.parse`). Parameters
 //! come from `tool_configurations` and `tool_parameters` (`mixed` text
 //! templates, `variable` selectors, `constant`s). Any other tool fails the
-//! node naming it. Outputs: `text`, `files`, `json`.
+//! node naming it. Outputs: `text`, `files`, `json`. On re-execution the
+//! outputs are the recorded ones ([`crate::workflow::replay`]).
 
 mod json_process;
 mod time;
@@ -87,6 +88,15 @@ impl Node for Tool {
                     Param::Constant(v) => v.clone(),
                 };
                 args.insert(name.clone(), v);
+            }
+            if cx.served.is_replay() {
+                // Re-execution: the recorded answer (the time tool's clock included).
+                return Ok(NodeRun {
+                    inputs: Value::Object(args),
+                    process_data: json!({"tool": format!("{}/{}", self.provider, self.name)}),
+                    outputs: cx.served.outputs()?,
+                    ..NodeRun::default()
+                });
             }
             let text = match builtin {
                 Builtin::CurrentTime => time::current_time(&args).map_err(|e| NodeError::new("ToolInvokeError", e))?,
