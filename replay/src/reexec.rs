@@ -87,12 +87,15 @@ pub fn reexecute_task(config: &EngineConfig, task: Uuid, options: &ReexecOptions
     Ok(result?)
 }
 
-/// Re-executes every run of app `app`, oldest first, calling `progress(done, total)` after each.
+/// Called after each run of [`reexecute_app`]: runs done, runs in all, the run, its result.
+pub type OnRun<'a> = dyn FnMut(usize, usize, &Uuid, &Result<Reexecution, ReexecError>) + 'a;
+
+/// Re-executes every run of app `app`, oldest first, calling `progress` after each.
 pub fn reexecute_app(
     config: &EngineConfig,
     app: Uuid,
     options: &ReexecOptions,
-    progress: &mut dyn FnMut(usize, usize, &Uuid, &Result<Reexecution, ReexecError>),
+    progress: &mut OnRun<'_>,
 ) -> Result<AppReport, Error> {
     let (engine, runtime) = open(config)?;
     let result = runtime.block_on(async {
