@@ -20,3 +20,9 @@ mod workflow;
 
 // `ferrify replay`: transcripts of past runs equal their live streams.
 mod replay;
+
+// The fuzz targets' corpora (seeds and found crashes) through the same checks, on stable.
+mod fuzz_corpus;
+
+// Bad input, limits and security: every refusal is Dify's, the server stays up, the log replays.
+mod hardening;

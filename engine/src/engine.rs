@@ -12,6 +12,7 @@ use parking_lot::{Mutex, RwLock};
 use uuid::Uuid;
 
 use crate::apps::LoadedApp;
+use crate::limits::{RunLimits, RunSlots};
 use crate::projection;
 use crate::provider::Providers;
 use crate::workflow::{Workflow, WorkflowSettings};
@@ -26,6 +27,8 @@ pub struct EngineConfig {
     pub providers: Providers,
     /// Settings of workflow runs (limits, network policy, code execution).
     pub workflow: WorkflowSettings,
+    /// Caps on runs in flight and on a run's wall time.
+    pub limits: RunLimits,
 }
 
 impl Default for EngineConfig {
@@ -35,6 +38,7 @@ impl Default for EngineConfig {
             flush_interval: Duration::from_millis(10),
             providers: Providers::builtin_only(),
             workflow: WorkflowSettings::default(),
+            limits: RunLimits::default(),
         }
     }
 }
@@ -59,6 +63,9 @@ pub(crate) struct Inner {
     pub workflow_settings: Arc<WorkflowSettings>,
     /// Compiled workflow versions by id.
     pub workflows: RwLock<HashMap<Uuid, Arc<Workflow>>>,
+    pub limits: RunLimits,
+    /// Runs in flight, for admission.
+    pub slots: Arc<RunSlots>,
 }
 
 /// The engine: its store and shared services.
@@ -84,6 +91,8 @@ impl Engine {
                 conversation_locks: Mutex::new(HashMap::new()),
                 workflow_settings: Arc::new(config.workflow.clone()),
                 workflows: RwLock::new(HashMap::new()),
+                limits: config.limits.clone(),
+                slots: Arc::new(RunSlots::default()),
             }),
         })
     }
@@ -99,6 +108,22 @@ impl Engine {
     /// Unix microseconds, the time of new events.
     pub fn now(&self) -> i64 {
         SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_micros() as i64).unwrap_or(0)
+    }
+
+    /// The run limits in force.
+    pub fn limits(&self) -> &RunLimits {
+        &self.inner.limits
+    }
+
+    /// Runs in flight right now.
+    pub fn runs_in_flight(&self) -> usize {
+        self.inner.slots.in_flight()
+    }
+
+    /// Takes a slot for a new run asked for with API key `key`, or refuses
+    /// it with [`crate::EngineError::TooManyRuns`].
+    pub(crate) fn admit(&self, key: Option<Uuid>) -> crate::Result<crate::limits::RunSlot> {
+        self.inner.slots.admit(&self.inner.limits, key)
     }
 
     /// Flushes the log and stops its writer.

@@ -38,6 +38,9 @@ pub enum EngineError {
     /// A DSL file could not be imported.
     #[error(transparent)]
     Dsl(#[from] DslError),
+    /// A cap on runs in flight is reached; `limit` names the setting.
+    #[error("Too many requests. Please try again later. The current maximum of concurrent runs ({limit}) is {max}.")]
+    TooManyRuns { limit: &'static str, max: usize },
 }
 
 /// An error's text with its sources (reqwest keeps the interesting part —

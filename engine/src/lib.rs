@@ -3,6 +3,7 @@
 //! - [`engine`]: the [`Engine`] handle (store + shared services);
 //! - [`event`]: the facts ferrify records ([`Event`] in an [`Envelope`]);
 //! - [`json`]: arbitrary JSON carried inside binary events;
+//! - [`limits`]: run admission (concurrent runs overall and per key) and run-wide limits;
 //! - [`model`]: read-model rows;
 //! - [`projection`]: pure folds of events into read models, one module each;
 //! - [`recovery`]: closing the runs a crash interrupted.
@@ -13,8 +14,11 @@ pub mod demo;
 pub mod engine;
 pub mod error;
 pub mod event;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod history;
 pub mod json;
+pub mod limits;
 pub mod model;
 pub mod projection;
 pub mod provider;

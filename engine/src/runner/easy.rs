@@ -27,6 +27,7 @@ use crate::engine::{Engine, Stoppable};
 use crate::error::{EngineError, Result};
 use crate::event::{Envelope, Event, NewConversation, RunStarted, Usage};
 use crate::json::Json;
+use crate::limits::RunSlot;
 use crate::model::{ConversationRow, MessageRow};
 use crate::projection::trees;
 use crate::provider::{
@@ -48,6 +49,8 @@ pub struct MessageRequest {
     pub auto_generate_name: bool,
     pub trace_id: Option<String>,
     pub files: Value,
+    /// The API key that asked (runs in flight are counted per key).
+    pub key: Option<Uuid>,
 }
 
 /// Everything the spawned run needs.
@@ -63,6 +66,8 @@ struct Plan {
     conversation: Option<(Uuid, tokio::sync::OwnedMutexGuard<()>)>,
     title_from: Option<(Uuid, String)>,
     outcome: Option<oneshot::Sender<Result<Outcome>>>,
+    /// Held until the run ends.
+    slot: RunSlot,
 }
 
 impl Engine {
@@ -100,6 +105,7 @@ impl Engine {
         }
         let inputs = form::validate(&app.spec.form, &req.inputs).map_err(EngineError::InvalidParam)?;
         let model = self.providers().resolve(&mc.model.provider, &mc.model.name)?;
+        let slot = self.admit(req.key)?;
         let app_id = app.id();
         let end_user = end_user_id(app_id, &req.user);
 
@@ -207,6 +213,7 @@ impl Engine {
             conversation: conversation_id.zip(guard),
             title_from,
             outcome: outcome_tx,
+            slot,
         };
         tokio::spawn(run(plan));
         Ok(Accepted {
@@ -240,8 +247,20 @@ impl Engine {
 
 /// The run itself, in its own task.
 async fn run(plan: Plan) {
-    let Plan { engine, mut recorder, trace_id, model, request, flag, task_id, user, conversation, title_from, outcome } =
-        plan;
+    let Plan {
+        engine,
+        mut recorder,
+        trace_id,
+        model,
+        request,
+        flag,
+        task_id,
+        user,
+        conversation,
+        title_from,
+        outcome,
+        slot,
+    } = plan;
     // The title of a new conversation is asked for alongside the answer. If it
     // is ready when a buffered run is written, it names the conversation in
     // `RunStarted`; otherwise it arrives as a rename.
@@ -271,6 +290,7 @@ async fn run(plan: Plan) {
         drop(guard);
         engine.release_conversation(id);
     }
+    drop(slot);
     if let Some(tx) = outcome {
         let _ = tx.send(result);
     }
@@ -308,6 +328,9 @@ async fn call_model(
         ))
         .await?;
     let mut chunks = model.provider.stream(request);
+    // Past the run's wall time the answer ends as if stopped (Dify's APP_MAX_EXECUTION_TIME).
+    let max_time = engine.limits().max_run_time;
+    let deadline = tokio::time::Instant::now() + max_time;
     let mut answer = String::new();
     let mut reported: Option<(u64, u64)> = None;
     let mut first_token: Option<f64> = None;
@@ -318,7 +341,18 @@ async fn call_model(
             stopped = true;
             break;
         }
-        let Some(item) = chunks.next().await else { break };
+        let item = match tokio::time::timeout_at(deadline, chunks.next()).await {
+            Ok(Some(item)) => item,
+            Ok(None) => break,
+            Err(_) => {
+                tracing::warn!(
+                    "run stopped: it reached its wall time of {} s (limits.max_run_seconds)",
+                    max_time.as_secs()
+                );
+                stopped = true;
+                break;
+            }
+        };
         match item {
             Ok(ModelChunk::Text(text)) if !text.is_empty() => {
                 first_token.get_or_insert(started.elapsed().as_secs_f64());

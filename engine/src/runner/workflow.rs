@@ -25,6 +25,7 @@ use crate::engine::{Engine, Stoppable};
 use crate::error::{EngineError, Result};
 use crate::event::{Envelope, Event, NewConversation, RunStarted, WorkflowFinished};
 use crate::json::Json;
+use crate::limits::RunSlot;
 use crate::model::{ConversationRow, WorkflowVersionRow};
 use crate::projection::trees;
 use crate::wire::{Outcome, WireRun};
@@ -43,6 +44,8 @@ pub struct WorkflowRequest {
     pub files: Value,
     /// A given published version (`/workflows/:workflow_id/run`), else the latest.
     pub workflow_id: Option<Uuid>,
+    /// The API key that asked (runs in flight are counted per key).
+    pub key: Option<Uuid>,
 }
 
 /// Most events recorded in one append.
@@ -107,6 +110,7 @@ impl Engine {
         }
         let wf = self.workflow(app, req.workflow_id)?;
         let inputs = form::validate(&wf.form, &req.inputs).map_err(EngineError::InvalidParam)?;
+        let slot = self.admit(req.key)?;
         let plan = Launch {
             app_id: app.id(),
             mode: AppMode::Workflow,
@@ -118,6 +122,7 @@ impl Engine {
             streaming: req.streaming,
             trace_id: req.trace_id,
             conversation: None,
+            slot,
         };
         self.launch(plan).await
     }
@@ -130,6 +135,7 @@ impl Engine {
         }
         let wf = self.workflow(app, None)?;
         let inputs = form::validate(&wf.form, &req.inputs).map_err(EngineError::InvalidParam)?;
+        let slot = self.admit(req.key)?;
         let app_id = app.id();
         let end_user = end_user_id(app_id, &req.user);
         let conversation = match req.conversation_id {
@@ -163,6 +169,7 @@ impl Engine {
             streaming: req.streaming,
             trace_id: req.trace_id,
             conversation: Some(conversation),
+            slot,
         };
         self.launch(plan).await
     }
@@ -199,7 +206,7 @@ impl Engine {
     }
 
     async fn launch(&self, plan: Launch) -> Result<Accepted> {
-        let Launch { app_id, mode, wf, inputs, user, query, files, streaming, trace_id, conversation } = plan;
+        let Launch { app_id, mode, wf, inputs, user, query, files, streaming, trace_id, conversation, slot } = plan;
         let chat = mode == AppMode::AdvancedChat;
         let end_user = end_user_id(app_id, &user);
         let task_id = Uuid::new_v4();
@@ -294,9 +301,22 @@ impl Engine {
         let rc = RunCx::new(self.clone(), mode, settings, wf.graph.clone(), root, history, trace_id, stop, tx);
         let engine = self.clone();
         let recorder = Recording { engine: self.clone(), stream: stream.clone(), wire };
+        // Past its wall time the run is stopped, the error naming the limit.
+        let max_time = self.limits().max_run_time;
+        let timer = {
+            let stop = rc.stop.clone();
+            tokio::spawn(async move {
+                tokio::time::sleep(max_time).await;
+                stop.stop_with(format!(
+                    "Max execution time {} s reached (limits.max_run_seconds).",
+                    max_time.as_secs()
+                ));
+            })
+        };
         tokio::spawn(async move {
             let recording = tokio::spawn(recorder.run(rx));
             drive(rc, &user, chat).await.finish(&engine, &wf, conversation, conv_values).await;
+            timer.abort();
             let outcome = match recording.await {
                 Ok(r) => r,
                 Err(_) => Err(EngineError::AppUnavailable("the run's recorder failed".into())),
@@ -305,6 +325,7 @@ impl Engine {
                 tracing::error!(task = %task_id, "run could not be recorded: {e}");
             }
             engine.inner.running.lock().remove(&task_id);
+            drop(slot);
             if let Some(tx) = outcome_tx {
                 let _ = tx.send(outcome);
             }
@@ -336,6 +357,8 @@ struct Launch {
     streaming: bool,
     trace_id: Option<String>,
     conversation: Option<Conversation>,
+    /// Held until the run ends.
+    slot: RunSlot,
 }
 
 /// What is left to do once the graph ran: the conversation variables to persist.
@@ -363,7 +386,7 @@ async fn drive(rc: RunCx, user: &str, chat: bool) -> Driven {
         Ok(()) => ("succeeded", None),
         Err(NodeError::Stopped) => {
             rc.emit(Event::StopRequested { user: user.to_string() });
-            ("stopped", Some("Workflow execution stopped by user.".to_string()))
+            ("stopped", Some(rc.stop.reason().unwrap_or_else(|| "Workflow execution stopped by user.".to_string())))
         }
         Err(NodeError::Failed { message, .. }) => ("failed", Some(message.clone())),
     };

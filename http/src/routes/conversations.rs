@@ -52,7 +52,7 @@ pub fn routes(state: State) -> impl Filter<Extract = (warp::reply::Response,), E
     list.or(delete).unify().or(rename).unify().or(variables).unify()
 }
 
-fn conversation_id(id: &str) -> Result<Uuid, ApiError> {
+pub fn conversation_id(id: &str) -> Result<Uuid, ApiError> {
     Uuid::parse_str(id.trim()).map_err(|_| ApiError::not_found("Conversation Not Exists."))
 }
 
@@ -89,15 +89,31 @@ async fn rename(
     body: Map<String, Value>,
 ) -> Result<warp::reply::Response, ApiError> {
     let id = conversation_id(&id)?;
-    let user = optional_user(field_string(&body, "user"));
-    let auto = field_bool(&body, "auto_generate", false)?;
+    let r = rename_request(&body)?;
+    let conv = state.engine.rename_conversation(&app, &r.user, id, r.name, r.auto_generate).await?;
+    Ok(warp::reply::json(&conv).into_response())
+}
+
+/// The body of `POST /conversations/:id/name`.
+#[derive(Debug, PartialEq)]
+pub struct Rename {
+    pub user: String,
+    pub name: Option<String>,
+    pub auto_generate: bool,
+}
+
+pub fn rename_request(body: &Map<String, Value>) -> Result<Rename, ApiError> {
+    let user = optional_user(field_string(body, "user"));
+    let auto_generate = field_bool(body, "auto_generate", false)?;
     let name = match body.get("name") {
         None | Some(Value::Null) => None,
         Some(Value::String(s)) => Some(s.clone()),
         Some(_) => return Err(ApiError::invalid_param("name must be a string")),
     };
-    let conv = state.engine.rename_conversation(&app, &user, id, name, auto).await?;
-    Ok(warp::reply::json(&conv).into_response())
+    if !auto_generate && !name.as_deref().is_some_and(|n| !n.trim().is_empty()) {
+        return Err(ApiError::invalid_param("name is required when auto_generate is false"));
+    }
+    Ok(Rename { user, name, auto_generate })
 }
 
 fn variables(

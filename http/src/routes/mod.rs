@@ -9,6 +9,7 @@ pub mod conversations;
 pub mod health;
 pub mod messages;
 pub mod metrics;
+pub mod openapi_json;
 pub mod workflows;
 
 use std::convert::Infallible;
@@ -45,6 +46,8 @@ pub fn service_api(state: State) -> warp::filters::BoxedFilter<(warp::reply::Res
         .or(conversations::routes(state.clone()))
         .unify()
         .or(workflows::routes(state))
+        .unify()
+        .or(openapi_json::routes())
         .unify();
     api_prefix().and(routes).boxed()
 }

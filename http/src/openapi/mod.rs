@@ -1,0 +1,131 @@
+//! The OpenAPI 3.1 document of the Service API, served at `GET /v1/openapi.json`.
+//!
+//! One file here per route module (`routes/<module>.rs` ↔ `openapi/<module>.rs`),
+//! each adding the operations its routes serve; [`MODULES`] lists them. To
+//! document a new route module, add its file and one line to [`MODULES`].
+//! Shared schemas (errors, files, usage, pages) live in [`schemas`].
+//!
+//! It cannot drift from the code unnoticed: `tests` (below) reads every
+//! `warp::path!` route of the Service API's modules and requires the
+//! document to list exactly those operations, and sends each documented
+//! operation to the real router to see it routed (not 404/405). Schemathesis
+//! (`.ci/run`) checks the schemas against a running server.
+
+mod app_info;
+mod chat_messages;
+mod completion_messages;
+mod conversations;
+mod messages;
+mod openapi_json;
+pub(crate) mod schemas;
+mod workflows;
+
+use serde_json::{json, Map, Value};
+
+use crate::error::CODES;
+
+/// Operations, by path and method.
+#[derive(Default)]
+pub struct Paths(Map<String, Value>);
+
+impl Paths {
+    /// Adds `method path` (path relative to `/v1`, parameters in braces).
+    pub fn add(&mut self, method: &str, path: &str, operation: Value) {
+        let entry = self.0.entry(path.to_string()).or_insert_with(|| json!({}));
+        if let Value::Object(m) = entry {
+            m.insert(method.to_ascii_lowercase(), operation);
+        }
+    }
+}
+
+/// Every Service API route module with the function documenting it. The
+/// name is the module's file under `routes/` (`openapi_json` documents the
+/// document itself, served from `routes/mod.rs`).
+pub const MODULES: &[(&str, fn(&mut Paths))] = &[
+    ("app_info", app_info::paths),
+    ("chat_messages", chat_messages::paths),
+    ("completion_messages", completion_messages::paths),
+    ("conversations", conversations::paths),
+    ("messages", messages::paths),
+    ("workflows", workflows::paths),
+    ("openapi_json", openapi_json::paths),
+];
+
+/// The whole document.
+pub fn document() -> Value {
+    let mut paths = Paths::default();
+    for (_, add) in MODULES {
+        add(&mut paths);
+    }
+    json!({
+        "openapi": "3.1.0",
+        "info": {
+            "title": "ferrify — Dify Service API",
+            "version": env!("CARGO_PKG_VERSION"),
+            "description": "Dify's Service API as ferrify serves it. Every route is also served under /api. \
+                Errors are Dify's envelope {code, message, status}. Generation endpoints answer JSON \
+                (response_mode blocking, the default) or a text/event-stream (streaming).",
+        },
+        "servers": [{"url": "/v1"}],
+        "security": [{"bearer": []}],
+        "paths": Value::Object(paths.0),
+        "components": {
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer", "description": "An app API key, app-…"}},
+            "schemas": schemas::all(),
+        },
+    })
+}
+
+/// A path parameter.
+pub(crate) fn path_param(name: &str, description: &str) -> Value {
+    json!({"name": name, "in": "path", "required": true, "description": description, "schema": {"type": "string"}})
+}
+
+/// A query parameter.
+pub(crate) fn query_param(name: &str, schema: Value, description: &str) -> Value {
+    json!({"name": name, "in": "query", "required": false, "description": description, "schema": schema})
+}
+
+/// A JSON request body.
+pub(crate) fn json_body(schema: Value) -> Value {
+    json!({"required": true, "content": {"application/json": {"schema": schema}}})
+}
+
+/// A `$ref` to a shared schema.
+pub(crate) fn schema(name: &str) -> Value {
+    json!({"$ref": format!("#/components/schemas/{name}")})
+}
+
+/// Responses: `ok` (status → (description, JSON schema)) plus the error statuses.
+pub(crate) fn responses(ok: &[(u16, &str, Value)], errors: &[u16]) -> Value {
+    let mut out = Map::new();
+    for (status, description, schema) in ok {
+        out.insert(
+            status.to_string(),
+            json!({"description": description, "content": {"application/json": {"schema": schema}}}),
+        );
+    }
+    for status in errors {
+        out.insert(status.to_string(), error_response(*status));
+    }
+    Value::Object(out)
+}
+
+/// The error envelope with the codes this status can carry.
+pub(crate) fn error_response(status: u16) -> Value {
+    let codes: Vec<&str> = CODES.iter().filter(|(s, _)| *s == status).map(|(_, c)| *c).collect();
+    json!({
+        "description": format!("Error ({})", codes.join(", ")),
+        "content": {"application/json": {"schema": {
+            "allOf": [schema("Error")],
+            "properties": {"status": {"const": status}, "code": {"enum": codes}},
+        }}},
+    })
+}
+
+/// Errors every authenticated Service API operation can answer (bad key,
+/// malformed body or query, limits).
+pub(crate) const COMMON_ERRORS: &[u16] = &[400, 401, 413, 429];
+
+#[cfg(test)]
+mod tests;
