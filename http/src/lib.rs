@@ -87,7 +87,20 @@ pub fn routes(state: State) -> impl Filter<Extract = (impl warp::Reply,), Error 
         Some(cors) => all.with(cors).map(warp::Reply::into_response).boxed(),
         None => all.boxed(),
     };
-    all.recover(recover).with(log)
+    warp::path::full()
+        .and(all.recover(recover).unify())
+        .map(|path: warp::path::FullPath, res: warp::reply::Response| {
+            let mut res = warp::Reply::into_response(res);
+            if res.status() == warp::http::StatusCode::METHOD_NOT_ALLOWED {
+                let allow = openapi::allowed_methods(path.as_str())
+                    .or_else(|| matches!(path.as_str(), "/health" | "/metrics").then(|| "GET".to_string()));
+                if let Some(v) = allow.and_then(|a| warp::http::HeaderValue::from_str(&a).ok()) {
+                    res.headers_mut().insert("allow", v);
+                }
+            }
+            res
+        })
+        .with(log)
 }
 
 /// The CORS policy for `origins`; none when the list is empty (the default).

@@ -162,11 +162,19 @@ pub fn field_string(body: &Map<String, Value>, name: &str) -> Option<String> {
     }
 }
 
+/// The body's `user`: strings as is, numbers and booleans as text (Dify
+/// stringifies them), null/absent → None; a list or object is refused
+/// rather than turned into a user called `{}`.
+pub fn user_field(body: &Map<String, Value>) -> Result<Option<String>, ApiError> {
+    match body.get("user") {
+        Some(Value::Array(_) | Value::Object(_)) => Err(ApiError::invalid_param("user must be a string")),
+        _ => Ok(field_string(body, "user")),
+    }
+}
+
 /// A required `user` (body): missing or empty → Dify's error.
 pub fn required_user(body: &Map<String, Value>) -> Result<String, ApiError> {
-    field_string(body, "user")
-        .filter(|u| !u.is_empty())
-        .ok_or_else(|| ApiError::invalid_param("Arg user must be provided."))
+    user_field(body)?.filter(|u| !u.is_empty()).ok_or_else(|| ApiError::invalid_param("Arg user must be provided."))
 }
 
 /// An optional `user`: absent or empty → the shared anonymous user.

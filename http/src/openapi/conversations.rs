@@ -2,11 +2,11 @@
 
 use serde_json::json;
 
-use super::{json_body, path_param, query_param, responses, schema, Paths};
+use super::{json_body, path_param, query_param, query_user, responses, schema, uuid_or_blank, Paths};
 
 pub fn paths(p: &mut Paths) {
     let id = path_param("conversation_id", "A conversation of this user (a UUID).");
-    let user = query_param("user", schema("User"), "The end user (absent: the shared anonymous user).");
+    let user = query_user();
     let limit = query_param("limit", json!({"type": "integer", "minimum": 1, "maximum": 100, "default": 20}), "");
     p.add(
         "get",
@@ -16,7 +16,7 @@ pub fn paths(p: &mut Paths) {
             "summary": "This user's conversations",
             "parameters": [
                 user, limit,
-                query_param("last_id", json!({"type": "string"}), "The last conversation of the previous page (a UUID)."),
+                query_param("last_id", uuid_or_blank(), "The last conversation of the previous page."),
                 query_param("sort_by", json!({"type": "string", "enum": ["created_at", "-created_at", "updated_at", "-updated_at"]}), ""),
             ],
             "responses": responses(&[(200, "A page of conversations", schema("ConversationPage"))], &[400, 401, 404, 429]),
@@ -29,7 +29,7 @@ pub fn paths(p: &mut Paths) {
             "operationId": "deleteConversation",
             "summary": "Delete a conversation of this user",
             "parameters": [id],
-            "requestBody": json_body(json!({"type": "object", "properties": {"user": schema("User")}})),
+            "requestBody": json_body(json!({"type": "object", "properties": {"user": schema("OptionalUser")}})),
             "responses": {
                 "204": {"description": "Deleted"},
                 "400": super::error_response(400),
@@ -51,8 +51,8 @@ pub fn paths(p: &mut Paths) {
                 "type": "object",
                 "properties": {
                     "name": {"type": ["string", "null"], "description": "Required (not blank) unless auto_generate."},
-                    "auto_generate": {"type": ["boolean", "null"]},
-                    "user": schema("User"),
+                    "auto_generate": super::chat_messages::flag(),
+                    "user": schema("OptionalUser"),
                 },
             })),
             "responses": responses(&[(200, "The conversation", schema("Conversation"))], &[400, 401, 404, 413, 429]),

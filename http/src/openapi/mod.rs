@@ -81,9 +81,20 @@ pub(crate) fn path_param(name: &str, description: &str) -> Value {
     json!({"name": name, "in": "path", "required": true, "description": description, "schema": {"type": "string"}})
 }
 
-/// A query parameter.
+/// A query parameter; a blank value means the parameter is absent.
 pub(crate) fn query_param(name: &str, schema: Value, description: &str) -> Value {
+    let schema = json!({"anyOf": [schema, {"type": "string", "pattern": "^\\s*$"}]});
     json!({"name": name, "in": "query", "required": false, "description": description, "schema": schema})
+}
+
+/// A string that is a UUID, or blank (which means absent).
+pub(crate) fn uuid_or_blank() -> Value {
+    json!({"type": "string", "anyOf": [{"format": "uuid"}, {"pattern": "^\\s*$"}]})
+}
+
+/// A query `user` (absent or empty: the shared anonymous user).
+pub(crate) fn query_user() -> Value {
+    query_param("user", json!({"type": "string"}), "The end user (absent or empty: the shared anonymous user).")
 }
 
 /// A JSON request body.
@@ -126,6 +137,37 @@ pub(crate) fn error_response(status: u16) -> Value {
 /// Errors every authenticated Service API operation can answer (bad key,
 /// malformed body or query, limits).
 pub(crate) const COMMON_ERRORS: &[u16] = &[400, 401, 413, 429];
+
+/// The methods the document allows on a request path (`/v1/…` or `/api/…`),
+/// for the `Allow` header of a 405; None for paths it does not describe.
+pub fn allowed_methods(path: &str) -> Option<String> {
+    static ROUTES: std::sync::OnceLock<Vec<(Vec<String>, Vec<String>)>> = std::sync::OnceLock::new();
+    let routes = ROUTES.get_or_init(|| {
+        let doc = document();
+        let mut out = Vec::new();
+        for (p, ops) in doc["paths"].as_object().into_iter().flatten() {
+            let segments = p.trim_matches('/').split('/').filter(|s| !s.is_empty()).map(str::to_string).collect();
+            let methods = ops.as_object().into_iter().flat_map(|m| m.keys()).map(|m| m.to_ascii_uppercase()).collect();
+            out.push((segments, methods));
+        }
+        out
+    });
+    let rest = path.strip_prefix("/v1").or_else(|| path.strip_prefix("/api"))?;
+    let given: Vec<&str> = rest.trim_matches('/').split('/').filter(|s| !s.is_empty()).collect();
+    let mut methods: Vec<&str> = routes
+        .iter()
+        .filter(|(segments, _)| {
+            segments.len() == given.len() && segments.iter().zip(&given).all(|(s, g)| s.starts_with('{') || s == g)
+        })
+        .flat_map(|(_, m)| m.iter().map(String::as_str))
+        .collect();
+    if methods.is_empty() {
+        return None;
+    }
+    methods.sort_unstable();
+    methods.dedup();
+    Some(methods.join(", "))
+}
 
 #[cfg(test)]
 mod tests;

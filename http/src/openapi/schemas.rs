@@ -51,6 +51,11 @@ pub fn all() -> Value {
         "User": {
             "description": "The end user's identifier, chosen by the integrator (numbers and booleans are read as text).",
             "type": ["string", "number", "boolean"],
+            "minLength": 1,
+        },
+        "OptionalUser": {
+            "description": "The end user; absent, null or empty: the app's shared anonymous user (DEFAULT-USER).",
+            "type": ["string", "number", "boolean", "null"],
         },
         "Usage": {
             "type": "object",

@@ -156,3 +156,14 @@ fn declared_routes_are_read_from_source() {
     assert!(got.contains(&("post".to_string(), "/a/{}/b".to_string())));
     assert!(got.contains(&("get".to_string(), "/".to_string())));
 }
+
+#[test]
+fn allow_lists_the_documented_methods() {
+    use super::allowed_methods;
+    assert_eq!(allowed_methods("/v1/chat-messages").as_deref(), Some("POST"));
+    assert_eq!(allowed_methods("/api/conversations/abc").as_deref(), Some("DELETE"));
+    assert_eq!(allowed_methods("/v1/workflows/run/abc").as_deref(), Some("GET"));
+    assert_eq!(allowed_methods("/v1/").as_deref(), Some("GET"));
+    assert_eq!(allowed_methods("/v1/nope"), None);
+    assert_eq!(allowed_methods("/console/api/apps"), None);
+}

@@ -2,7 +2,7 @@
 
 use serde_json::{json, Value};
 
-use super::chat_messages::{generation_ok, stop_body};
+use super::chat_messages::{files, generation_ok, stop_body};
 use super::{json_body, path_param, query_param, responses, schema, Paths, COMMON_ERRORS};
 
 fn run_body() -> Value {
@@ -13,8 +13,8 @@ fn run_body() -> Value {
             "inputs": {"anyOf": [schema("Inputs"), {"type": "null"}]},
             "user": schema("User"),
             "response_mode": schema("ResponseMode"),
-            "files": {"type": ["array", "null"], "items": schema("InputFile")},
-            "trace_id": {"type": ["string", "null"]},
+            "files": files(),
+            "trace_id": super::chat_messages::trace_id(),
         },
     })
 }
@@ -38,7 +38,7 @@ pub fn paths(p: &mut Paths) {
         json!({
             "operationId": "runWorkflowVersion",
             "summary": "Run a given published version",
-            "parameters": [path_param("workflow_id", "A published version's id (a UUID).")],
+            "parameters": [{"name": "workflow_id", "in": "path", "required": true, "description": "A published version's id.", "schema": {"type": "string", "format": "uuid"}}],
             "requestBody": json_body(run_body()),
             "responses": r,
         }),
@@ -78,7 +78,7 @@ pub fn paths(p: &mut Paths) {
                 query_param("created_at__before", json!({"type": "string", "format": "date-time"}), ""),
                 query_param("created_at__after", json!({"type": "string", "format": "date-time"}), ""),
                 query_param("created_by_end_user_session_id", json!({"type": "string"}), "A raw user string."),
-                query_param("created_by_account", json!({"type": "string"}), "Console accounts do not exist here: any value is refused."),
+                query_param("created_by_account", json!({"type": "string", "pattern": "^\\s*$"}), "Console accounts do not exist here: any value but a blank one is refused."),
             ],
             "responses": responses(&[(200, "A page of runs", schema("WorkflowLogs"))], &[400, 401, 429]),
         }),

@@ -43,6 +43,10 @@ async fn send(
     meta: RequestMeta,
     body: Map<String, Value>,
 ) -> Result<warp::reply::Response, ApiError> {
+    // Completions have no conversation: these chat fields are ignored, whatever they hold.
+    let mut body = body;
+    body.remove("conversation_id");
+    body.remove("auto_generate_name");
     let req = MessageRequest { key: Some(caller.key_id), ..message_request(&body, &meta)? };
     let accepted = state.engine.start_completion(&caller.app, req).await?;
     Ok(reply(&state, &meta, accepted).await)

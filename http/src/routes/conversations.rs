@@ -13,7 +13,7 @@ use warp::{Filter, Reply};
 use super::{respond, with_state};
 use crate::auth::app_key;
 use crate::error::ApiError;
-use crate::request::{field_bool, field_string, json_body, limit, optional_user, optional_uuid, q, query};
+use crate::request::{field_bool, json_body, limit, optional_user, optional_uuid, q, query, user_field};
 use crate::State;
 
 pub fn routes(state: State) -> impl Filter<Extract = (warp::reply::Response,), Error = warp::Rejection> + Clone {
@@ -77,7 +77,7 @@ async fn delete(
     body: Map<String, Value>,
 ) -> Result<warp::reply::Response, ApiError> {
     let id = conversation_id(&id)?;
-    let user = optional_user(field_string(&body, "user"));
+    let user = optional_user(user_field(&body)?);
     state.engine.delete_conversation(&app, &user, id).await?;
     Ok(warp::reply::with_status(warp::reply(), warp::http::StatusCode::NO_CONTENT).into_response())
 }
@@ -103,7 +103,7 @@ pub struct Rename {
 }
 
 pub fn rename_request(body: &Map<String, Value>) -> Result<Rename, ApiError> {
-    let user = optional_user(field_string(body, "user"));
+    let user = optional_user(user_field(body)?);
     let auto_generate = field_bool(body, "auto_generate", false)?;
     let name = match body.get("name") {
         None | Some(Value::Null) => None,
