@@ -27,7 +27,7 @@ pub struct Cli {
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Run the server.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Rebuild every read model from the log.
     Rebuild(DataArgs),
     /// Print a past run's stream, or re-execute it and diff (the server must not be running on the
@@ -237,7 +237,7 @@ impl LimitsConfig {
         }
         let rate_limit = match self.rate_limit_per_second {
             None => None,
-            Some(r) if r == 0.0 => None,
+            Some(0.0) => None,
             Some(r) if !(r.is_finite() && r > 0.0) => anyhow::bail!("limits.rate_limit_per_second must be positive"),
             Some(r) => {
                 let burst = self.rate_limit_burst.map(f64::from).unwrap_or(r.ceil()).max(1.0);
@@ -353,6 +353,7 @@ impl FileConfig {
     }
 
     /// The engine configuration for `serve` (or offline commands when `serve` is None).
+    #[allow(clippy::needless_update)] // workflow settings added later keep their defaults
     pub fn engine(&self, data: &DataArgs, serve: Option<&ServeArgs>) -> anyhow::Result<EngineConfig> {
         let override_text = serve.and_then(|s| s.model_override.clone()).or_else(|| self.model_override.clone());
         let model_override = match override_text {

@@ -35,7 +35,7 @@ fn main() -> ExitCode {
 fn run(cli: Cli) -> anyhow::Result<()> {
     let file = FileConfig::load(cli.config.as_deref())?;
     match cli.command {
-        Command::Serve(args) => serve(&file, args),
+        Command::Serve(args) => serve(&file, *args),
         Command::Rebuild(data) => {
             let dir = file.data_dir(&data);
             let r = ferrify_replay::rebuild::rebuild(&dir, true)

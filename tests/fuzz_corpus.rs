@@ -5,8 +5,11 @@
 
 use std::path::Path;
 
+/// A target's body.
+type Check = fn(&[u8]);
+
 /// Each target of `fuzz/fuzz_targets/` with its body.
-const TARGETS: &[(&str, fn(&[u8]))] = &[
+const TARGETS: &[(&str, Check)] = &[
     ("event_codec", ferrify_engine::fuzzing::event_codec),
     ("dsl_import", ferrify_engine::fuzzing::dsl_import),
     ("template_refs", ferrify_engine::fuzzing::template_refs),

@@ -277,9 +277,7 @@ async fn malformed_bodies_get_dify_errors_and_nothing_is_lost() {
     // Slow and truncated requests.
     let port = s.port;
     let (slow_body, took) = tokio::task::spawn_blocking(move || {
-        let head = format!(
-            "POST /v1/chat-messages HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer app-x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n"
-        );
+        let head = "POST /v1/chat-messages HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer app-x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n";
         raw_exchange(port, &[head.as_bytes(), b"{\"query\":"], Duration::from_millis(10), Duration::from_secs(10))
     })
     .await

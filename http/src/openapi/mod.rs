@@ -38,10 +38,13 @@ impl Paths {
     }
 }
 
+/// A route module's part of the document.
+pub type Documenter = fn(&mut Paths);
+
 /// Every Service API route module with the function documenting it. The
-/// name is the module's file under `routes/` (`openapi_json` documents the
-/// document itself, served from `routes/mod.rs`).
-pub const MODULES: &[(&str, fn(&mut Paths))] = &[
+/// name is the module's file under `routes/` (`routes/openapi_json.rs`
+/// serves the document itself).
+pub const MODULES: &[(&str, Documenter)] = &[
     ("app_info", app_info::paths),
     ("chat_messages", chat_messages::paths),
     ("completion_messages", completion_messages::paths),

@@ -110,7 +110,7 @@ pub fn rename_request(body: &Map<String, Value>) -> Result<Rename, ApiError> {
         Some(Value::String(s)) => Some(s.clone()),
         Some(_) => return Err(ApiError::invalid_param("name must be a string")),
     };
-    if !auto_generate && !name.as_deref().is_some_and(|n| !n.trim().is_empty()) {
+    if !auto_generate && name.as_deref().is_none_or(|n| n.trim().is_empty()) {
         return Err(ApiError::invalid_param("name is required when auto_generate is false"));
     }
     Ok(Rename { user, name, auto_generate })
