@@ -141,35 +141,61 @@ pub(crate) fn error_response(status: u16) -> Value {
 /// malformed body or query, limits).
 pub(crate) const COMMON_ERRORS: &[u16] = &[400, 401, 413, 429];
 
-/// The methods the document allows on a request path (`/v1/…` or `/api/…`),
-/// for the `Allow` header of a 405; None for paths it does not describe.
-pub fn allowed_methods(path: &str) -> Option<String> {
-    static ROUTES: std::sync::OnceLock<Vec<(Vec<String>, Vec<String>)>> = std::sync::OnceLock::new();
-    let routes = ROUTES.get_or_init(|| {
+/// A documented path: its template, segments and methods.
+struct Route {
+    template: String,
+    segments: Vec<String>,
+    methods: Vec<String>,
+}
+
+fn documented_routes() -> &'static [Route] {
+    static ROUTES: std::sync::OnceLock<Vec<Route>> = std::sync::OnceLock::new();
+    ROUTES.get_or_init(|| {
         let doc = document();
         let mut out = Vec::new();
         for (p, ops) in doc["paths"].as_object().into_iter().flatten() {
-            let segments = p.trim_matches('/').split('/').filter(|s| !s.is_empty()).map(str::to_string).collect();
-            let methods = ops.as_object().into_iter().flat_map(|m| m.keys()).map(|m| m.to_ascii_uppercase()).collect();
-            out.push((segments, methods));
+            out.push(Route {
+                template: p.clone(),
+                segments: p.trim_matches('/').split('/').filter(|s| !s.is_empty()).map(str::to_string).collect(),
+                methods: ops.as_object().into_iter().flat_map(|m| m.keys()).map(|m| m.to_ascii_uppercase()).collect(),
+            });
         }
         out
-    });
-    let rest = path.strip_prefix("/v1").or_else(|| path.strip_prefix("/api"))?;
-    let given: Vec<&str> = rest.trim_matches('/').split('/').filter(|s| !s.is_empty()).collect();
-    let mut methods: Vec<&str> = routes
-        .iter()
-        .filter(|(segments, _)| {
-            segments.len() == given.len() && segments.iter().zip(&given).all(|(s, g)| s.starts_with('{') || s == g)
-        })
-        .flat_map(|(_, m)| m.iter().map(String::as_str))
-        .collect();
+    })
+}
+
+/// The documented routes a request path (`/v1/…` or `/api/…`) matches.
+fn matching(path: &str) -> impl Iterator<Item = &'static Route> {
+    let rest = path.strip_prefix("/v1").or_else(|| path.strip_prefix("/api"));
+    let given: Vec<String> = rest
+        .map(|r| r.trim_matches('/').split('/').filter(|s| !s.is_empty()).map(str::to_string).collect())
+        .unwrap_or_default();
+    let known = rest.is_some();
+    documented_routes().iter().filter(move |r| {
+        known
+            && r.segments.len() == given.len()
+            && r.segments.iter().zip(&given).all(|(s, g)| s.starts_with('{') || s == g)
+    })
+}
+
+/// The methods the document allows on a request path (`/v1/…` or `/api/…`),
+/// for the `Allow` header of a 405; None for paths it does not describe.
+pub fn allowed_methods(path: &str) -> Option<String> {
+    let mut methods: Vec<&str> = matching(path).flat_map(|r| r.methods.iter().map(String::as_str)).collect();
     if methods.is_empty() {
         return None;
     }
     methods.sort_unstable();
     methods.dedup();
     Some(methods.join(", "))
+}
+
+/// The documented template a request path matches, e.g. `/conversations/{conversation_id}/name`
+/// (a literal segment wins over a parameter).
+pub fn route_template(path: &str) -> Option<&'static str> {
+    matching(path)
+        .max_by_key(|r| r.segments.iter().filter(|s| !s.starts_with('{')).count())
+        .map(|r| r.template.as_str())
 }
 
 #[cfg(test)]
