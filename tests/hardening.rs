@@ -612,3 +612,19 @@ async fn openapi_document_is_served() {
     assert!(doc["paths"].as_object().unwrap().len() >= 20);
     assert!(doc["paths"]["/chat-messages"]["post"]["responses"]["429"].is_object());
 }
+
+#[tokio::test]
+async fn long_streams_outlive_the_idle_timeout() {
+    let s = Server::start(&["--no-demo", "--idle-timeout-secs", "1", "--request-timeout-secs", "1"]);
+    let dsl = "app: {mode: chat, name: slow}\nmodel_config:\n  model: {provider: builtin, name: lorem, mode: chat, \
+               completion_params: {max_tokens: 12, pace_ms: 250}}\n  pre_prompt: ''\n  user_input_form: []\n";
+    let app = s.import_yaml(dsl).await;
+    let key = s.key(&app).await;
+    let started = Instant::now();
+    let (status, body, _) =
+        stream(&s, "/v1/chat-messages", &key, json!({"query": "go", "user": "u", "response_mode": "streaming"}), false)
+            .await;
+    assert_eq!(status, 200);
+    assert!(started.elapsed() >= Duration::from_secs(2), "{:?}", started.elapsed());
+    assert!(body.contains("\"event\":\"message_end\""), "{body}");
+}
