@@ -213,8 +213,8 @@ fn derivation() {
 /// (read + decode + pass over every frame).
 async fn breakdown() {
     let dir = tempfile::tempdir().unwrap();
-    let engine = Engine::open(&EngineConfig { data_dir: Some(dir.path().to_path_buf()), ..EngineConfig::default() })
-        .unwrap();
+    let engine =
+        Engine::open(&EngineConfig { data_dir: Some(dir.path().to_path_buf()), ..EngineConfig::default() }).unwrap();
     let store = engine.store();
     let task = Uuid::new_v4();
     let stream = StreamId::of("run", task).unwrap();

@@ -9,6 +9,7 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use ferrify_engine::files::FileSettings;
+use ferrify_engine::limits::RunLimits;
 use ferrify_engine::provider::{ProviderConfig, Providers};
 use ferrify_engine::workflow::WorkflowSettings;
 use ferrify_engine::{EngineConfig, StorageConfig};
@@ -28,7 +29,7 @@ pub struct Cli {
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Run the server.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Rebuild every read model from the log.
     Rebuild(DataArgs),
     /// Print a past run's stream, or re-execute it and diff (the server must not be running on the
@@ -171,6 +172,12 @@ pub struct ServeArgs {
     /// Upload extensions to refuse, comma separated (`exe,bat`) [`[files] extension_blacklist`].
     #[arg(long, env = "FERRIFY_UPLOAD_EXTENSION_BLACKLIST", value_delimiter = ',')]
     pub upload_extension_blacklist: Option<Vec<String>>,
+    #[command(flatten)]
+    pub limits: LimitsConfig,
+    /// Origins allowed to call the API from a browser (CORS), comma-separated; `*` for any
+    /// [default: none, no CORS headers; `[cors] allowed_origins`].
+    #[arg(long, env = "FERRIFY_CORS_ORIGINS", value_delimiter = ',', value_name = "ORIGIN")]
+    pub cors_origins: Option<Vec<String>>,
 }
 
 /// `[storage]` in `ferrify.toml`: where uploaded files' bytes live.
@@ -212,6 +219,123 @@ pub struct FilesSection {
     pub public_url: Option<String>,
 }
 
+/// `[limits]` in `ferrify.toml`, and the same settings as flags and `FERRIFY_*` variables.
+/// Every error a limit causes names its key (`limits.max_body_bytes`…).
+#[derive(clap::Args, Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[command(next_help_heading = "Limits")]
+pub struct LimitsConfig {
+    /// Largest JSON request body in bytes [default: 15728640].
+    #[arg(long, env = "FERRIFY_MAX_BODY_BYTES")]
+    pub max_body_bytes: Option<u64>,
+    /// Largest request head (request line and headers) in bytes, at least 8192 [default: 16384].
+    #[arg(long, env = "FERRIFY_MAX_HEADER_BYTES")]
+    pub max_header_bytes: Option<usize>,
+    /// Seconds a client may take to send a request body [default: 30].
+    #[arg(long, env = "FERRIFY_REQUEST_TIMEOUT_SECS")]
+    pub request_timeout_secs: Option<u64>,
+    /// Seconds a connection may wait for the head of its next request [default: 60].
+    #[arg(long, env = "FERRIFY_IDLE_TIMEOUT_SECS")]
+    pub idle_timeout_secs: Option<u64>,
+    /// Runs in flight at once, all apps together; 0: unlimited [default: 1024].
+    #[arg(long, env = "FERRIFY_MAX_CONCURRENT_RUNS")]
+    pub max_concurrent_runs: Option<usize>,
+    /// Runs in flight at once per API key; 0: unlimited [default: 128].
+    #[arg(long, env = "FERRIFY_MAX_CONCURRENT_RUNS_PER_KEY")]
+    pub max_concurrent_runs_per_key: Option<usize>,
+    /// Requests per second per API key (token bucket); 0: unlimited [default: 0].
+    #[arg(long, env = "FERRIFY_RATE_LIMIT_PER_SECOND")]
+    pub rate_limit_per_second: Option<f64>,
+    /// Requests an API key may send at once before the rate applies [default: the rate, at least 1].
+    #[arg(long, env = "FERRIFY_RATE_LIMIT_BURST")]
+    pub rate_limit_burst: Option<u32>,
+    /// Wall time of one run in seconds; a run still going is stopped [default: 1200].
+    #[arg(long, env = "FERRIFY_MAX_RUN_SECONDS")]
+    pub max_run_seconds: Option<u64>,
+    /// Node executions per workflow run [default: 500].
+    #[arg(long, env = "FERRIFY_MAX_WORKFLOW_STEPS")]
+    pub max_workflow_steps: Option<u64>,
+    /// Elements an iteration node may iterate over [default: 1000].
+    #[arg(long, env = "FERRIFY_MAX_ITERATION_ITEMS")]
+    pub max_iteration_items: Option<usize>,
+}
+
+impl LimitsConfig {
+    /// Flags and environment (`self`) over the file (`file`).
+    fn or(&self, file: &LimitsConfig) -> LimitsConfig {
+        LimitsConfig {
+            max_body_bytes: self.max_body_bytes.or(file.max_body_bytes),
+            max_header_bytes: self.max_header_bytes.or(file.max_header_bytes),
+            request_timeout_secs: self.request_timeout_secs.or(file.request_timeout_secs),
+            idle_timeout_secs: self.idle_timeout_secs.or(file.idle_timeout_secs),
+            max_concurrent_runs: self.max_concurrent_runs.or(file.max_concurrent_runs),
+            max_concurrent_runs_per_key: self.max_concurrent_runs_per_key.or(file.max_concurrent_runs_per_key),
+            rate_limit_per_second: self.rate_limit_per_second.or(file.rate_limit_per_second),
+            rate_limit_burst: self.rate_limit_burst.or(file.rate_limit_burst),
+            max_run_seconds: self.max_run_seconds.or(file.max_run_seconds),
+            max_workflow_steps: self.max_workflow_steps.or(file.max_workflow_steps),
+            max_iteration_items: self.max_iteration_items.or(file.max_iteration_items),
+        }
+    }
+
+    fn positive(name: &str, v: Option<u64>) -> anyhow::Result<Option<u64>> {
+        match v {
+            Some(0) => anyhow::bail!("limits.{name} must be at least 1"),
+            other => Ok(other),
+        }
+    }
+
+    /// The HTTP edge's limits, defaults filled in.
+    pub fn http(&self) -> anyhow::Result<ferrify_http::limits::Limits> {
+        let d = ferrify_http::limits::Limits::default();
+        let max_header_bytes = self.max_header_bytes.unwrap_or(d.max_header_bytes);
+        if max_header_bytes < 8192 {
+            anyhow::bail!("limits.max_header_bytes must be at least 8192");
+        }
+        let rate_limit = match self.rate_limit_per_second {
+            None => None,
+            Some(0.0) => None,
+            Some(r) if !(r.is_finite() && r > 0.0) => anyhow::bail!("limits.rate_limit_per_second must be positive"),
+            Some(r) => {
+                let burst = self.rate_limit_burst.map(f64::from).unwrap_or(r.ceil()).max(1.0);
+                Some(ferrify_http::limits::Rate { per_second: r, burst })
+            }
+        };
+        Ok(ferrify_http::limits::Limits {
+            max_body_bytes: Self::positive("max_body_bytes", self.max_body_bytes)?.unwrap_or(d.max_body_bytes),
+            max_header_bytes,
+            request_timeout: Self::positive("request_timeout_secs", self.request_timeout_secs)?
+                .map(Duration::from_secs)
+                .unwrap_or(d.request_timeout),
+            idle_timeout: Self::positive("idle_timeout_secs", self.idle_timeout_secs)?
+                .map(Duration::from_secs)
+                .unwrap_or(d.idle_timeout),
+            rate_limit,
+        })
+    }
+
+    /// The engine's run limits, defaults filled in.
+    pub fn runs(&self) -> anyhow::Result<RunLimits> {
+        let d = RunLimits::default();
+        Ok(RunLimits {
+            max_concurrent_runs: self.max_concurrent_runs.unwrap_or(d.max_concurrent_runs),
+            max_concurrent_runs_per_key: self.max_concurrent_runs_per_key.unwrap_or(d.max_concurrent_runs_per_key),
+            max_run_time: Self::positive("max_run_seconds", self.max_run_seconds)?
+                .map(Duration::from_secs)
+                .unwrap_or(d.max_run_time),
+        })
+    }
+}
+
+/// `[cors]` in `ferrify.toml`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CorsConfig {
+    /// Origins allowed to call from a browser (`*` for any); empty: no CORS.
+    #[serde(default)]
+    pub allowed_origins: Vec<String>,
+}
+
 /// `[security]` in `ferrify.toml`.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -251,6 +375,10 @@ pub struct FileConfig {
     pub storage: StorageSection,
     #[serde(default)]
     pub files: FilesSection,
+    #[serde(default)]
+    pub limits: LimitsConfig,
+    #[serde(default)]
+    pub cors: CorsConfig,
 }
 
 impl FileConfig {
@@ -271,7 +399,22 @@ impl FileConfig {
         args.data.clone().or_else(|| self.data.clone()).unwrap_or_else(|| PathBuf::from("./ferrify-data"))
     }
 
+    /// Every limit: flags and environment over the file, over the defaults.
+    pub fn limits(&self, serve: Option<&ServeArgs>) -> LimitsConfig {
+        match serve {
+            Some(s) => s.limits.or(&self.limits),
+            None => self.limits.clone(),
+        }
+    }
+
+    /// The allowed CORS origins (flags and environment over the file).
+    pub fn cors_origins(&self, serve: &ServeArgs) -> Vec<String> {
+        let origins = serve.cors_origins.clone().unwrap_or_else(|| self.cors.allowed_origins.clone());
+        origins.into_iter().map(|o| o.trim().to_string()).filter(|o| !o.is_empty()).collect()
+    }
+
     /// The engine configuration for `serve` (or offline commands when `serve` is None).
+    #[allow(clippy::needless_update)] // workflow settings added later keep their defaults
     pub fn engine(&self, data: &DataArgs, serve: Option<&ServeArgs>) -> anyhow::Result<EngineConfig> {
         let override_text = serve.and_then(|s| s.model_override.clone()).or_else(|| self.model_override.clone());
         let model_override = match override_text {
@@ -288,7 +431,10 @@ impl FileConfig {
         let ephemeral = serve.is_some_and(|s| s.ephemeral);
         let allow_private_network =
             serve.and_then(|s| s.allow_private_network).or(self.security.allow_private_network).unwrap_or(false);
+        let limits = self.limits(serve);
+        let defaults = WorkflowSettings::default();
         Ok(EngineConfig {
+            limits: limits.runs()?,
             data_dir: (!ephemeral).then(|| self.data_dir(data)),
             flush_interval: Duration::from_millis(
                 serve.and_then(|s| s.flush_interval_ms).or(self.flush_interval_ms).unwrap_or(10),
@@ -299,7 +445,10 @@ impl FileConfig {
                 code_sandbox_url: self.code.sandbox_url.clone().filter(|u| !u.trim().is_empty()),
                 code_sandbox_key: self.code.sandbox_key_env.as_ref().and_then(|v| std::env::var(v).ok()),
                 python: self.code.python.clone(),
-                ..WorkflowSettings::default()
+                max_steps: LimitsConfig::positive("max_workflow_steps", limits.max_workflow_steps)?
+                    .unwrap_or(defaults.max_steps),
+                max_iteration_items: limits.max_iteration_items.unwrap_or(defaults.max_iteration_items),
+                ..defaults
             },
             files: self.files(serve),
             storage: self.storage(serve)?,

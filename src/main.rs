@@ -35,7 +35,7 @@ fn main() -> ExitCode {
 fn run(cli: Cli) -> anyhow::Result<()> {
     let file = FileConfig::load(cli.config.as_deref())?;
     match cli.command {
-        Command::Serve(args) => serve(&file, args),
+        Command::Serve(args) => serve(&file, *args),
         Command::Rebuild(data) => {
             let dir = file.data_dir(&data);
             let r = ferrify_replay::rebuild::rebuild(&dir, true)
@@ -118,6 +118,7 @@ fn serve(file: &FileConfig, args: ServeArgs) -> anyhow::Result<()> {
     let config = file.engine(&args.data, Some(&args))?;
     let addr = args.addr.or(file.addr).unwrap_or_else(|| ([127, 0, 0, 1], 5001).into());
     let admin_token = args.admin_token.clone().or_else(|| file.admin_token.clone());
+    let http_limits = file.limits(Some(&args)).http()?;
     let engine = open(file, &config, &args.data)?;
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     runtime.block_on(async {
@@ -128,11 +129,12 @@ fn serve(file: &FileConfig, args: ServeArgs) -> anyhow::Result<()> {
         if !args.no_demo {
             let demos = engine.seed_demo_apps().await.context("creating the demo apps")?;
             if !demos.is_empty() {
-                eprintln!("Created demo apps on the builtin model (keep these keys, they are shown once):");
+                // On stdout, once: the log (stderr) never carries a key.
+                println!("Created demo apps on the builtin model (keep these keys, they are shown once):");
                 for d in &demos {
-                    eprintln!("  {:<16} {:<11} {}", d.name, d.mode, d.token);
+                    println!("  {:<16} {:<11} {}", d.name, d.mode, d.token);
                 }
-                eprintln!(
+                println!(
                     "Try: curl -s http://{addr}/v1/chat-messages -H 'Authorization: Bearer {}' -H 'Content-Type: application/json' \\\n       -d '{{\"query\":\"hello\",\"inputs\":{{}},\"user\":\"me\",\"response_mode\":\"blocking\"}}'",
                     demos[0].token
                 );
@@ -140,7 +142,10 @@ fn serve(file: &FileConfig, args: ServeArgs) -> anyhow::Result<()> {
         }
         let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("binding {addr}"))?;
         tracing::info!(%addr, "ferrify is listening");
-        ferrify_http::serve(listener, ferrify_http::State::new(engine.clone(), admin_token), shutdown_signal()).await;
+        let state = ferrify_http::State::new(engine.clone(), admin_token)
+            .with_limits(http_limits)
+            .with_cors(file.cors_origins(&args));
+        ferrify_http::serve(listener, state, shutdown_signal()).await;
         anyhow::Ok(())
     })?;
     engine.close().context("flushing the log")?;

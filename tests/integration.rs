@@ -31,3 +31,9 @@ mod workflow;
 mod replay;
 // Re-execution of recorded runs: the admin API and `ferrify replay --reexecute`.
 mod reexec;
+
+// The fuzz targets' corpora (seeds and found crashes) through the same checks, on stable.
+mod fuzz_corpus;
+
+// Bad input, limits and security: every refusal is Dify's, the server stays up, the log replays.
+mod hardening;

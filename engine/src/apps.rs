@@ -74,7 +74,7 @@ impl Engine {
 
     /// Imports a DSL file as a new app (workflow apps also publish a first version).
     pub async fn import_app(&self, yaml: &str) -> Result<Imported> {
-        let spec = parse_dsl(yaml)?;
+        let spec = check_dsl(yaml)?;
         let app_id = Uuid::new_v4();
         let now = self.now();
         let mut events = vec![Envelope::new(
@@ -93,7 +93,6 @@ impl Engine {
         let mut workflow_id = None;
         if let Some(wf) = &spec.workflow {
             let id = Uuid::new_v4();
-            check_graph(wf)?;
             workflow_id = Some(id);
             events.push(Envelope::new(
                 now,
@@ -237,11 +236,26 @@ impl Engine {
 
     /// The app an API token belongs to, if the token is a live key of a live app.
     pub fn authenticate(&self, token: &str) -> Result<Option<Arc<LoadedApp>>> {
+        Ok(self.authenticate_key(token)?.map(|(_, app)| app))
+    }
+
+    /// The key row (found by the token's hash) and app of a live key of a live app.
+    pub fn authenticate_key(&self, token: &str) -> Result<Option<(ApiKeyRow, Arc<LoadedApp>)>> {
         let Some(row) = self.store().get_json::<ApiKeyRow>(trees::API_KEYS, hash_token(token).as_bytes())? else {
             return Ok(None);
         };
-        self.app(row.app_id)
+        Ok(self.app(row.app_id)?.map(|app| (row, app)))
     }
+}
+
+/// Everything an import checks, without recording anything: the DSL parses,
+/// and a workflow section's graph compiles.
+pub fn check_dsl(yaml: &str) -> Result<AppSpec> {
+    let spec = parse_dsl(yaml)?;
+    if let Some(wf) = &spec.workflow {
+        check_graph(wf)?;
+    }
+    Ok(spec)
 }
 
 /// Refuses a workflow section whose graph does not compile, naming the node or edge at fault.

@@ -17,6 +17,7 @@ use uuid::Uuid;
 
 use crate::apps::LoadedApp;
 use crate::files::FileSettings;
+use crate::limits::{RunLimits, RunSlots};
 use crate::projection;
 use crate::provider::Providers;
 use crate::workflow::{Workflow, WorkflowSettings};
@@ -35,6 +36,8 @@ pub struct EngineConfig {
     pub files: FileSettings,
     /// Where uploaded bytes live.
     pub storage: StorageConfig,
+    /// Caps on runs in flight and on a run's wall time.
+    pub limits: RunLimits,
 }
 
 /// Where uploaded files' bytes are kept.
@@ -59,6 +62,7 @@ impl Default for EngineConfig {
             workflow: WorkflowSettings::default(),
             files: FileSettings::default(),
             storage: StorageConfig::Local,
+            limits: RunLimits::default(),
         }
     }
 }
@@ -89,6 +93,9 @@ pub(crate) struct Inner {
     /// The scratch engine re-executions run on (made on first use, renewed
     /// when it grows; see [`crate::reexec`]). Held for a whole re-execution.
     pub reexec_scratch: tokio::sync::Mutex<Option<Engine>>,
+    pub limits: RunLimits,
+    /// Runs in flight, for admission.
+    pub slots: Arc<RunSlots>,
 }
 
 /// The engine: its store and shared services.
@@ -124,6 +131,8 @@ impl Engine {
                 files: config.files.clone(),
                 blobs,
                 reexec_scratch: tokio::sync::Mutex::new(None),
+                limits: config.limits.clone(),
+                slots: Arc::new(RunSlots::default()),
             }),
         })
     }
@@ -139,6 +148,22 @@ impl Engine {
     /// Unix microseconds, the time of new events.
     pub fn now(&self) -> i64 {
         SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_micros() as i64).unwrap_or(0)
+    }
+
+    /// The run limits in force.
+    pub fn limits(&self) -> &RunLimits {
+        &self.inner.limits
+    }
+
+    /// Runs in flight right now.
+    pub fn runs_in_flight(&self) -> usize {
+        self.inner.slots.in_flight()
+    }
+
+    /// Takes a slot for a new run asked for with API key `key`, or refuses
+    /// it with [`crate::EngineError::TooManyRuns`].
+    pub(crate) fn admit(&self, key: Option<Uuid>) -> crate::Result<crate::limits::RunSlot> {
+        self.inner.slots.admit(&self.inner.limits, key)
     }
 
     /// Flushes the log and stops its writer.

@@ -41,6 +41,9 @@ pub enum EngineError {
     /// An upload, a file lookup or a file request failed.
     #[error(transparent)]
     File(#[from] crate::files::FileError),
+    /// A cap on runs in flight is reached; `limit` names the setting.
+    #[error("Too many requests. Please try again later. The current maximum of concurrent runs ({limit}) is {max}.")]
+    TooManyRuns { limit: &'static str, max: usize },
 }
 
 /// An error's text with its sources (reqwest keeps the interesting part —

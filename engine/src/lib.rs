@@ -5,6 +5,7 @@
 //! - [`files`]: uploads, previews, request files and their bytes;
 //! - [`feedback`]: ratings of messages;
 //! - [`json`]: arbitrary JSON carried inside binary events;
+//! - [`limits`]: run admission (concurrent runs overall and per key) and run-wide limits;
 //! - [`model`]: read-model rows;
 //! - [`projection`]: pure folds of events into read models, one module each;
 //! - [`recovery`]: closing the runs a crash interrupted.
@@ -18,14 +19,17 @@ pub mod error;
 pub mod event;
 pub mod feedback;
 pub mod files;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod history;
 pub mod json;
+pub mod limits;
 pub mod model;
 pub mod projection;
 pub mod provider;
 pub mod recovery;
-pub mod resume;
 pub mod reexec;
+pub mod resume;
 pub mod runner;
 pub mod runs;
 pub mod wire;

@@ -9,6 +9,38 @@ use ferrify_engine::EngineError;
 use serde_json::json;
 use warp::http::StatusCode;
 
+/// Every `(status, code)` pair this server answers with (Dify's codes,
+/// spec §1.4): the OpenAPI document's error schema lists them, and the
+/// request fuzzers check that a refusal is one of the client-side ones.
+pub const CODES: &[(u16, &str)] = &[
+    (400, "invalid_param"),
+    (400, "bad_request"),
+    (400, "app_unavailable"),
+    (400, "not_chat_app"),
+    (400, "not_workflow_app"),
+    (400, "conversation_completed"),
+    (400, "provider_not_initialize"),
+    (400, "completion_request_error"),
+    (400, "no_file_uploaded"),
+    (400, "too_many_files"),
+    (400, "filename_not_exists_error"),
+    (401, "unauthorized"),
+    (403, "forbidden"),
+    (403, "file_access_denied"),
+    (404, "not_found"),
+    (404, "file_not_found"),
+    (405, "method_not_allowed"),
+    (408, "request_timeout"),
+    (411, "length_required"),
+    (413, "request_entity_too_large"),
+    (413, "file_too_large"),
+    (415, "unsupported_media_type"),
+    (415, "unsupported_file_type"),
+    (429, "too_many_requests"),
+    (429, "rate_limit_error"),
+    (500, "internal_server_error"),
+];
+
 /// An error response.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ApiError {
@@ -61,6 +93,9 @@ impl ApiError {
         if self.status == 401 {
             res.headers_mut().insert("www-authenticate", warp::http::HeaderValue::from_static("Bearer realm=\"api\""));
         }
+        if self.status == 429 {
+            res.headers_mut().insert("retry-after", warp::http::HeaderValue::from_static("1"));
+        }
         res
     }
 
@@ -112,6 +147,7 @@ impl From<EngineError> for ApiError {
                 DslError::TooLarge => ApiError::new(413, "request_entity_too_large", d.to_string()),
                 other => ApiError::invalid_param(other.to_string()),
             },
+            EngineError::TooManyRuns { .. } => ApiError::new(429, "too_many_requests", e.to_string()),
         }
     }
 }

@@ -3,7 +3,9 @@
 //!
 //! - [`serve`]: runs the server on a bound listener until a shutdown future resolves;
 //! - `routes`: one module per endpoint group (Service API under `/v1` and `/api`, console under `/console/api`);
+//! - [`openapi`]: the OpenAPI document of the Service API (`GET /v1/openapi.json`);
 //! - [`auth`]: API keys and the admin token;
+//! - [`limits`]: body, header, timeout and rate limits of the edge;
 //! - [`error`]: Dify's error envelope and the one table of codes;
 //! - [`request`]: reading bodies, queries, users, ids, trace ids;
 //! - [`stream`]: SSE framing and blocking folds of a run;
@@ -11,7 +13,11 @@
 
 pub mod auth;
 pub mod error;
+#[doc(hidden)]
+pub mod fuzzing;
+pub mod limits;
 pub mod metrics;
+pub mod openapi;
 pub mod request;
 mod routes;
 pub use routes::console;
@@ -24,6 +30,7 @@ use std::time::Duration;
 use ferrify_engine::Engine;
 use warp::Filter;
 
+use crate::limits::{Limits, RateLimiter};
 use crate::metrics::Metrics;
 
 /// Everything a request handler can reach.
@@ -33,26 +40,83 @@ pub struct State {
     pub metrics: Arc<Metrics>,
     /// The console API's token; `None` closes the console API.
     pub admin_token: Option<Arc<str>>,
+    pub limits: Arc<Limits>,
+    /// Per-key token buckets (used when `limits.rate_limit` is set).
+    pub rate: Arc<RateLimiter>,
+    /// Origins allowed to call from a browser; empty: no CORS headers at all.
+    pub cors_origins: Arc<[String]>,
 }
 
 impl State {
     pub fn new(engine: Engine, admin_token: Option<String>) -> Self {
-        State { engine, metrics: Arc::new(Metrics::default()), admin_token: admin_token.map(Arc::from) }
+        State {
+            engine,
+            metrics: Arc::new(Metrics::default()),
+            // An empty token would open the console to `Bearer ` alone: it closes it.
+            admin_token: admin_token.filter(|t| !t.is_empty()).map(Arc::from),
+            limits: Arc::new(Limits::default()),
+            rate: Arc::new(RateLimiter::default()),
+            cors_origins: Arc::from(Vec::new()),
+        }
+    }
+
+    /// The same state with other limits.
+    pub fn with_limits(self, limits: Limits) -> Self {
+        State { limits: Arc::new(limits), ..self }
+    }
+
+    /// The same state answering CORS requests from `origins` (`*`: any origin).
+    pub fn with_cors(self, origins: Vec<String>) -> Self {
+        State { cors_origins: Arc::from(origins), ..self }
     }
 }
 
-/// Every route of the server, with request metrics.
+/// Every route of the server, with request metrics (and CORS when origins are configured).
 pub fn routes(state: State) -> impl Filter<Extract = (impl warp::Reply,), Error = std::convert::Infallible> + Clone {
     let metrics = state.metrics.clone();
     let log = warp::log::custom(move |info: warp::log::Info<'_>| {
         metrics.record(info.method().as_str(), info.path(), info.status().as_u16());
     });
-    routes::health::route()
+    let cors = cors(&state.cors_origins);
+    let all = routes::health::route()
         .or(routes::metrics::route(state.clone()))
         .or(routes::service_api(state.clone()))
         .or(routes::console::routes(state))
-        .recover(recover)
+        .map(warp::Reply::into_response);
+    let all = match cors {
+        Some(cors) => all.with(cors).map(warp::Reply::into_response).boxed(),
+        None => all.boxed(),
+    };
+    warp::path::full()
+        .and(all.recover(recover).unify())
+        .map(|path: warp::path::FullPath, res: warp::reply::Response| {
+            let mut res = warp::Reply::into_response(res);
+            if res.status() == warp::http::StatusCode::METHOD_NOT_ALLOWED {
+                let allow = openapi::allowed_methods(path.as_str())
+                    .or_else(|| matches!(path.as_str(), "/health" | "/metrics").then(|| "GET".to_string()));
+                if let Some(v) = allow.and_then(|a| warp::http::HeaderValue::from_str(&a).ok()) {
+                    res.headers_mut().insert("allow", v);
+                }
+            }
+            res
+        })
         .with(log)
+}
+
+/// The CORS policy for `origins`; none when the list is empty (the default).
+fn cors(origins: &[String]) -> Option<warp::cors::Builder> {
+    if origins.is_empty() {
+        return None;
+    }
+    let builder = warp::cors()
+        .allow_methods(["GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"])
+        .allow_headers(["authorization", "content-type", "accept", "x-trace-id", "last-event-id"])
+        .max_age(600);
+    Some(if origins.iter().any(|o| o == "*") {
+        builder.allow_any_origin()
+    } else {
+        builder.allow_origins(origins.iter().map(String::as_str))
+    })
 }
 
 async fn recover(err: warp::Rejection) -> Result<warp::reply::Response, std::convert::Infallible> {
@@ -70,6 +134,12 @@ async fn recover(err: warp::Rejection) -> Result<warp::reply::Response, std::con
     } else if err.find::<warp::reject::MissingHeader>().is_some() || err.find::<warp::reject::InvalidHeader>().is_some()
     {
         (400, "bad_request", "A request header is missing or invalid.")
+    } else if err.find::<warp::reject::InvalidQuery>().is_some() {
+        (400, "invalid_param", "The query string is invalid.")
+    } else if err.find::<warp::reject::UnsupportedMediaType>().is_some() {
+        (415, "unsupported_media_type", "The request's content type is not supported.")
+    } else if err.find::<warp::cors::CorsForbidden>().is_some() {
+        (403, "forbidden", "This origin, method or header is not allowed (cors.allowed_origins).")
     } else {
         (500, "internal_server_error", "Internal Server Error, please contact support.")
     };
@@ -83,25 +153,66 @@ const DRAIN: Duration = Duration::from_secs(5);
 
 /// Serves on `listener` until `shutdown` resolves, then lets open requests
 /// finish for a few seconds.
+///
+/// Connections are served by hyper directly (HTTP/1.1, and HTTP/2 with prior
+/// knowledge) so that the head size and the wait for a request head are
+/// bounded (`limits.max_header_bytes`, `limits.idle_timeout_secs`); every
+/// request carries the limits in its extensions for the body readers.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     state: State,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) {
-    let (tx, rx) = tokio::sync::watch::channel(false);
-    let server = warp::serve(routes(state)).incoming(listener).graceful(async move {
-        shutdown.await;
-        let _ = tx.send(true);
-    });
-    let mut rx2 = rx.clone();
+    use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+
+    let limits = state.limits.clone();
+    let service = warp::service(routes(state));
+    let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.idle_timeout)
+        .max_buf_size(limits.max_header_bytes.max(8192));
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_header_list_size(u32::try_from(limits.max_header_bytes).unwrap_or(u32::MAX))
+        .keep_alive_interval(Some(limits.idle_timeout))
+        .keep_alive_timeout(limits.idle_timeout);
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    tokio::pin!(shutdown);
+    loop {
+        let (io, _addr) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(conn) => conn,
+                Err(e) => {
+                    // Out of file descriptors and the like: wait a moment rather than spin.
+                    tracing::warn!("accept failed: {e}");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            _ = &mut shutdown => break,
+        };
+        let (service, limits) = (service.clone(), limits.clone());
+        let svc = hyper::service::service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
+            req.extensions_mut().insert(limits.clone());
+            let mut service = service.clone();
+            tower_service::Service::call(&mut service, req)
+        });
+        let conn = builder.serve_connection_with_upgrades(TokioIo::new(io), svc).into_owned();
+        let conn = graceful.watch(conn);
+        tokio::spawn(async move {
+            if let Err(e) = conn.await {
+                tracing::debug!("connection ended: {e}");
+            }
+        });
+    }
+    drop(listener);
     tokio::select! {
-        _ = server.run() => {}
-        _ = async move {
-            let _ = rx2.wait_for(|v| *v).await;
-            tokio::time::sleep(DRAIN).await;
-        } => {
+        _ = graceful.shutdown() => {}
+        _ = tokio::time::sleep(DRAIN) => {
             tracing::warn!("connections still open after {DRAIN:?}; closing them");
         }
     }
-    drop(rx);
 }

@@ -16,6 +16,10 @@ pub struct Metrics {
 impl Metrics {
     /// Counts one request. `path` is normalised to a route (ids become `:id`).
     pub fn record(&self, method: &str, path: &str, status: u16) {
+        let method = match method {
+            "GET" | "POST" | "PUT" | "PATCH" | "DELETE" | "HEAD" | "OPTIONS" => method,
+            _ => "OTHER",
+        };
         let route = format!("{method} {}", route_of(path));
         *self.requests.lock().entry((route, status)).or_insert(0) += 1;
     }
@@ -48,21 +52,43 @@ impl Metrics {
     }
 }
 
-/// Replaces path segments that are ids (UUIDs, digits, long tokens) by `:id`,
-/// so the label set stays bounded.
+/// The console's routes, ids as `:id`.
+const CONSOLE_ROUTES: &[&str] = &[
+    "/console/api/apps",
+    "/console/api/apps/imports",
+    "/console/api/apps/:id/api-keys",
+    "/console/api/apps/:id/api-keys/:id",
+    "/console/api/apps/:id/workflows/publish",
+];
+
+/// The route a path belongs to, from a bounded set: a documented Service
+/// API template (under the prefix the request used), a console route, the
+/// health and metrics routes, or `(unmatched)` for anything else — so that
+/// requests for made-up paths cannot grow the label set without end.
 fn route_of(path: &str) -> String {
-    let mut out = String::with_capacity(path.len());
-    for (i, seg) in path.split('/').enumerate() {
-        if i > 0 {
-            out.push('/');
+    if matches!(path, "/health" | "/metrics") {
+        return path.to_string();
+    }
+    if let Some(template) = crate::openapi::route_template(path) {
+        let prefix = if path.starts_with("/api") { "/api" } else { "/v1" };
+        let template = template.split('/').map(|s| if s.starts_with('{') { ":id" } else { s }).collect::<Vec<_>>();
+        return format!("{prefix}{}", template.join("/")).trim_end_matches('/').to_string();
+    }
+    if path.starts_with("/console/api/") {
+        let shape: Vec<&str> = path
+            .trim_end_matches('/')
+            .split('/')
+            .enumerate()
+            .map(|(i, seg)| if i == 4 || i == 6 { ":id" } else { seg })
+            .collect();
+        let shape = shape.join("/");
+        if let Some(route) =
+            CONSOLE_ROUTES.iter().find(|r| **r == shape || (**r == "/console/api/apps/imports" && path == **r))
+        {
+            return route.to_string();
         }
-        let id_like = seg.len() >= 16 || (!seg.is_empty() && seg.bytes().all(|b| b.is_ascii_digit()));
-        out.push_str(if id_like { ":id" } else { seg });
     }
-    if out.len() > 100 {
-        out.truncate(100);
-    }
-    out
+    "(unmatched)".to_string()
 }
 
 fn escape(s: &str) -> String {
@@ -80,6 +106,14 @@ mod tests {
             "/v1/conversations/:id/name"
         );
         assert_eq!(route_of("/health"), "/health");
+        assert_eq!(route_of("/api/workflows/run"), "/api/workflows/run");
+        assert_eq!(route_of("/v1/workflows/run/abc"), "/v1/workflows/run/:id");
+        assert_eq!(route_of("/v1/"), "/v1");
+        assert_eq!(route_of("/v1/aaaa"), "(unmatched)");
+        assert_eq!(route_of("/wp-admin/x.php"), "(unmatched)");
+        assert_eq!(route_of("/console/api/apps/imports"), "/console/api/apps/imports");
+        assert_eq!(route_of("/console/api/apps/3f2b/api-keys/k1"), "/console/api/apps/:id/api-keys/:id");
+        assert_eq!(route_of("/console/api/zzz"), "(unmatched)");
         let m = Metrics::default();
         m.record("GET", "/health", 200);
         m.record("GET", "/health", 200);

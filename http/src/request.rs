@@ -3,21 +3,78 @@
 //! are ignored), strict where it matters (malformed JSON, wrong types, bad ids).
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
+use bytes::{Buf, BytesMut};
+use futures_util::{Stream, StreamExt};
 use serde_json::{Map, Value};
 use uuid::Uuid;
 use warp::Filter;
 
 use crate::error::ApiError;
+use crate::limits::Limits;
 
-/// Largest JSON body accepted.
+/// Largest JSON body accepted by default (`limits.max_body_bytes`).
 pub const MAX_BODY: u64 = 15 << 20;
 
-/// A JSON object body (an empty body reads as `{}`).
+/// The limits of this request: those the server put in the request's
+/// extensions, or the defaults (`warp::test` requests).
+pub fn limits() -> impl Filter<Extract = (Arc<Limits>,), Error = std::convert::Infallible> + Clone {
+    warp::ext::optional::<Arc<Limits>>().map(|l: Option<Arc<Limits>>| l.unwrap_or_default())
+}
+
+/// A JSON object body (an empty body reads as `{}`), at most
+/// `limits.max_body_bytes` long and received within `limits.request_timeout_secs`.
 pub fn json_body() -> impl Filter<Extract = (Map<String, Value>,), Error = warp::Rejection> + Clone {
-    warp::body::content_length_limit(MAX_BODY)
-        .and(warp::body::bytes())
-        .and_then(|bytes: bytes::Bytes| async move { parse_object(&bytes).map_err(ApiError::reject) })
+    body_bytes().and_then(|bytes: bytes::Bytes| async move { parse_object(&bytes).map_err(ApiError::reject) })
+}
+
+/// A whole request body, within the request's limits: a declared length
+/// over the limit is refused before anything is read; a chunked body is
+/// refused as soon as it passes the limit.
+pub fn body_bytes() -> impl Filter<Extract = (bytes::Bytes,), Error = warp::Rejection> + Clone {
+    limits().and(warp::header::optional::<u64>("content-length")).and(warp::body::stream()).and_then(
+        |limits: Arc<Limits>, length: Option<u64>, body| async move {
+            if length.is_some_and(|n| n > limits.max_body_bytes) {
+                return Err(limits.body_too_large().reject());
+            }
+            match tokio::time::timeout(limits.request_timeout, read_capped(body, limits.max_body_bytes)).await {
+                Ok(Ok(bytes)) => Ok(bytes),
+                Ok(Err(ReadError::TooLarge)) => Err(limits.body_too_large().reject()),
+                Ok(Err(ReadError::Broken)) => {
+                    Err(ApiError::bad_request("The request body could not be read (truncated or malformed).").reject())
+                }
+                Err(_) => Err(limits.body_timeout().reject()),
+            }
+        },
+    )
+}
+
+enum ReadError {
+    TooLarge,
+    Broken,
+}
+
+async fn read_capped<S, B>(body: S, max: u64) -> Result<bytes::Bytes, ReadError>
+where
+    S: Stream<Item = Result<B, warp::Error>>,
+    B: Buf,
+{
+    let mut out = BytesMut::new();
+    futures_util::pin_mut!(body);
+    while let Some(chunk) = body.next().await {
+        let mut chunk = chunk.map_err(|_| ReadError::Broken)?;
+        if (out.len() + chunk.remaining()) as u64 > max {
+            return Err(ReadError::TooLarge);
+        }
+        while chunk.has_remaining() {
+            let part = chunk.chunk();
+            out.extend_from_slice(part);
+            let n = part.len();
+            chunk.advance(n);
+        }
+    }
+    Ok(out.freeze())
 }
 
 /// Parses a JSON object body.
@@ -32,11 +89,61 @@ pub fn parse_object(bytes: &[u8]) -> Result<Map<String, Value>, ApiError> {
     }
 }
 
-/// The query string as a map (absent query = empty map; later duplicates win).
-pub fn query() -> impl Filter<Extract = (HashMap<String, String>,), Error = std::convert::Infallible> + Clone {
-    warp::query::raw().or(warp::any().map(String::new)).unify().map(|raw: String| {
-        serde_urlencoded::from_str::<Vec<(String, String)>>(&raw).unwrap_or_default().into_iter().collect()
-    })
+/// The query string as a map (absent query = empty map; later duplicates
+/// win). A name or value that does not decode to UTF-8 is refused rather
+/// than mangled: two different `user` values must never read as one.
+pub fn query() -> impl Filter<Extract = (HashMap<String, String>,), Error = warp::Rejection> + Clone {
+    warp::query::raw()
+        .or(warp::any().map(String::new))
+        .unify()
+        .and_then(|raw: String| async move { parse_query(&raw).map_err(ApiError::reject) })
+}
+
+/// Parses `application/x-www-form-urlencoded` text strictly (see [`query`]).
+pub fn parse_query(raw: &str) -> Result<HashMap<String, String>, ApiError> {
+    let mut out = HashMap::new();
+    for pair in raw.split('&').filter(|p| !p.is_empty()) {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        let (Some(k), Some(v)) = (percent_decode(k), percent_decode(v)) else {
+            return Err(ApiError::invalid_param("The query string is not valid UTF-8 once decoded."));
+        };
+        out.insert(k, v);
+    }
+    Ok(out)
+}
+
+/// `+` is a space, `%XX` a byte; a `%` not followed by two hex digits stays as written.
+fn percent_decode(s: &str) -> Option<String> {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            b'+' => out.push(b' '),
+            b'%' if i + 2 < b.len() && b[i + 1].is_ascii_hexdigit() && b[i + 2].is_ascii_hexdigit() => {
+                let hex = |c: u8| (c as char).to_digit(16).unwrap_or(0) as u8;
+                out.push(hex(b[i + 1]) << 4 | hex(b[i + 2]));
+                i += 2;
+            }
+            c => out.push(c),
+        }
+        i += 1;
+    }
+    String::from_utf8(out).ok()
+}
+
+/// An SSE cursor from `Last-Event-ID`: the 1-based index of the last data
+/// frame the client has; blank means none yet (0). Anything but decimal
+/// digits (surrounding blanks allowed) is refused.
+pub fn last_event_id(value: &str) -> Result<u64, ApiError> {
+    let v = value.trim_matches(|c: char| c == ' ' || c == '\t');
+    if v.is_empty() {
+        return Ok(0);
+    }
+    if !v.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(ApiError::invalid_param("Last-Event-ID must be a non-negative integer"));
+    }
+    v.parse::<u64>().map_err(|_| ApiError::invalid_param("Last-Event-ID is out of range"))
 }
 
 /// A query parameter; empty values mean absent.
@@ -55,11 +162,19 @@ pub fn field_string(body: &Map<String, Value>, name: &str) -> Option<String> {
     }
 }
 
+/// The body's `user`: strings as is, numbers and booleans as text (Dify
+/// stringifies them), null/absent → None; a list or object is refused
+/// rather than turned into a user called `{}`.
+pub fn user_field(body: &Map<String, Value>) -> Result<Option<String>, ApiError> {
+    match body.get("user") {
+        Some(Value::Array(_) | Value::Object(_)) => Err(ApiError::invalid_param("user must be a string")),
+        _ => Ok(field_string(body, "user")),
+    }
+}
+
 /// A required `user` (body): missing or empty → Dify's error.
 pub fn required_user(body: &Map<String, Value>) -> Result<String, ApiError> {
-    field_string(body, "user")
-        .filter(|u| !u.is_empty())
-        .ok_or_else(|| ApiError::invalid_param("Arg user must be provided."))
+    user_field(body)?.filter(|u| !u.is_empty()).ok_or_else(|| ApiError::invalid_param("Arg user must be provided."))
 }
 
 /// An optional `user`: absent or empty → the shared anonymous user.
@@ -142,6 +257,29 @@ pub fn trace_id(header: Option<String>, query: &HashMap<String, String>, body: &
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn bodies_are_read_up_to_the_limit() {
+        let chunks = |n: usize| {
+            futures_util::stream::iter(
+                (0..n).map(|_| Ok::<_, warp::Error>(bytes::Bytes::from_static(&[b'x'; 1000]))).collect::<Vec<_>>(),
+            )
+        };
+        assert_eq!(read_capped(chunks(10), 10_000).await.ok().map(|b| b.len()), Some(10_000));
+        assert!(matches!(read_capped(chunks(11), 10_000).await, Err(ReadError::TooLarge)));
+        assert!(matches!(read_capped(chunks(0), 0).await, Ok(b) if b.is_empty()));
+    }
+
+    #[test]
+    fn queries_decode_strictly() {
+        let q = parse_query("user=a%20b&x=%41+c&flag&empty=&pct=100%").unwrap();
+        assert_eq!(q["user"], "a b");
+        assert_eq!(q["x"], "A c");
+        assert_eq!(q["flag"], "");
+        assert_eq!(q["pct"], "100%");
+        assert_eq!(parse_query("user=%FF").unwrap_err().code, "invalid_param");
+        assert_eq!(parse_query("%C3%A9=%E2%82%AC").unwrap()["é"], "€");
+    }
 
     #[test]
     fn lenient_and_strict() {

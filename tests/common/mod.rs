@@ -53,6 +53,28 @@ impl Server {
         s
     }
 
+    /// Starts a server on `data` with its log (stderr, at `rust_log`) in the
+    /// file `log`, and `--admin-token` only when `admin` is set.
+    pub fn start_logging(data: &Path, log: &Path, rust_log: &str, admin: Option<&str>, extra: &[&str]) -> Server {
+        let port = free_port();
+        let mut cmd = Command::new(binary());
+        cmd.args(["serve", "--addr", &format!("127.0.0.1:{port}"), "--data"]).arg(data);
+        if let Some(token) = admin {
+            cmd.args(["--admin-token", token]);
+        }
+        let child = cmd
+            .args(extra)
+            .env("RUST_LOG", rust_log)
+            .env_remove("FERRIFY_ADMIN_TOKEN")
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(log).unwrap())
+            .spawn()
+            .unwrap();
+        let s = Server { child, port, data: data.to_path_buf(), _tmp: None };
+        s.wait_ready();
+        s
+    }
+
     fn wait_ready(&self) {
         let started = Instant::now();
         while started.elapsed() < Duration::from_secs(20) {

@@ -179,6 +179,13 @@ impl Engine {
                 // Uploaded files are read from the real storage (re-execution never uploads).
                 blobs: self.inner.blobs.clone(),
                 reexec_scratch: tokio::sync::Mutex::new(None),
+                // One re-execution at a time: no caps on runs in flight; the wall time holds.
+                limits: crate::limits::RunLimits {
+                    max_concurrent_runs: 0,
+                    max_concurrent_runs_per_key: 0,
+                    ..self.inner.limits.clone()
+                },
+                slots: Default::default(),
             }),
         })
     }

@@ -28,6 +28,7 @@ use crate::error::{EngineError, Result};
 use crate::event::{Envelope, Event, NewConversation, RunStarted, Usage};
 use crate::files::input::UploadConfig;
 use crate::json::Json;
+use crate::limits::RunSlot;
 use crate::model::{ConversationRow, MessageRow};
 use crate::projection::trees;
 use crate::provider::{
@@ -49,6 +50,8 @@ pub struct MessageRequest {
     pub auto_generate_name: bool,
     pub trace_id: Option<String>,
     pub files: Value,
+    /// The API key that asked (runs in flight are counted per key).
+    pub key: Option<Uuid>,
 }
 
 /// Everything the spawned run needs.
@@ -64,6 +67,8 @@ struct Plan {
     conversation: Option<(Uuid, tokio::sync::OwnedMutexGuard<()>)>,
     title_from: Option<(Uuid, String)>,
     outcome: Option<oneshot::Sender<Result<Outcome>>>,
+    /// Held until the run ends.
+    slot: RunSlot,
 }
 
 impl Engine {
@@ -101,6 +106,7 @@ impl Engine {
         }
         let mut inputs = form::validate(&app.spec.form, &req.inputs).map_err(EngineError::InvalidParam)?;
         let model = self.providers().resolve(&mc.model.provider, &mc.model.name)?;
+        let slot = self.admit(req.key)?;
         let app_id = app.id();
         // Request files: checked against `file_upload` (ignored when it is off); images go to the model.
         self.resolve_file_inputs(app_id, &app.spec.form, &mut inputs, false).await?;
@@ -163,6 +169,7 @@ impl Engine {
             title_from,
             ids: None,
             tap: None,
+            slot,
         })
         .await
     }
@@ -222,6 +229,8 @@ impl Engine {
             title_from: None,
             ids: Some((run.task_id, run.message_id.unwrap_or_else(Uuid::new_v4))),
             tap: Some(tap),
+            // A re-execution runs on the scratch engine: counted overall only.
+            slot: self.admit(None)?,
         })
         .await
     }
@@ -248,6 +257,7 @@ impl Engine {
             title_from,
             ids,
             tap,
+            slot,
         } = l;
         let chat = mode == AppMode::Chat;
         let rerun = ids.is_some();
@@ -308,6 +318,7 @@ impl Engine {
             conversation: conversation_id.zip(guard),
             title_from,
             outcome: outcome_tx,
+            slot,
         };
         tokio::spawn(run(plan));
         Ok(Accepted {
@@ -368,6 +379,8 @@ struct EasyLaunch {
     /// Task and message ids of a re-executed run, and where its events go besides the log.
     ids: Option<(Uuid, Uuid)>,
     tap: Option<Tap>,
+    /// Held until the run ends.
+    slot: RunSlot,
 }
 
 /// The prompt of a chat turn (system prompt, earlier turns, the query) or a
@@ -403,8 +416,20 @@ fn prompt(
 
 /// The run itself, in its own task.
 async fn run(plan: Plan) {
-    let Plan { engine, mut recorder, trace_id, model, request, flag, task_id, user, conversation, title_from, outcome } =
-        plan;
+    let Plan {
+        engine,
+        mut recorder,
+        trace_id,
+        model,
+        request,
+        flag,
+        task_id,
+        user,
+        conversation,
+        title_from,
+        outcome,
+        slot,
+    } = plan;
     // The title of a new conversation is asked for alongside the answer. If it
     // is ready when a buffered run is written, it names the conversation in
     // `RunStarted`; otherwise it arrives as a rename.
@@ -434,6 +459,7 @@ async fn run(plan: Plan) {
         drop(guard);
         engine.release_conversation(id);
     }
+    drop(slot);
     if let Some(tx) = outcome {
         let _ = tx.send(result);
     }
@@ -471,6 +497,9 @@ async fn call_model(
         ))
         .await?;
     let mut chunks = model.provider.stream(request);
+    // Past the run's wall time the answer ends as if stopped (Dify's APP_MAX_EXECUTION_TIME).
+    let max_time = engine.limits().max_run_time;
+    let deadline = tokio::time::Instant::now() + max_time;
     let mut answer = String::new();
     let mut reported: Option<(u64, u64)> = None;
     let mut first_token: Option<f64> = None;
@@ -481,7 +510,18 @@ async fn call_model(
             stopped = true;
             break;
         }
-        let Some(item) = chunks.next().await else { break };
+        let item = match tokio::time::timeout_at(deadline, chunks.next()).await {
+            Ok(Some(item)) => item,
+            Ok(None) => break,
+            Err(_) => {
+                tracing::warn!(
+                    "run stopped: it reached its wall time of {} s (limits.max_run_seconds)",
+                    max_time.as_secs()
+                );
+                stopped = true;
+                break;
+            }
+        };
         match item {
             Ok(ModelChunk::Text(text)) if !text.is_empty() => {
                 first_token.get_or_insert(started.elapsed().as_secs_f64());

@@ -26,6 +26,7 @@ use crate::error::{EngineError, Result};
 use crate::event::{Envelope, Event, NewConversation, RunStarted, WorkflowFinished};
 use crate::files::input::UploadConfig;
 use crate::json::Json;
+use crate::limits::RunSlot;
 use crate::model::{ConversationRow, WorkflowVersionRow};
 use crate::projection::trees;
 use crate::provider::{PromptMessage, Providers};
@@ -46,6 +47,8 @@ pub struct WorkflowRequest {
     pub files: Value,
     /// A given published version (`/workflows/:workflow_id/run`), else the latest.
     pub workflow_id: Option<Uuid>,
+    /// The API key that asked (runs in flight are counted per key).
+    pub key: Option<Uuid>,
 }
 
 /// Most events recorded in one append.
@@ -111,6 +114,7 @@ impl Engine {
         let wf = self.workflow(app, req.workflow_id)?;
         let mut inputs = form::validate(&wf.form, &req.inputs).map_err(EngineError::InvalidParam)?;
         let files = self.run_files(app.id(), &wf, &mut inputs, &req.files, true).await?;
+        let slot = self.admit(req.key)?;
         let plan = Launch {
             app_id: app.id(),
             mode: AppMode::Workflow,
@@ -123,6 +127,7 @@ impl Engine {
             trace_id: req.trace_id,
             conversation: None,
             rerun: None,
+            slot,
         };
         self.launch(plan).await
     }
@@ -135,6 +140,7 @@ impl Engine {
         }
         let wf = self.workflow(app, None)?;
         let mut inputs = form::validate(&wf.form, &req.inputs).map_err(EngineError::InvalidParam)?;
+        let slot = self.admit(req.key)?;
         let app_id = app.id();
         let files = self.run_files(app_id, &wf, &mut inputs, &req.files, false).await?;
         let end_user = end_user_id(app_id, &req.user);
@@ -170,6 +176,7 @@ impl Engine {
             trace_id: req.trace_id,
             conversation: Some(conversation),
             rerun: None,
+            slot,
         };
         self.launch(plan).await
     }
@@ -266,12 +273,15 @@ impl Engine {
             trace_id,
             conversation,
             rerun: Some(rerun),
+            // A re-execution runs on the scratch engine: no key, counted overall only.
+            slot: self.admit(None)?,
         };
         self.launch(plan).await
     }
 
     async fn launch(&self, plan: Launch) -> Result<Accepted> {
-        let Launch { app_id, mode, wf, inputs, user, query, files, streaming, trace_id, conversation, rerun } = plan;
+        let Launch { app_id, mode, wf, inputs, user, query, files, streaming, trace_id, conversation, rerun, slot } =
+            plan;
         let chat = mode == AppMode::AdvancedChat;
         let end_user = end_user_id(app_id, &user);
         let (task_id, run_id, message_id) = match &rerun {
@@ -381,9 +391,22 @@ impl Engine {
         };
         let engine = self.clone();
         let recorder = Recording { engine: self.clone(), stream: stream.clone(), wire, tap };
+        // Past its wall time the run is stopped, the error naming the limit.
+        let max_time = self.limits().max_run_time;
+        let timer = {
+            let stop = rc.stop.clone();
+            tokio::spawn(async move {
+                tokio::time::sleep(max_time).await;
+                stop.stop_with(format!(
+                    "Max execution time {} s reached (limits.max_run_seconds).",
+                    max_time.as_secs()
+                ));
+            })
+        };
         tokio::spawn(async move {
             let recording = tokio::spawn(recorder.run(rx));
             drive(rc, &user, chat).await.finish(&engine, &wf, conversation, conv_values).await;
+            timer.abort();
             let outcome = match recording.await {
                 Ok(r) => r,
                 Err(_) => Err(EngineError::AppUnavailable("the run's recorder failed".into())),
@@ -392,6 +415,7 @@ impl Engine {
                 tracing::error!(task = %task_id, "run could not be recorded: {e}");
             }
             engine.inner.running.lock().remove(&task_id);
+            drop(slot);
             if let Some(tx) = outcome_tx {
                 let _ = tx.send(outcome);
             }
@@ -459,6 +483,8 @@ struct Launch {
     conversation: Option<Conversation>,
     /// Re-execution of a recorded run.
     rerun: Option<Rerun>,
+    /// Held until the run ends.
+    slot: RunSlot,
 }
 
 /// What is left to do once the graph ran: the conversation variables to persist.
@@ -486,7 +512,7 @@ async fn drive(rc: RunCx, user: &str, chat: bool) -> Driven {
         Ok(()) => ("succeeded", None),
         Err(NodeError::Stopped) => {
             rc.emit(Event::StopRequested { user: user.to_string() });
-            ("stopped", Some("Workflow execution stopped by user.".to_string()))
+            ("stopped", Some(rc.stop.reason().unwrap_or_else(|| "Workflow execution stopped by user.".to_string())))
         }
         Err(NodeError::Failed { message, .. }) => ("failed", Some(message.clone())),
     };

@@ -35,16 +35,32 @@ use crate::event::{Envelope, Event, NodeFinished, NodeStarted, Usage};
 use crate::json::Json;
 use crate::provider::{PromptMessage, Providers};
 
-/// A run's stop request: a flag plus a wake-up for waiters.
+/// A run's stop request: a flag plus a wake-up for waiters, and why, when
+/// it was not a user's request (a limit).
 #[derive(Clone, Debug, Default)]
 pub struct StopSignal {
     pub flag: Arc<AtomicBool>,
     pub notify: Arc<Notify>,
+    reason: Arc<Mutex<Option<String>>>,
 }
 
 impl StopSignal {
     pub fn is_set(&self) -> bool {
         self.flag.load(Ordering::Acquire)
+    }
+
+    /// Stops the run for `reason` (kept unless a stop came first).
+    pub fn stop_with(&self, reason: String) {
+        if !self.is_set() {
+            self.reason.lock().get_or_insert(reason);
+        }
+        self.flag.store(true, Ordering::Release);
+        self.notify.notify_waiters();
+    }
+
+    /// Why the run was stopped, when a limit stopped it.
+    pub fn reason(&self) -> Option<String> {
+        self.reason.lock().clone()
     }
 
     /// Resolves once a stop was requested.
@@ -474,7 +490,7 @@ async fn execute(
             t.steps
         };
         if steps > rc.settings.max_steps {
-            let error = format!("Max steps {} reached.", rc.settings.max_steps);
+            let error = format!("Max steps {} reached (limits.max_workflow_steps).", rc.settings.max_steps);
             rc.emit(finished("failed", NodeRun::default(), Some(error.clone())));
             return Err(NodeError::new("WorkflowMaxStepsError", error));
         }

@@ -31,8 +31,11 @@ use graph::{compile, scalar, Graph, GraphError};
 /// Engine-wide settings of workflow runs.
 #[derive(Clone, Debug)]
 pub struct WorkflowSettings {
-    /// Most node executions per run (Dify's `WORKFLOW_MAX_EXECUTION_STEPS`).
+    /// Most node executions per run (Dify's `WORKFLOW_MAX_EXECUTION_STEPS`;
+    /// `limits.max_workflow_steps`).
     pub max_steps: u64,
+    /// Most elements an iteration node accepts (`limits.max_iteration_items`).
+    pub max_iteration_items: usize,
     /// Whether http-request nodes and remote files may reach private,
     /// loopback and link-local addresses.
     pub allow_private_network: bool,
@@ -48,6 +51,7 @@ impl Default for WorkflowSettings {
     fn default() -> Self {
         WorkflowSettings {
             max_steps: 500,
+            max_iteration_items: 1000,
             allow_private_network: false,
             code_sandbox_url: None,
             code_sandbox_key: None,

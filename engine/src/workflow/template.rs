@@ -135,10 +135,35 @@ impl std::fmt::Debug for Jinja {
 
 const NAME: &str = "t";
 
+/// Instructions one rendering may execute: templates come from DSL files
+/// and must not be able to spin a worker forever (`range` nested in `range`).
+pub const JINJA_FUEL: u64 = 5_000_000;
+
+/// Longest text one rendering may produce.
+pub const JINJA_MAX_OUTPUT: usize = 4 << 20;
+
+/// A writer that refuses to grow past [`JINJA_MAX_OUTPUT`].
+struct Capped(Vec<u8>);
+
+impl std::io::Write for Capped {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if self.0.len() + buf.len() > JINJA_MAX_OUTPUT {
+            return Err(std::io::Error::other("output too large"));
+        }
+        self.0.extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
 impl Jinja {
     /// Compiles a template; the error names the line.
     pub fn compile(source: &str) -> Result<Jinja, String> {
         let mut env = minijinja::Environment::new();
+        env.set_fuel(Some(JINJA_FUEL));
         env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
         env.set_keep_trailing_newline(true);
         env.add_template_owned(NAME, source.to_string()).map_err(|e| format!("invalid Jinja2 template: {e}"))?;
@@ -148,7 +173,14 @@ impl Jinja {
     /// Renders with the given variables.
     pub fn render(&self, vars: &Map<String, Value>) -> Result<String, String> {
         let t = self.env.get_template(NAME).map_err(|e| e.to_string())?;
-        t.render(minijinja::Value::from_serialize(vars)).map_err(|e| format!("template error: {e}"))
+        let mut out = Capped(Vec::new());
+        match t.render_captured_to(minijinja::Value::from_serialize(vars), &mut out) {
+            Ok(_) => String::from_utf8(out.0).map_err(|_| "template error: the output is not UTF-8".to_string()),
+            Err(e) if e.kind() == minijinja::ErrorKind::WriteFailure => {
+                Err(format!("template error: the output exceeds {JINJA_MAX_OUTPUT} bytes"))
+            }
+            Err(e) => Err(format!("template error: {e}")),
+        }
     }
 }
 
@@ -182,5 +214,15 @@ mod tests {
         vars.insert("items".into(), json!([1, 2]));
         assert_eq!(j.render(&vars).unwrap(), "ADA-1-2");
         assert!(Jinja::compile("{% if %}").is_err());
+    }
+
+    #[test]
+    fn jinja_cannot_spin_or_flood() {
+        let vars = Map::new();
+        let spin = Jinja::compile("{% for a in range(100000) %}{% for b in range(100000) %}{% endfor %}{% endfor %}");
+        let err = spin.unwrap().render(&vars).unwrap_err();
+        assert!(err.contains("fuel"), "{err}");
+        let flood = Jinja::compile("{% for a in range(100) %}{{ 'x' * 1000000 }}{% endfor %}").unwrap();
+        assert!(flood.render(&vars).unwrap_err().contains("exceeds"));
     }
 }

@@ -10,7 +10,7 @@ use uuid::Uuid;
 use warp::{Filter, Reply};
 
 use super::{respond, with_state};
-use crate::auth::app_key;
+use crate::auth::{app_key, caller, Caller};
 use crate::error::ApiError;
 use crate::request::{
     field_bool, files_field, inputs_field, json_body, optional_uuid, query, required_user, streaming, trace_id,
@@ -21,12 +21,12 @@ use crate::State;
 pub fn routes(state: State) -> impl Filter<Extract = (warp::reply::Response,), Error = warp::Rejection> + Clone {
     let send = warp::path!("chat-messages")
         .and(warp::post())
-        .and(app_key(state.clone()))
+        .and(caller(state.clone()))
         .and(with_state(state.clone()))
         .and(request_meta())
         .and(json_body())
-        .and_then(|app: Arc<LoadedApp>, state: State, meta: RequestMeta, body: Map<String, Value>| async move {
-            respond(send(app, state, meta, body).await)
+        .and_then(|caller: Caller, state: State, meta: RequestMeta, body: Map<String, Value>| async move {
+            respond(send(caller, state, meta, body).await)
         });
     let stop = warp::path!("chat-messages" / String / "stop")
         .and(warp::post())
@@ -80,17 +80,18 @@ pub fn message_request(body: &Map<String, Value>, meta: &RequestMeta) -> Result<
         auto_generate_name: field_bool(body, "auto_generate_name", true)?,
         trace_id: trace_id(meta.trace_header.clone(), &meta.query, body),
         files,
+        key: None,
     })
 }
 
 async fn send(
-    app: Arc<LoadedApp>,
+    caller: Caller,
     state: State,
     meta: RequestMeta,
     body: Map<String, Value>,
 ) -> Result<warp::reply::Response, ApiError> {
-    let req = message_request(&body, &meta)?;
-    let accepted = state.engine.start_chat(&app, req).await?;
+    let req = MessageRequest { key: Some(caller.key_id), ..message_request(&body, &meta)? };
+    let accepted = state.engine.start_chat(&caller.app, req).await?;
     Ok(reply(&state, &meta, accepted).await)
 }
 

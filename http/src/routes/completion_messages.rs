@@ -4,13 +4,14 @@ use std::sync::Arc;
 
 use ferrify_engine::app::AppMode;
 use ferrify_engine::apps::LoadedApp;
+use ferrify_engine::runner::easy::MessageRequest;
 use ferrify_engine::EngineError;
 use serde_json::{Map, Value};
 use warp::Filter;
 
 use super::chat_messages::{message_request, reply, request_meta, stop_task, RequestMeta};
 use super::{respond, with_state};
-use crate::auth::app_key;
+use crate::auth::{app_key, caller, Caller};
 use crate::error::ApiError;
 use crate::request::{json_body, required_user};
 use crate::State;
@@ -18,12 +19,12 @@ use crate::State;
 pub fn routes(state: State) -> impl Filter<Extract = (warp::reply::Response,), Error = warp::Rejection> + Clone {
     let send = warp::path!("completion-messages")
         .and(warp::post())
-        .and(app_key(state.clone()))
+        .and(caller(state.clone()))
         .and(with_state(state.clone()))
         .and(request_meta())
         .and(json_body())
-        .and_then(|app: Arc<LoadedApp>, state: State, meta: RequestMeta, body: Map<String, Value>| async move {
-            respond(send(app, state, meta, body).await)
+        .and_then(|caller: Caller, state: State, meta: RequestMeta, body: Map<String, Value>| async move {
+            respond(send(caller, state, meta, body).await)
         });
     let stop = warp::path!("completion-messages" / String / "stop")
         .and(warp::post())
@@ -37,13 +38,17 @@ pub fn routes(state: State) -> impl Filter<Extract = (warp::reply::Response,), E
 }
 
 async fn send(
-    app: Arc<LoadedApp>,
+    caller: Caller,
     state: State,
     meta: RequestMeta,
     body: Map<String, Value>,
 ) -> Result<warp::reply::Response, ApiError> {
-    let req = message_request(&body, &meta)?;
-    let accepted = state.engine.start_completion(&app, req).await?;
+    // Completions have no conversation: these chat fields are ignored, whatever they hold.
+    let mut body = body;
+    body.remove("conversation_id");
+    body.remove("auto_generate_name");
+    let req = MessageRequest { key: Some(caller.key_id), ..message_request(&body, &meta)? };
+    let accepted = state.engine.start_completion(&caller.app, req).await?;
     Ok(reply(&state, &meta, accepted).await)
 }
 

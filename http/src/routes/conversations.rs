@@ -13,7 +13,7 @@ use warp::{Filter, Reply};
 use super::{respond, with_state};
 use crate::auth::app_key;
 use crate::error::ApiError;
-use crate::request::{field_bool, field_string, json_body, limit, optional_user, optional_uuid, q, query};
+use crate::request::{field_bool, json_body, limit, optional_user, optional_uuid, q, query, user_field};
 use crate::State;
 
 pub fn routes(state: State) -> impl Filter<Extract = (warp::reply::Response,), Error = warp::Rejection> + Clone {
@@ -52,7 +52,7 @@ pub fn routes(state: State) -> impl Filter<Extract = (warp::reply::Response,), E
     list.or(delete).unify().or(rename).unify().or(variables).unify()
 }
 
-fn conversation_id(id: &str) -> Result<Uuid, ApiError> {
+pub fn conversation_id(id: &str) -> Result<Uuid, ApiError> {
     Uuid::parse_str(id.trim()).map_err(|_| ApiError::not_found("Conversation Not Exists."))
 }
 
@@ -77,7 +77,7 @@ async fn delete(
     body: Map<String, Value>,
 ) -> Result<warp::reply::Response, ApiError> {
     let id = conversation_id(&id)?;
-    let user = optional_user(field_string(&body, "user"));
+    let user = optional_user(user_field(&body)?);
     state.engine.delete_conversation(&app, &user, id).await?;
     Ok(warp::reply::with_status(warp::reply(), warp::http::StatusCode::NO_CONTENT).into_response())
 }
@@ -89,15 +89,31 @@ async fn rename(
     body: Map<String, Value>,
 ) -> Result<warp::reply::Response, ApiError> {
     let id = conversation_id(&id)?;
-    let user = optional_user(field_string(&body, "user"));
-    let auto = field_bool(&body, "auto_generate", false)?;
+    let r = rename_request(&body)?;
+    let conv = state.engine.rename_conversation(&app, &r.user, id, r.name, r.auto_generate).await?;
+    Ok(warp::reply::json(&conv).into_response())
+}
+
+/// The body of `POST /conversations/:id/name`.
+#[derive(Debug, PartialEq)]
+pub struct Rename {
+    pub user: String,
+    pub name: Option<String>,
+    pub auto_generate: bool,
+}
+
+pub fn rename_request(body: &Map<String, Value>) -> Result<Rename, ApiError> {
+    let user = optional_user(user_field(body)?);
+    let auto_generate = field_bool(body, "auto_generate", false)?;
     let name = match body.get("name") {
         None | Some(Value::Null) => None,
         Some(Value::String(s)) => Some(s.clone()),
         Some(_) => return Err(ApiError::invalid_param("name must be a string")),
     };
-    let conv = state.engine.rename_conversation(&app, &user, id, name, auto).await?;
-    Ok(warp::reply::json(&conv).into_response())
+    if !auto_generate && name.as_deref().is_none_or(|n| n.trim().is_empty()) {
+        return Err(ApiError::invalid_param("name is required when auto_generate is false"));
+    }
+    Ok(Rename { user, name, auto_generate })
 }
 
 fn variables(

@@ -35,19 +35,34 @@ pub fn routes(state: State) -> impl Filter<Extract = (warp::reply::Response,), E
     give.or(list).unify()
 }
 
-async fn give(
-    app: Arc<LoadedApp>,
-    state: State,
-    id: String,
-    body: Map<String, Value>,
-) -> Result<warp::reply::Response, ApiError> {
-    let user = required_user(&body)?;
+/// A feedback request's fields.
+#[derive(Debug)]
+pub(crate) struct FeedbackRequest {
+    pub user: String,
+    /// `like`, `dislike`, or `None` to revoke.
+    pub rating: Option<String>,
+    pub content: Option<String>,
+}
+
+/// Reads the body of `POST /messages/:id/feedbacks`.
+pub(crate) fn feedback_request(body: &Map<String, Value>) -> Result<FeedbackRequest, ApiError> {
+    let user = required_user(body)?;
     let rating = parse_rating(body.get("rating").unwrap_or(&Value::Null))?;
     let content = match body.get("content") {
         None | Some(Value::Null) => None,
         Some(Value::String(s)) => Some(s.clone()),
         Some(_) => return Err(ApiError::invalid_param("content must be a string")),
     };
+    Ok(FeedbackRequest { user, rating, content })
+}
+
+async fn give(
+    app: Arc<LoadedApp>,
+    state: State,
+    id: String,
+    body: Map<String, Value>,
+) -> Result<warp::reply::Response, ApiError> {
+    let FeedbackRequest { user, rating, content } = feedback_request(&body)?;
     let message_id = Uuid::parse_str(id.trim()).map_err(|_| ApiError::not_found("Message Not Exists."))?;
     state.engine.give_feedback(&app, &user, message_id, rating, content).await?;
     Ok(warp::reply::json(&json!({"result": "success"})).into_response())

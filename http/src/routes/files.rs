@@ -66,7 +66,7 @@ struct Form {
     pending: Option<ApiError>,
 }
 
-async fn upload<S, B>(
+pub(crate) async fn upload<S, B>(
     app: Arc<LoadedApp>,
     state: State,
     content_type: Option<String>,

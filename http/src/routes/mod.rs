@@ -11,6 +11,7 @@ pub mod files;
 pub mod health;
 pub mod messages;
 pub mod metrics;
+pub mod openapi_json;
 pub mod resume;
 pub mod workflows;
 
@@ -54,6 +55,8 @@ pub fn service_api(state: State) -> warp::filters::BoxedFilter<(warp::reply::Res
         .or(workflows::routes(state.clone()))
         .unify()
         .or(resume::routes(state))
+        .unify()
+        .or(openapi_json::routes())
         .unify();
     api_prefix().and(routes).boxed()
 }

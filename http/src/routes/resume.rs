@@ -32,16 +32,19 @@ enum Route {
 }
 
 pub fn routes(state: State) -> impl Filter<Extract = (warp::reply::Response,), Error = warp::Rejection> + Clone {
-    let workflow = warp::path!("workflow" / String / "events").map(|t| (t, Route::Workflow)).untuple_one();
-    let chat = warp::path!("chat-messages" / String / "events").map(|t| (t, Route::Chat)).untuple_one();
-    let completion =
-        warp::path!("completion-messages" / String / "events").map(|t| (t, Route::Completion)).untuple_one();
+    let workflow =
+        warp::path!("workflow" / String / "events").and(warp::get()).map(|t| (t, Route::Workflow)).untuple_one();
+    let chat =
+        warp::path!("chat-messages" / String / "events").and(warp::get()).map(|t| (t, Route::Chat)).untuple_one();
+    let completion = warp::path!("completion-messages" / String / "events")
+        .and(warp::get())
+        .map(|t| (t, Route::Completion))
+        .untuple_one();
     workflow
         .or(chat)
         .unify()
         .or(completion)
         .unify()
-        .and(warp::get())
         .and(app_key(state.clone()))
         .and(with_state(state))
         .and(request_meta())

@@ -16,7 +16,7 @@ use warp::{Filter, Reply};
 
 use super::chat_messages::{reply, request_meta, RequestMeta};
 use super::{respond, with_state};
-use crate::auth::app_key;
+use crate::auth::{app_key, caller, Caller};
 use crate::error::ApiError;
 use crate::request::{files_field, inputs_field, json_body, limit, q, query, required_user, streaming, trace_id};
 use crate::State;
@@ -24,24 +24,22 @@ use crate::State;
 pub fn routes(state: State) -> impl Filter<Extract = (warp::reply::Response,), Error = warp::Rejection> + Clone {
     let run = warp::path!("workflows" / "run")
         .and(warp::post())
-        .and(app_key(state.clone()))
+        .and(caller(state.clone()))
         .and(with_state(state.clone()))
         .and(request_meta())
         .and(json_body())
-        .and_then(|app: Arc<LoadedApp>, state: State, meta: RequestMeta, body: Map<String, Value>| async move {
-            respond(start(app, state, meta, body, None).await)
+        .and_then(|caller: Caller, state: State, meta: RequestMeta, body: Map<String, Value>| async move {
+            respond(start(caller, state, meta, body, None).await)
         });
     let run_version = warp::path!("workflows" / String / "run")
         .and(warp::post())
-        .and(app_key(state.clone()))
+        .and(caller(state.clone()))
         .and(with_state(state.clone()))
         .and(request_meta())
         .and(json_body())
-        .and_then(
-            |id: String, app: Arc<LoadedApp>, state: State, meta: RequestMeta, body: Map<String, Value>| async move {
-                respond(start(app, state, meta, body, Some(id)).await)
-            },
-        );
+        .and_then(|id: String, caller: Caller, state: State, meta: RequestMeta, body: Map<String, Value>| async move {
+            respond(start(caller, state, meta, body, Some(id)).await)
+        });
     let detail = warp::path!("workflows" / "run" / String)
         .and(warp::get())
         .and(app_key(state.clone()))
@@ -67,16 +65,29 @@ pub fn routes(state: State) -> impl Filter<Extract = (warp::reply::Response,), E
 }
 
 async fn start(
-    app: Arc<LoadedApp>,
+    caller: Caller,
     state: State,
     meta: RequestMeta,
     body: Map<String, Value>,
     workflow_id: Option<String>,
 ) -> Result<warp::reply::Response, ApiError> {
     let user = required_user(&body)?;
-    if app.mode() != AppMode::Workflow {
+    if caller.app.mode() != AppMode::Workflow {
         return Err(EngineError::NotWorkflowApp.into());
     }
+    let req = WorkflowRequest { key: Some(caller.key_id), ..workflow_request(&body, &meta, workflow_id.as_deref())? };
+    debug_assert_eq!(req.user, user);
+    let accepted = state.engine.start_workflow(&caller.app, req).await?;
+    Ok(reply(&state, &meta, accepted).await)
+}
+
+/// The body (and version path segment) of `POST /workflows[/:workflow_id]/run`.
+pub fn workflow_request(
+    body: &Map<String, Value>,
+    meta: &RequestMeta,
+    workflow_id: Option<&str>,
+) -> Result<WorkflowRequest, ApiError> {
+    let user = required_user(body)?;
     let workflow_id = match workflow_id {
         None => None,
         Some(id) => Some(
@@ -84,18 +95,15 @@ async fn start(
                 .map_err(|_| ApiError::bad_request(format!("Invalid workflow ID format: {id}. Expected a UUID.")))?,
         ),
     };
-    let inputs = inputs_field(&body)?;
-    let files = files_field(&body)?;
-    let req = WorkflowRequest {
-        inputs,
+    Ok(WorkflowRequest {
+        inputs: inputs_field(body)?,
         user,
-        streaming: streaming(&body)?,
-        trace_id: trace_id(meta.trace_header.clone(), &meta.query, &body),
-        files,
+        streaming: streaming(body)?,
+        trace_id: trace_id(meta.trace_header.clone(), &meta.query, body),
+        files: files_field(body)?,
         workflow_id,
-    };
-    let accepted = state.engine.start_workflow(&app, req).await?;
-    Ok(reply(&state, &meta, accepted).await)
+        key: None,
+    })
 }
 
 fn detail(app: Arc<LoadedApp>, state: State, id: String) -> Result<warp::reply::Response, ApiError> {

@@ -97,6 +97,16 @@ impl Node for Iteration {
                     ))
                 }
             };
+            let max = cx.run.settings.max_iteration_items;
+            if items.len() > max {
+                return Err(NodeError::new(
+                    "IterationLimitError",
+                    format!(
+                        "the iterator has {} items; at most {max} are allowed (limits.max_iteration_items)",
+                        items.len()
+                    ),
+                ));
+            }
             let inputs = json!({"iterator_selector": items});
             let rounds = Rounds::start(cx, "iteration", items.len() as u64, &inputs);
             let mut results: Vec<Option<Value>> = vec![None; items.len()];

@@ -1,0 +1,8 @@
+//! The body of POST /messages/:id/feedbacks: a typed request or a Dify 4xx, never a panic.
+//! The body is `ferrify_http::fuzzing::feedback`, which the stable test suite also
+//! runs over `fuzz/corpus/feedback/` (tests/fuzz_corpus.rs).
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| ferrify_http::fuzzing::feedback(data));
