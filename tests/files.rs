@@ -432,3 +432,156 @@ async fn feedback_round_trip() {
     let (st, f) = s.call("GET", "/v1/app/feedbacks?page=5&limit=101", &key, None).await;
     assert_eq!((st, f), (200, json!({"data": []})));
 }
+
+/// A number from `/proc/<pid>/status` (`VmRSS`, `VmHWM`), in KiB.
+fn proc_kib(pid: u32, field: &str) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with(field))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// A 100 MB video goes to storage as it arrives: the server's peak memory
+/// hardly moves, the stored file has every byte, and a ranged preview of
+/// its end reads them back.
+#[tokio::test]
+async fn a_100_mb_upload_keeps_server_memory_flat() {
+    let s = Server::start(&["--no-demo"]);
+    let key = s.app("chat-files.yml").await;
+    // Warm up the upload path, then take the baseline.
+    upload(&s, &key, "warm.mp4", "video/mp4", &[0u8; 4096]).await;
+    let pid = s.child.id();
+    let Some(before) = proc_kib(pid, "VmHWM:") else {
+        eprintln!("SKIPPED: /proc/<pid>/status is not readable here; memory not measured");
+        return;
+    };
+
+    const SIZE: usize = 100 * 1000 * 1000;
+    const CHUNK: usize = 200_000;
+    let boundary = "ferrify-big-upload";
+    let head = format!(
+        "--{boundary}\r\nContent-Disposition: form-data; name=\"user\"\r\n\r\nu1\r\n\
+         --{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"big.mp4\"\r\n\
+         Content-Type: video/mp4\r\n\r\n"
+    );
+    let tail = format!("\r\n--{boundary}--\r\n");
+    let length = head.len() + SIZE + tail.len();
+    // Byte i of the file is i % 251: any lost or reordered chunk shows.
+    let chunks = (0..SIZE / CHUNK).map(|c| {
+        let start = c * CHUNK;
+        Ok::<_, std::io::Error>(bytes::Bytes::from((start..start + CHUNK).map(|i| (i % 251) as u8).collect::<Vec<_>>()))
+    });
+    let body = futures_util::stream::iter(
+        std::iter::once(Ok(bytes::Bytes::from(head)))
+            .chain(chunks)
+            .chain(std::iter::once(Ok(bytes::Bytes::from(tail)))),
+    );
+    let r = client()
+        .post(s.url("/v1/files/upload"))
+        .bearer_auth(&key)
+        .header("content-type", format!("multipart/form-data; boundary={boundary}"))
+        .header("content-length", length)
+        .body(reqwest::Body::wrap_stream(body))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 201);
+    let f: Value = r.json().await.unwrap();
+    assert_eq!(f["size"], json!(SIZE));
+    let after = proc_kib(pid, "VmHWM:").unwrap_or(before);
+    let growth_mib = (after.saturating_sub(before)) as f64 / 1024.0;
+    eprintln!("server peak RSS: {} KiB before, {} KiB after a 100 MB upload (+{growth_mib:.1} MiB)", before, after);
+    assert!(growth_mib < 32.0, "the server's peak memory grew by {growth_mib:.1} MiB during a 100 MB upload");
+
+    // Every byte is there: reference it, then read the last 1000 bytes back.
+    let (st, b) = chat_with(&s, &key, "u1", json!([local("video", &f["id"])])).await;
+    assert_eq!(st, 200, "{b}");
+    let r = client()
+        .get(s.url(&format!("/v1/files/{}/preview", f["id"].as_str().unwrap())))
+        .bearer_auth(&key)
+        .header("range", "bytes=-1000")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 206);
+    let tail_bytes = r.bytes().await.unwrap();
+    let expected: Vec<u8> = (SIZE - 1000..SIZE).map(|i| (i % 251) as u8).collect();
+    assert_eq!(tail_bytes.as_ref(), expected.as_slice());
+}
+
+/// An upload that stops sending is answered 408 once a chunk is overdue
+/// (`limits.request_timeout_secs`), and the server keeps serving.
+#[tokio::test]
+async fn a_stalled_upload_times_out() {
+    let s = Server::start(&["--no-demo", "--request-timeout-secs", "1"]);
+    let key = s.app("chat-files.yml").await;
+    let mut conn = tokio::net::TcpStream::connect(("127.0.0.1", s.port)).await.unwrap();
+    let part = "--b\r\nContent-Disposition: form-data; name=\"file\"; filename=\"a.txt\"\r\nContent-Type: text/plain\r\n\r\nfirst bytes";
+    let head = format!(
+        "POST /v1/files/upload HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {key}\r\n\
+         Content-Type: multipart/form-data; boundary=b\r\nContent-Length: 100000\r\n\r\n{part}"
+    );
+    conn.write_all(head.as_bytes()).await.unwrap();
+    let mut answer = Vec::new();
+    let read = tokio::time::timeout(std::time::Duration::from_secs(20), async {
+        let mut buf = [0u8; 4096];
+        loop {
+            let n = conn.read(&mut buf).await.unwrap_or(0);
+            if n == 0 {
+                break;
+            }
+            answer.extend_from_slice(&buf[..n]);
+            if answer.windows(4).any(|w| w == b"\r\n\r\n") && answer.ends_with(b"}") {
+                break;
+            }
+        }
+    })
+    .await;
+    assert!(read.is_ok(), "no answer to a stalled upload");
+    let text = String::from_utf8_lossy(&answer);
+    assert!(text.starts_with("HTTP/1.1 408"), "{text}");
+    assert!(text.contains("\"code\":\"request_timeout\"") && text.contains("limits.request_timeout_secs"), "{text}");
+    // The server still serves uploads.
+    upload(&s, &key, "after.txt", "text/plain", b"ok").await;
+}
+
+/// Files across 2 apps × 2 users: the uploading app's users may reference
+/// and preview a file (preview ignores `user`, as Dify does); the other
+/// app's users may do neither.
+#[tokio::test]
+async fn file_access_across_two_apps_and_two_users() {
+    let s = Server::start(&["--no-demo"]);
+    let a = s.app("chat-files.yml").await;
+    let b = s.app("chat-files.yml").await;
+    let f = upload(&s, &a, "n.txt", "text/plain", b"app A, user 1").await;
+    let preview = format!("/v1/files/{}/preview", f["id"].as_str().unwrap());
+    for key in [&a, &b] {
+        for user in ["u1", "u2"] {
+            let (st, body) = s.call("GET", &format!("{preview}?user={user}"), key, None).await;
+            // Not referenced by any message yet: not found, for every app and user.
+            assert_eq!((st, body["code"].as_str()), (404, Some("file_not_found")), "{key} {user}");
+        }
+    }
+    // App B's users cannot reference it; app A's second user can.
+    for user in ["u1", "u2"] {
+        let (st, body) = chat_with(&s, &b, user, json!([local("document", &f["id"])])).await;
+        assert_eq!((st, body["code"].as_str()), (400, Some("invalid_param")), "{body}");
+    }
+    let (st, body) = chat_with(&s, &a, "u2", json!([local("document", &f["id"])])).await;
+    assert_eq!(st, 200, "{body}");
+    for user in ["u1", "u2"] {
+        let r = client().get(s.url(&format!("{preview}?user={user}"))).bearer_auth(&a).send().await.unwrap();
+        assert_eq!(r.status().as_u16(), 200);
+        assert_eq!(r.bytes().await.unwrap().as_ref(), b"app A, user 1");
+        let (st, body) = s.call("GET", &format!("{preview}?user={user}"), &b, None).await;
+        assert_eq!((st, body["code"].as_str()), (403, Some("file_access_denied")), "{body}");
+    }
+    // The message that referenced it shows it in app A's history of user 2 only.
+    let (st, page) = s.call("GET", "/v1/conversations?user=u2", &a, None).await;
+    assert_eq!(st, 200);
+    let conv = page["data"][0]["id"].as_str().unwrap().to_string();
+    let (_, msgs) = s.call("GET", &format!("/v1/messages?user=u2&conversation_id={conv}"), &a, None).await;
+    let files = &msgs["data"][0]["message_files"];
+    assert_eq!(files.as_array().map(Vec::len), Some(1), "{msgs}");
+    let (st, _) = s.call("GET", &format!("/v1/messages?user=u1&conversation_id={conv}"), &a, None).await;
+    assert_eq!(st, 404);
+}

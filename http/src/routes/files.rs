@@ -7,6 +7,7 @@
 use std::collections::HashMap;
 use std::io;
 use std::ops::Range;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use bytes::{Buf, Bytes};
@@ -84,10 +85,25 @@ where
     let largest = settings.file_limit.max(settings.image_limit).max(settings.audio_limit).max(settings.video_limit);
     let constraints = multer::Constraints::new()
         .size_limit(multer::SizeLimit::new().whole_stream(largest + (16 << 20)).for_field("user", MAX_USER));
-    let body = body.map(|chunk| chunk.map(|mut b| b.copy_to_bytes(b.remaining())).map_err(io::Error::other));
+    // An upload may take long, but not stall: each chunk must arrive within
+    // `limits.request_timeout_secs` of the previous one.
+    let stalled = Arc::new(AtomicBool::new(false));
+    let flag = stalled.clone();
+    let body = tokio_stream::StreamExt::timeout(body, state.limits.request_timeout).map(move |chunk| match chunk {
+        Ok(Ok(mut b)) => Ok(b.copy_to_bytes(b.remaining())),
+        Ok(Err(e)) => Err(io::Error::other(e)),
+        Err(_) => {
+            flag.store(true, Ordering::Relaxed);
+            Err(io::Error::new(io::ErrorKind::TimedOut, "the upload stalled"))
+        }
+    });
     let mut multipart = multer::Multipart::with_constraints(body, boundary, constraints);
     let mut form = Form::default();
     let result = read_form(&state, &mut multipart, &mut form).await;
+    let result = match result {
+        Err(_) if stalled.load(Ordering::Relaxed) => Err(state.limits.body_timeout()),
+        other => other,
+    };
     let staged = form.staged.take();
     let outcome = match result {
         Err(e) => Err(e),
