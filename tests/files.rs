@@ -585,3 +585,31 @@ async fn file_access_across_two_apps_and_two_users() {
     let (st, _) = s.call("GET", &format!("/v1/messages?user=u1&conversation_id={conv}"), &a, None).await;
     assert_eq!(st, 404);
 }
+
+/// Header injection through file names: a raw CR in a part header is a
+/// malformed form (400), and an encoded CR LF stays text: a download's
+/// `Content-Disposition` percent-encodes it and no header is added.
+#[tokio::test]
+async fn file_names_cannot_inject_headers() {
+    let s = Server::start(&["--no-demo"]);
+    let key = s.app("chat-files.yml").await;
+    let (st, b) = upload_parts(&s, &key, &[file("bad\rname.txt", "text/plain", b"x")]).await;
+    assert_eq!((st, b["code"].as_str()), (400, Some("invalid_param")), "{b}");
+    let name = "x%0D%0ASet-Cookie: owned=1;.txt";
+    let f = upload(&s, &key, name, "text/plain", b"payload").await;
+    assert_eq!(f["name"], name);
+    let (st, b) = chat_with(&s, &key, "u1", json!([local("document", &f["id"])])).await;
+    assert_eq!(st, 200, "{b}");
+    let r = client()
+        .get(s.url(&format!("/v1/files/{}/preview?as_attachment=true", f["id"].as_str().unwrap())))
+        .bearer_auth(&key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    assert!(r.headers().get("set-cookie").is_none());
+    assert_eq!(
+        r.headers()["content-disposition"],
+        "attachment; filename*=UTF-8''x%250D%250ASet-Cookie%3A%20owned%3D1%3B.txt"
+    );
+}
