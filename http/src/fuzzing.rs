@@ -15,7 +15,7 @@ use ferrify_engine::app::form::{self, FormField};
 use serde_json::{json, Map, Value};
 
 use crate::error::{ApiError, CODES};
-use crate::request::{last_event_id as parse_last_event_id, parse_object, parse_query};
+use crate::request::{cursor, parse_object, parse_query};
 use crate::routes::chat_messages::{message_request, RequestMeta};
 use crate::routes::conversations::rename_request;
 use crate::routes::feedbacks::feedback_request;
@@ -135,8 +135,9 @@ pub fn conversation_rename(data: &[u8]) {
 /// its own digits; refusals are client errors.
 pub fn last_event_id(data: &[u8]) {
     if let Ok(text) = std::str::from_utf8(data) {
-        match parse_last_event_id(text) {
+        match cursor("Last-Event-ID", text) {
             Ok(0) => {}
+            Ok(u64::MAX) => {}
             Ok(n) => {
                 let digits = text.trim_matches(|c| c == ' ' || c == '\t').trim_start_matches('0');
                 assert_eq!(n.to_string(), digits);
@@ -237,9 +238,9 @@ mod tests {
         last_event_id(b" 42 ");
         feedback(br#"{"rating":"like","user":"u","content":"ok"}"#);
         upload(b"multipart/form-data; boundary=X\n--X\r\nContent-Disposition: form-data; name=\"file\"; filename=\"a.txt\"\r\nContent-Type: text/plain\r\n\r\nhello\r\n--X--\r\n");
-        assert_eq!(parse_last_event_id("").unwrap(), 0);
-        assert_eq!(parse_last_event_id("007").unwrap(), 7);
-        assert!(parse_last_event_id("-1").is_err());
-        assert!(parse_last_event_id("99999999999999999999999").is_err());
+        assert_eq!(cursor("Last-Event-ID", "").unwrap(), 0);
+        assert_eq!(cursor("Last-Event-ID", "007").unwrap(), 7);
+        assert!(cursor("Last-Event-ID", "-1").is_err());
+        assert_eq!(cursor("after", "99999999999999999999999").unwrap(), u64::MAX);
     }
 }

@@ -132,18 +132,20 @@ fn percent_decode(s: &str) -> Option<String> {
     String::from_utf8(out).ok()
 }
 
-/// An SSE cursor from `Last-Event-ID`: the 1-based index of the last data
-/// frame the client has; blank means none yet (0). Anything but decimal
-/// digits (surrounding blanks allowed) is refused.
-pub fn last_event_id(value: &str) -> Result<u64, ApiError> {
+/// An SSE cursor (the `Last-Event-ID` header or the `after` query value,
+/// named `name` in errors): the 1-based index of the last data frame the
+/// client has; blank means none yet (0). Anything but decimal digits
+/// (surrounding blanks allowed) is refused; a number too large for u64 is
+/// past the end of any run and reads as `u64::MAX`.
+pub fn cursor(name: &str, value: &str) -> Result<u64, ApiError> {
     let v = value.trim_matches(|c: char| c == ' ' || c == '\t');
     if v.is_empty() {
         return Ok(0);
     }
     if !v.bytes().all(|b| b.is_ascii_digit()) {
-        return Err(ApiError::invalid_param("Last-Event-ID must be a non-negative integer"));
+        return Err(ApiError::invalid_param(format!("{name} must be a non-negative integer.")));
     }
-    v.parse::<u64>().map_err(|_| ApiError::invalid_param("Last-Event-ID is out of range"))
+    Ok(v.parse::<u64>().unwrap_or(u64::MAX))
 }
 
 /// A query parameter; empty values mean absent.

@@ -13,14 +13,21 @@ pub fn paths(p: &mut Paths) {
             "summary": "Upload a file for later use in a request (streamed to storage)",
             "requestBody": {
                 "required": true,
-                "content": {"multipart/form-data": {"schema": {
+                "content": {"multipart/form-data": {
+                    "schema": {
                     "type": "object",
+                    // Other fields are ignored; a name with control characters breaks the part's header.
+                    "propertyNames": {"pattern": "^[^\\u0000-\\u0008\\u000a-\\u001f\\u007f]*$"},
                     "required": ["file"],
                     "properties": {
                         "file": {"type": "string", "format": "binary", "description": "Exactly one file part, with a file name and a MIME type."},
-                        "user": {"type": "string", "description": "The end user (absent or empty: the shared anonymous user)."},
+                        // A form field is text whatever it looks like: any value is read as the user's name.
+                        "user": {"description": "The end user, as text (absent or empty: the shared anonymous user)."},
                     },
-                }}},
+                    },
+                    // A file part without a Content-Type is refused (415 unsupported_file_type).
+                    "encoding": {"file": {"contentType": "application/octet-stream, text/plain, image/png, audio/mpeg, video/mp4"}},
+                }},
             },
             "responses": responses(
                 &[(201, "The stored file", json!({
