@@ -12,7 +12,7 @@ use serde_json::{json, Value};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 
-use crate::common::{binary, client, parse_sse, stream, Server};
+use crate::common::{binary, client, parse_sse, stream, Server, ADMIN};
 
 fn chat(query: &str, mode: &str) -> Value {
     json!({"query": query, "inputs": {}, "user": "u1", "response_mode": mode})
@@ -26,6 +26,14 @@ async fn create(s: &Server, key: &str, q: &str, a: &str) -> Value {
     let (st, b) = s.call("POST", "/v1/apps/annotations", key, Some(json!({"question": q, "answer": a}))).await;
     assert_eq!(st, 201, "{b}");
     b
+}
+
+/// Re-executes a run over the admin API; returns the report.
+async fn reexecute(s: &Server, task: &str) -> Value {
+    let r =
+        client().post(s.url(&format!("/console/api/runs/{task}/reexecute"))).bearer_auth(ADMIN).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    r.json().await.unwrap()
 }
 
 /// Runs an enable/disable job and waits for its end; returns the final status body.
@@ -204,6 +212,10 @@ async fn reply_jobs_and_turns_answered_from_annotations() {
     let (_, b) = s.call("POST", "/v1/chat-messages", &other, Some(chat("What is Ferrify?", "blocking"))).await;
     assert_eq!(b["answer"], "What is Ferrify?");
 
+    // Re-executed, the turn is answered from the recorded annotation again.
+    let r = reexecute(&s, &task).await;
+    assert_eq!(r["identical"], true, "{r}");
+
     // Disabled: the model answers again.
     let done = run_job(&s, &key, "disable", reply_body()).await;
     assert_eq!(done["job_status"], "completed");
@@ -232,6 +244,9 @@ async fn chatflow_turns_answered_without_starting_the_workflow() {
     let meta = &frames[1].data["metadata"];
     assert_eq!(meta["annotation_reply"]["id"], a["id"]);
     assert_eq!(meta["retriever_resources"], json!([]));
+    let task = frames[0].data["task_id"].as_str().unwrap().to_string();
+    let r = reexecute(&s, &task).await;
+    assert_eq!(r["identical"], true, "{r}");
     let (_, b) = s.call("POST", "/v1/chat-messages", &key, Some(chat("Opening hours", "blocking"))).await;
     assert_eq!((b["answer"].as_str(), b["mode"].as_str()), (Some("Nine to five."), Some("advanced-chat")));
     // Not a match: the workflow runs, `annotation_reply` is null.
@@ -313,9 +328,14 @@ async fn embeddings_through_an_openai_compatible_upstream() {
     let port = upstream(chats.clone(), embeds.clone()).await;
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("ferrify.toml");
+    // `down` points at a port nothing listens on.
+    let down = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     std::fs::write(
         &config,
-        format!("[providers.emb]\nkind = \"openai\"\nbase_url = \"http://127.0.0.1:{port}/v1\"\nmax_retries = 0\n"),
+        format!(
+            "[providers.emb]\nkind = \"openai\"\nbase_url = \"http://127.0.0.1:{port}/v1\"\nmax_retries = 0\n\
+             [providers.down]\nkind = \"openai\"\nbase_url = \"http://127.0.0.1:{down}/v1\"\nmax_retries = 0\ntimeout_secs = 2\n"
+        ),
     )
     .unwrap();
     let s = Server::start_in(&dir.path().join("data"), &["--no-demo", "--config", config.to_str().unwrap()]);
@@ -350,4 +370,12 @@ async fn embeddings_through_an_openai_compatible_upstream() {
     let (_, b) = s.call("POST", "/v1/chat-messages", &key, Some(chat("Zebra quiz!", "blocking"))).await;
     assert_eq!(b["answer"], "Stripes.");
     assert_eq!(embeds.load(Ordering::SeqCst), 5, "text similarity embeds nothing");
+
+    // An embeddings endpoint that cannot be reached: the job ends in error, the setting stays.
+    let body = json!({"score_threshold": 0.9, "embedding_provider_name": "down", "embedding_model_name": "x"});
+    let failed = run_job(&s, &key, "enable", body).await;
+    assert_eq!(failed["job_status"], "error", "{failed}");
+    assert!(failed["error_msg"].as_str().is_some_and(|m| m.contains("embeddings")), "{failed}");
+    let (_, b) = s.call("POST", "/v1/chat-messages", &key, Some(chat("zebra QUIZ", "blocking"))).await;
+    assert_eq!(b["answer"], "Stripes.");
 }
