@@ -37,3 +37,6 @@ mod fuzz_corpus;
 
 // Bad input, limits and security: every refusal is Dify's, the server stays up, the log replays.
 mod hardening;
+
+// Annotations and annotation reply: CRUD, jobs, turns answered from annotations, embeddings.
+mod annotations;

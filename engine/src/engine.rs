@@ -96,6 +96,8 @@ pub(crate) struct Inner {
     pub limits: RunLimits,
     /// Runs in flight, for admission.
     pub slots: Arc<RunSlots>,
+    /// Annotation reply jobs (enable/disable) and their states.
+    pub annotation_jobs: Mutex<crate::annotation::jobs::Jobs>,
 }
 
 /// The engine: its store and shared services.
@@ -133,6 +135,7 @@ impl Engine {
                 reexec_scratch: tokio::sync::Mutex::new(None),
                 limits: config.limits.clone(),
                 slots: Arc::new(RunSlots::default()),
+                annotation_jobs: Mutex::new(Default::default()),
             }),
         })
     }

@@ -10,6 +10,8 @@
 //! | `conversation/<id>`      | rename, delete, variable updates                   |
 //! | `file/<file_id>`         | an upload                                          |
 //! | `feedback/<message_id>`  | feedback given, changed or revoked on a message    |
+//! | `app/<app_id>`           | annotations added, edited, deleted; annotation reply on/off |
+//! | `run/<task_id>`          | `AnnotationReplied`: the turn was answered from an annotation |
 //!
 //! **Compatibility rule:** the encoding is positional. Never reorder or
 //! renumber variants or fields, never change a field's type; add new variants
@@ -193,6 +195,19 @@ pub struct FileUploaded {
     pub storage: String,
 }
 
+/// Annotation reply was switched on (or its settings changed) by job `job_id`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct AnnotationReplyEnabled {
+    pub job_id: Uuid,
+    pub score_threshold: f64,
+    pub embedding_provider_name: String,
+    pub embedding_model_name: String,
+    /// Every annotation's question embedded by the named provider, when it is
+    /// a configured provider that embeds; `None`: questions are matched by
+    /// normalised text similarity instead.
+    pub embeddings: Option<Vec<(Uuid, Vec<f32>)>>,
+}
+
 /// Every fact ferrify records. Append new variants at the end only.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub enum Event {
@@ -336,6 +351,40 @@ pub enum Event {
         feedback_id: Uuid,
         message_id: Uuid,
         app_id: Uuid,
+    },
+
+    // --- app/<app_id>: annotations ---------------------------------------
+    /// A canned question→answer pair was added. `embedding`: the question's
+    /// vector, when annotation reply is on with an embedding model.
+    AnnotationCreated {
+        annotation_id: Uuid,
+        question: String,
+        answer: String,
+        embedding: Option<Vec<f32>>,
+    },
+    /// An annotation's question and answer were replaced.
+    AnnotationUpdated {
+        annotation_id: Uuid,
+        question: String,
+        answer: String,
+        embedding: Option<Vec<f32>>,
+    },
+    AnnotationDeleted {
+        annotation_id: Uuid,
+    },
+    AnnotationReplyEnabled(Box<AnnotationReplyEnabled>),
+    /// Annotation reply was switched off by job `job_id`.
+    AnnotationReplyDisabled {
+        job_id: Uuid,
+    },
+
+    // --- run/<task_id> ------------------------------------------------
+    /// The query matched an annotation (similarity `score`): the turn is
+    /// answered with its answer and no model is called.
+    AnnotationReplied {
+        app_id: Uuid,
+        annotation_id: Uuid,
+        score: f64,
     },
 }
 

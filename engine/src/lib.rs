@@ -1,5 +1,6 @@
 //! ferrify-engine: the domain.
 //!
+//! - [`annotation`]: annotations and annotation reply;
 //! - [`engine`]: the [`Engine`] handle (store + shared services);
 //! - [`event`]: the facts ferrify records ([`Event`] in an [`Envelope`]);
 //! - [`files`]: uploads, previews, request files and their bytes;
@@ -11,6 +12,7 @@
 //! - [`recovery`]: closing the runs a crash interrupted.
 //! - [`reexec`]: deterministic re-execution of a recorded run and its diff.
 
+pub mod annotation;
 pub mod app;
 pub mod apps;
 pub mod demo;

@@ -155,3 +155,32 @@ pub struct FeedbackRow {
     pub created_at: i64,
     pub updated_at: i64,
 }
+
+/// A canned question→answer pair of an app (key: app ‖ annotation).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct AnnotationRow {
+    pub id: Uuid,
+    pub app_id: Uuid,
+    pub question: String,
+    pub answer: String,
+    /// Turns answered from it.
+    pub hit_count: u64,
+    pub created_at: i64,
+    pub updated_at: i64,
+    /// The question's embedding, when reply matches by embeddings.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub embedding: Option<Vec<f32>>,
+}
+
+/// An app's annotation reply setting (present while reply is on).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct AnnotationSettingRow {
+    pub app_id: Uuid,
+    pub score_threshold: f64,
+    pub embedding_provider_name: String,
+    pub embedding_model_name: String,
+    /// True: questions are matched by embeddings from `embedding_provider_name`;
+    /// false: by normalised text similarity.
+    pub embeddings: bool,
+    pub updated_at: i64,
+}

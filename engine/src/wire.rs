@@ -78,6 +78,8 @@ pub struct WireRun {
     user: String,
     nodes: HashMap<Uuid, NodeMeta>,
     containers: HashMap<Uuid, i64>,
+    /// `metadata.annotation_reply`, when an annotation answered the turn.
+    annotation_reply: Option<Value>,
 }
 
 impl WireRun {
@@ -397,8 +399,14 @@ impl WireRun {
             }
             Event::MessageEnded { answer, usage, .. } => {
                 self.done = true;
-                let metadata = if self.workflow_run_id.is_some() {
-                    json!({"annotation_reply": null, "retriever_resources": [], "usage": usage_json(usage)})
+                let metadata = if self.workflow_run_id.is_some() || self.mode == "advanced-chat" {
+                    json!({
+                        "annotation_reply": self.annotation_reply.clone(),
+                        "retriever_resources": [],
+                        "usage": usage_json(usage),
+                    })
+                } else if let Some(reply) = &self.annotation_reply {
+                    json!({"annotation_reply": reply, "usage": usage_json(usage)})
                 } else {
                     json!({"usage": usage_json(usage)})
                 };
@@ -424,6 +432,10 @@ impl WireRun {
                 body.insert("created_at".into(), self.created_at.into());
                 self.outcome = Some(Outcome::Message(Value::Object(body)));
                 (1, frame)
+            }
+            Event::AnnotationReplied { annotation_id, .. } => {
+                self.annotation_reply = Some(crate::annotation::reply_metadata(*annotation_id));
+                (0, None)
             }
             Event::RunInterrupted { message, .. } => {
                 let failed = Event::RunFailed {

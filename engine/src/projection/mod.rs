@@ -19,7 +19,9 @@
 //! | `open_runs`      | `open_runs` task → mode, for runs without their terminal event yet   |
 //! | `files`          | `files` id → FileRow; `file_refs` file+app+message (messages naming an upload) |
 //! | `feedbacks`      | `feedbacks` message → FeedbackRow; `app_feedbacks` app+created+feedback → message |
+//! | `annotations`    | `annotations` app+annotation → AnnotationRow; `app_annotations` app+created+annotation; `annotation_settings` app → AnnotationSettingRow |
 
+pub mod annotations;
 pub mod api_keys;
 pub mod apps;
 pub mod conversations;
@@ -49,6 +51,7 @@ pub fn all() -> Vec<Arc<dyn Projector>> {
         Arc::new(open_runs::OpenRuns),
         Arc::new(files::Files),
         Arc::new(feedbacks::Feedbacks),
+        Arc::new(annotations::Annotations),
     ]
 }
 
@@ -107,4 +110,7 @@ pub mod trees {
     pub const FILE_REFS: &str = "file_refs";
     pub const FEEDBACKS: &str = "feedbacks";
     pub const APP_FEEDBACKS: &str = "app_feedbacks";
+    pub const ANNOTATIONS: &str = "annotations";
+    pub const APP_ANNOTATIONS: &str = "app_annotations";
+    pub const ANNOTATION_SETTINGS: &str = "annotation_settings";
 }

@@ -3,7 +3,8 @@
 //!
 //! - `builtin`: deterministic models for demos, tests and benches
 //!   (`echo` repeats the last user message, `lorem` streams N words at a pace);
-//! - `openai`: any OpenAI-compatible chat-completions endpoint;
+//! - `openai`: any OpenAI-compatible chat-completions endpoint (and its
+//!   `/embeddings`, for annotation reply);
 //! - `recorded`: answers from a past run's log, for re-execution.
 //!
 //! A provider never touches the log: the runner records the request it sent
@@ -15,6 +16,7 @@ pub mod openai;
 pub mod recorded;
 pub mod registry;
 
+use futures_util::future::BoxFuture;
 use futures_util::stream::BoxStream;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -104,6 +106,17 @@ pub trait ModelProvider: Send + Sync + 'static {
     /// Starts the call. Errors before the first chunk (bad credentials,
     /// rate limit) should come as the stream's first item.
     fn stream(&self, request: ModelRequest) -> BoxStream<'static, Result<ModelChunk, ProviderError>>;
+
+    /// Whether [`ModelProvider::embed`] can work (an embeddings endpoint).
+    fn can_embed(&self) -> bool {
+        false
+    }
+
+    /// Embeds `texts` with `model`: one vector per text, in order.
+    fn embed(&self, model: &str, texts: Vec<String>) -> BoxFuture<'static, Result<Vec<Vec<f32>>, ProviderError>> {
+        let _ = (model, texts);
+        Box::pin(async { Err(ProviderError::NotInitialized("this provider does not embed text".into())) })
+    }
 }
 
 /// A rough token count (words and punctuation), for providers that report none.

@@ -23,6 +23,10 @@
 //! - `timeout_secs` bounds connecting, waiting for the response headers and
 //!   each silence between two body reads, never the whole (long) stream.
 //!
+//! Embeddings (annotation reply): one `POST {base_url}/embeddings` with
+//! `{"model", "input": [texts]}`, no retries, bounded by `timeout_secs`;
+//! the vectors are taken from `data[].embedding` in `index` order.
+//!
 //! The API key is read once, when the provider is built, from the environment
 //! variable named by `api_key_env`; without one the call goes without an
 //! `Authorization` header (local servers rarely need one).
@@ -31,6 +35,7 @@ use std::collections::VecDeque;
 use std::fmt;
 use std::time::Duration;
 
+use futures_util::future::BoxFuture;
 use futures_util::stream::{self, BoxStream, StreamExt};
 use reqwest::header::{HeaderMap, ACCEPT, CONTENT_TYPE, RETRY_AFTER};
 use reqwest::{Client, Response, StatusCode};
@@ -61,6 +66,8 @@ pub struct OpenAi {
     name: String,
     /// `{base_url}/chat/completions`.
     endpoint: String,
+    /// `{base_url}/embeddings`.
+    embeddings: String,
     api_key: Option<String>,
     /// Connect timeout, response-headers timeout and read-idle timeout.
     timeout: Duration,
@@ -108,7 +115,15 @@ impl OpenAi {
             .user_agent(concat!("ferrify/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(|e| format!("provider {name}: cannot build the HTTP client: {e}"))?;
-        Ok(OpenAi { name: name.to_string(), endpoint, api_key, timeout, max_retries: cfg.max_retries, client })
+        Ok(OpenAi {
+            name: name.to_string(),
+            endpoint,
+            embeddings: format!("{base}/embeddings"),
+            api_key,
+            timeout,
+            max_retries: cfg.max_retries,
+            client,
+        })
     }
 
     /// `{base_url}/chat/completions`.
@@ -123,6 +138,17 @@ impl OpenAi {
 }
 
 impl ModelProvider for OpenAi {
+    fn can_embed(&self) -> bool {
+        true
+    }
+
+    fn embed(&self, model: &str, texts: Vec<String>) -> BoxFuture<'static, Result<Vec<Vec<f32>>, ProviderError>> {
+        let provider = self.clone();
+        let body = json!({"model": model, "input": texts});
+        let count = texts_len(&body);
+        Box::pin(async move { provider.embeddings_call(body, count).await })
+    }
+
     fn stream(&self, request: ModelRequest) -> BoxStream<'static, Result<ModelChunk, ProviderError>> {
         let call = Call {
             provider: self.clone(),
@@ -140,6 +166,51 @@ impl ModelProvider for OpenAi {
             Some((item, call))
         })
         .boxed()
+    }
+}
+
+fn texts_len(body: &Value) -> usize {
+    body.get("input").and_then(Value::as_array).map_or(0, Vec::len)
+}
+
+impl OpenAi {
+    /// One `POST {base_url}/embeddings` (no retries): the vectors in input order.
+    async fn embeddings_call(&self, body: Value, count: usize) -> Result<Vec<Vec<f32>>, ProviderError> {
+        let fail = |m: String| ProviderError::Request(format!("[{}] embeddings: {m}", self.name));
+        let mut req = self.client.post(&self.embeddings).header(CONTENT_TYPE, "application/json").json(&body);
+        if let Some(key) = &self.api_key {
+            req = req.bearer_auth(key);
+        }
+        let resp = tokio::time::timeout(self.timeout, req.send())
+            .await
+            .map_err(|_| fail(format!("no response in {} s", self.timeout.as_secs())))?
+            .map_err(|e| fail(error_chain(&e)))?;
+        let status = resp.status();
+        let text = tokio::time::timeout(self.timeout, resp.text())
+            .await
+            .map_err(|_| fail(format!("no body in {} s", self.timeout.as_secs())))?
+            .map_err(|e| fail(error_chain(&e)))?;
+        if status == StatusCode::TOO_MANY_REQUESTS {
+            return Err(ProviderError::RateLimited(error_message(status, &text)));
+        }
+        if !status.is_success() {
+            return Err(fail(error_message(status, &text)));
+        }
+        let v: Value = serde_json::from_str(&text).map_err(|e| fail(format!("not JSON: {e}")))?;
+        let data = v.get("data").and_then(Value::as_array).ok_or_else(|| fail("no `data` list".into()))?;
+        let mut out: Vec<Option<Vec<f32>>> = vec![None; count];
+        for (i, item) in data.iter().enumerate() {
+            let index = item.get("index").and_then(Value::as_u64).map_or(i, |n| n as usize);
+            let vector = item
+                .get("embedding")
+                .and_then(Value::as_array)
+                .map(|xs| xs.iter().map(|x| x.as_f64().unwrap_or(0.0) as f32).collect::<Vec<f32>>())
+                .ok_or_else(|| fail("an item without an `embedding` list".into()))?;
+            if let Some(slot) = out.get_mut(index) {
+                *slot = Some(vector);
+            }
+        }
+        out.into_iter().map(|v| v.ok_or_else(|| fail(format!("expected {count} vectors")))).collect()
     }
 }
 

@@ -147,6 +147,12 @@ impl Providers {
         Providers { entries: self.entries.clone(), model_override, recorded: Some(recorded) }
     }
 
+    /// The configured provider `name` (`openai`, `langgenius/openai/openai`)
+    /// when it can embed text; `None` otherwise.
+    pub fn embedder(&self, name: &str) -> Option<Arc<dyn ModelProvider>> {
+        self.entries.get(short_name(name)).map(|e| e.provider.clone()).filter(|p| p.can_embed())
+    }
+
     /// Resolves a DSL `model.provider` (`openai`, `langgenius/openai/openai`) and model name.
     pub fn resolve(&self, provider: &str, model: &str) -> Result<ResolvedModel, ProviderError> {
         let (provider, model) = match &self.model_override {

@@ -186,6 +186,7 @@ impl Engine {
                     ..self.inner.limits.clone()
                 },
                 slots: Default::default(),
+                annotation_jobs: Default::default(),
             }),
         })
     }
@@ -238,8 +239,55 @@ impl Engine {
         let stream = StreamId::of("run", task)?;
         let head = scratch.store().stream_head(&stream)?;
         let tap = Tap::default();
-        let (accepted, workflow_id) = match mode {
-            Some(AppMode::Workflow | AppMode::AdvancedChat) => {
+        let replied = events().find_map(|e| match e {
+            Event::AnnotationReplied { annotation_id, score, .. } => Some((*annotation_id, *score)),
+            _ => None,
+        });
+        let (accepted, workflow_id) = match (mode, replied, run.conversation_id) {
+            // Answered from an annotation: the recorded match answers again
+            // (the annotations may have changed since).
+            (Some(mode), Some((annotation_id, score)), Some(conversation_id)) => {
+                let answer = events()
+                    .find_map(|e| match e {
+                        Event::MessageEnded { answer, .. } => Some(answer.clone()),
+                        _ => None,
+                    })
+                    .unwrap_or_default();
+                let annotation = crate::model::AnnotationRow {
+                    id: annotation_id,
+                    app_id: run.app_id,
+                    question: String::new(),
+                    answer,
+                    hit_count: 0,
+                    created_at: recorded.at,
+                    updated_at: recorded.at,
+                    embedding: None,
+                };
+                let turn = crate::annotation::reply::AnnotationTurn {
+                    app_id: run.app_id,
+                    mode,
+                    end_user: run.end_user_id,
+                    user: run.user.clone(),
+                    query: run.query.clone(),
+                    inputs: match &run.inputs.0 {
+                        Value::Object(m) => m.clone(),
+                        _ => Map::new(),
+                    },
+                    files: run.files.0.clone(),
+                    streaming: run.streaming,
+                    trace_id: recorded.trace_id.clone(),
+                    conversation_id,
+                    new_conversation: run.new_conversation.clone(),
+                    guard: Some(scratch.lock_conversation(conversation_id).await),
+                    annotation,
+                    score,
+                    ids: Some((run.task_id, run.message_id.unwrap_or_else(Uuid::new_v4))),
+                    tap: Some(tap.clone()),
+                    slot: scratch.admit(None)?,
+                };
+                (scratch.answer_from_annotation(turn).await, None)
+            }
+            (Some(AppMode::Workflow | AppMode::AdvancedChat), _, _) => {
                 let version = options.workflow_id.or(run.workflow_id).unwrap_or_else(Uuid::nil);
                 let wf = self.workflow(&app, Some(version)).map_err(|e| match e {
                     EngineError::NotFound(_) => ReexecError::VersionNotFound(version, run.app_id),
@@ -269,7 +317,7 @@ impl Engine {
                 let accepted = scratch.rerun_workflow(run, wf, rerun, recorded.trace_id.clone()).await;
                 (accepted, Some(id))
             }
-            _ => {
+            (_, _, _) => {
                 let history = match existing_conversation {
                     Some(c) if run.mode == "chat" => self.history(c, Some(recorded.at))?,
                     _ => Vec::new(),

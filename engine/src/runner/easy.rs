@@ -5,6 +5,8 @@
 //! RunStarted ─ ModelCalled ─ AnswerChunk* ─ ModelAnswered ─ MessageEnded      (done or stopped)
 //!                                         └─ RunFailed                        (model error)
 //! ```
+//!
+//! A chat turn that annotation reply answers runs [`crate::annotation::reply`] instead.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -21,6 +23,7 @@ use uuid::Uuid;
 
 use super::prompt::render;
 use super::{end_user_id, RunHandle, Tap};
+use crate::annotation::reply::AnnotationTurn;
 use crate::app::{form, AppMode};
 use crate::apps::LoadedApp;
 use crate::engine::{Engine, Stoppable};
@@ -143,6 +146,32 @@ impl Engine {
             (Some(id), Some(new), Some(guard))
         };
 
+        // Annotation reply: a close enough annotation answers the turn, no model is called.
+        if let (true, Some(id)) = (chat, conversation_id) {
+            if let Some((annotation, score)) = self.match_annotation(app_id, &query).await {
+                return self
+                    .answer_from_annotation(AnnotationTurn {
+                        app_id,
+                        mode: app.mode(),
+                        end_user,
+                        user: req.user,
+                        query,
+                        inputs,
+                        files,
+                        streaming: req.streaming,
+                        trace_id: req.trace_id,
+                        conversation_id: id,
+                        new_conversation,
+                        guard,
+                        annotation,
+                        score,
+                        ids: None,
+                        tap: None,
+                        slot,
+                    })
+                    .await;
+            }
+        }
         let history = match (chat, &new_conversation, conversation_id) {
             (true, None, Some(id)) => self.history(id, None)?,
             _ => Vec::new(),

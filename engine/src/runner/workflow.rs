@@ -19,6 +19,7 @@ use uuid::Uuid;
 
 use super::easy::{Accepted, MessageRequest};
 use super::{end_user_id, run_append, RunHandle, Tap};
+use crate::annotation::reply::AnnotationTurn;
 use crate::app::{form, AppMode};
 use crate::apps::LoadedApp;
 use crate::engine::{Engine, Stoppable};
@@ -164,6 +165,30 @@ impl Engine {
                 Conversation { id, new: Some(new), guard, history_turns: 0 }
             }
         };
+        // Annotation reply: a close enough annotation answers the turn, the workflow does not start.
+        if let Some((annotation, score)) = self.match_annotation(app_id, &query).await {
+            return self
+                .answer_from_annotation(AnnotationTurn {
+                    app_id,
+                    mode: AppMode::AdvancedChat,
+                    end_user,
+                    user: req.user,
+                    query,
+                    inputs,
+                    files,
+                    streaming: req.streaming,
+                    trace_id: req.trace_id,
+                    conversation_id: conversation.id,
+                    new_conversation: conversation.new,
+                    guard: Some(conversation.guard),
+                    annotation,
+                    score,
+                    ids: None,
+                    tap: None,
+                    slot,
+                })
+                .await;
+        }
         let plan = Launch {
             app_id,
             mode: AppMode::AdvancedChat,

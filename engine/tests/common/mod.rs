@@ -196,6 +196,28 @@ pub fn every_variant() -> Vec<Event> {
             content: Some("great".into()),
         },
         Event::FeedbackRevoked { feedback_id: id(31), message_id: id(4), app_id: id(1) },
+        Event::AnnotationCreated {
+            annotation_id: id(40),
+            question: "What is ferrify?".into(),
+            answer: "A server.".into(),
+            embedding: Some(vec![0.5, -0.25]),
+        },
+        Event::AnnotationUpdated {
+            annotation_id: id(40),
+            question: "What is it?".into(),
+            answer: "A server.".into(),
+            embedding: None,
+        },
+        Event::AnnotationDeleted { annotation_id: id(40) },
+        Event::AnnotationReplyEnabled(Box::new(AnnotationReplyEnabled {
+            job_id: id(41),
+            score_threshold: 0.9,
+            embedding_provider_name: "openai".into(),
+            embedding_model_name: "text-embedding-3-small".into(),
+            embeddings: Some(vec![(id(40), vec![1.0, 0.0])]),
+        })),
+        Event::AnnotationReplyDisabled { job_id: id(42) },
+        Event::AnnotationReplied { app_id: id(1), annotation_id: id(40), score: 0.95 },
     ];
     for (i, e) in events.iter().enumerate() {
         assert_eq!(variant_index(e), i, "every_variant must list variants in declaration order");
@@ -234,5 +256,11 @@ pub fn variant_index(e: &Event) -> usize {
         Event::FileUploaded(_) => 25,
         Event::FeedbackGiven { .. } => 26,
         Event::FeedbackRevoked { .. } => 27,
+        Event::AnnotationCreated { .. } => 28,
+        Event::AnnotationUpdated { .. } => 29,
+        Event::AnnotationDeleted { .. } => 30,
+        Event::AnnotationReplyEnabled(_) => 31,
+        Event::AnnotationReplyDisabled { .. } => 32,
+        Event::AnnotationReplied { .. } => 33,
     }
 }

@@ -11,6 +11,7 @@
 //! operation to the real router to see it routed (not 404/405). Schemathesis
 //! (`.ci/run`) checks the schemas against a running server.
 
+mod annotations;
 mod app_info;
 mod chat_messages;
 mod completion_messages;
@@ -57,6 +58,7 @@ pub const MODULES: &[(&str, Documenter)] = &[
     ("feedbacks", feedbacks::paths),
     ("resume", resume::paths),
     ("workflows", workflows::paths),
+    ("annotations", annotations::paths),
     ("openapi_json", openapi_json::paths),
 ];
 

@@ -1,6 +1,7 @@
 //! Routes, one module per endpoint group, mirroring the URL paths. The
 //! Service API is served under `/v1` and, as an alias, `/api`.
 
+pub mod annotations;
 pub mod app_info;
 pub mod chat_messages;
 pub mod completion_messages;
@@ -54,7 +55,9 @@ pub fn service_api(state: State) -> warp::filters::BoxedFilter<(warp::reply::Res
         .unify()
         .or(workflows::routes(state.clone()))
         .unify()
-        .or(resume::routes(state))
+        .or(resume::routes(state.clone()))
+        .unify()
+        .or(annotations::routes(state))
         .unify()
         .or(openapi_json::routes())
         .unify();
