@@ -56,7 +56,7 @@ workflow:
 
 # (app DSL, operations as a path regex) — every documented path is in one group.
 GROUPS = [
-    (CHAT, r"^/(chat-messages.*|conversations.*|messages.*|info|parameters|meta|site|openapi\.json|files/.*|app/feedbacks|)$"),
+    (CHAT, r"^/(chat-messages.*|conversations.*|messages.*|info|parameters|meta|site|openapi\.json|files/.*|app/feedbacks|apps/.*|)$"),
     (COMPLETION, r"^/completion-messages.*$"),
     (WORKFLOW, r"^/workflows?/.*$"),
 ]
