@@ -10,6 +10,7 @@
 //! | `conversation/<id>`      | rename, delete, variable updates                   |
 //! | `file/<file_id>`         | an upload                                          |
 //! | `feedback/<message_id>`  | feedback given, changed or revoked on a message    |
+//! | `suggested/<message_id>` | questions suggested after a message's answer       |
 //!
 //! **Compatibility rule:** the encoding is positional. Never reorder or
 //! renumber variants or fields, never change a field's type; add new variants
@@ -336,6 +337,30 @@ pub enum Event {
         feedback_id: Uuid,
         message_id: Uuid,
         app_id: Uuid,
+    },
+
+    // --- run/<task_id> ------------------------------------------------
+    /// Input moderation flagged the query or inputs: the preset answer
+    /// follows as the whole answer, without a model call.
+    InputModerated {
+        /// The moderation type (`keywords`, `openai_moderation`).
+        kind: String,
+        preset_response: String,
+    },
+
+    // --- suggested/<message_id> ---------------------------------------
+    /// Follow-up questions were generated for a message
+    /// (`GET /messages/:id/suggested`): the model call and what was kept of it.
+    QuestionsSuggested {
+        message_id: Uuid,
+        app_id: Uuid,
+        provider: String,
+        model: String,
+        request: Json,
+        /// The model's raw answer.
+        text: String,
+        /// The questions parsed from it (empty when it held no JSON array of strings).
+        questions: Vec<String>,
     },
 }
 

@@ -397,7 +397,7 @@ impl WireRun {
             }
             Event::MessageEnded { answer, usage, .. } => {
                 self.done = true;
-                let metadata = if self.workflow_run_id.is_some() {
+                let metadata = if self.workflow_run_id.is_some() || self.mode == "advanced-chat" {
                     json!({"annotation_reply": null, "retriever_resources": [], "usage": usage_json(usage)})
                 } else {
                     json!({"usage": usage_json(usage)})

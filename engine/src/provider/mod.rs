@@ -15,6 +15,7 @@ pub mod openai;
 pub mod recorded;
 pub mod registry;
 
+use futures_util::future::BoxFuture;
 use futures_util::stream::BoxStream;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -104,6 +105,13 @@ pub trait ModelProvider: Send + Sync + 'static {
     /// Starts the call. Errors before the first chunk (bad credentials,
     /// rate limit) should come as the stream's first item.
     fn stream(&self, request: ModelRequest) -> BoxStream<'static, Result<ModelChunk, ProviderError>>;
+
+    /// Whether a moderation model flags `input` (`openai_moderation`). Providers
+    /// without a moderation endpoint answer [`ProviderError::NotInitialized`].
+    fn moderate(&self, model: &str, input: String) -> BoxFuture<'static, Result<bool, ProviderError>> {
+        let _ = (model, input);
+        Box::pin(async { Err(ProviderError::NotInitialized("this provider offers no moderation endpoint".into())) })
+    }
 }
 
 /// A rough token count (words and punctuation), for providers that report none.

@@ -196,6 +196,16 @@ pub fn every_variant() -> Vec<Event> {
             content: Some("great".into()),
         },
         Event::FeedbackRevoked { feedback_id: id(31), message_id: id(4), app_id: id(1) },
+        Event::InputModerated { kind: "keywords".into(), preset_response: "Sorry.".into() },
+        Event::QuestionsSuggested {
+            message_id: id(4),
+            app_id: id(1),
+            provider: "openai".into(),
+            model: "gpt-4o-mini".into(),
+            request: Json(json!({"messages": [{"role": "user", "content": "q"}]})),
+            text: "[\"a?\",\"b?\"]".into(),
+            questions: vec!["a?".into(), "b?".into()],
+        },
     ];
     for (i, e) in events.iter().enumerate() {
         assert_eq!(variant_index(e), i, "every_variant must list variants in declaration order");
@@ -234,5 +244,7 @@ pub fn variant_index(e: &Event) -> usize {
         Event::FileUploaded(_) => 25,
         Event::FeedbackGiven { .. } => 26,
         Event::FeedbackRevoked { .. } => 27,
+        Event::InputModerated { .. } => 28,
+        Event::QuestionsSuggested { .. } => 29,
     }
 }
