@@ -71,7 +71,7 @@ pub fn chain(n: usize) -> String {
         "    - {{id: n{last}, data: {{type: end, outputs: [{{variable: out, value_selector: [n{}, output]}}]}}}}",
         n - 3
     ));
-    let handle = if (n - 2) % 2 == 0 { "'true'" } else { "source" };
+    let handle = if (n - 2).is_multiple_of(2) { "'true'" } else { "source" };
     edges.push(format!("    - {{source: n{}, sourceHandle: {handle}, target: n{last}}}", n - 2));
     doc(&nodes, &edges)
 }

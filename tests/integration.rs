@@ -35,6 +35,12 @@ mod reexec;
 // The fuzz targets' corpora (seeds and found crashes) through the same checks, on stable.
 mod fuzz_corpus;
 
+// Moderation (sensitive_word_avoidance): keywords, OpenAI moderation, chatflows, replays.
+mod moderation;
+
+// Suggested questions after an answer.
+mod suggested;
+
 // Bad input, limits and security: every refusal is Dify's, the server stays up, the log replays.
 mod hardening;
 

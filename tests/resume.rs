@@ -73,8 +73,16 @@ fn modes() -> Vec<Mode> {
             name: "advanced-chat",
             app: "chatflow-lorem.yml",
             run_path: "/v1/chat-messages",
-            body: chat,
+            body: chat.clone(),
             events: |t| format!("/v1/workflow/{t}/events"),
+        },
+        // Output moderation: the stream ends with `message_replace`, then `message_end`.
+        Mode {
+            name: "chat, output moderated",
+            app: "chat-lorem-moderated.yml",
+            run_path: "/v1/chat-messages",
+            body: chat,
+            events: |t| format!("/v1/chat-messages/{t}/events"),
         },
     ]
 }
@@ -183,6 +191,9 @@ async fn finished_runs_resume_byte_for_byte_at_random_cuts() {
         let full = frames_of(start(&s, &key, &mode).await, None).await;
         assert!(full.len() > 200, "{}: {} frames", mode.name, full.len());
         assert!(terminal(full.last().unwrap()), "{}: ends with {}", mode.name, data(full.last().unwrap()));
+        if mode.app.contains("moderated") {
+            assert_eq!(data(&full[full.len() - 2])["event"], "message_replace", "{}", mode.name);
+        }
         let ids: Vec<String> = (1..=full.len()).map(|i| format!("id: {i}\n")).collect();
         for (frame, id) in full.iter().zip(&ids) {
             assert!(frame.starts_with(id.as_str()), "{}: {frame:?} is not {id:?}", mode.name);

@@ -249,9 +249,10 @@ impl Engine {
 }
 
 /// Everything an import checks, without recording anything: the DSL parses,
-/// and a workflow section's graph compiles.
+/// a `sensitive_word_avoidance` this server runs, and a workflow section's graph compiles.
 pub fn check_dsl(yaml: &str) -> Result<AppSpec> {
     let spec = parse_dsl(yaml)?;
+    crate::moderation::from_features(&spec.features).map_err(|m| EngineError::Dsl(crate::app::DslError::Invalid(m)))?;
     if let Some(wf) = &spec.workflow {
         check_graph(wf)?;
     }

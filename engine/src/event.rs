@@ -12,6 +12,7 @@
 //! | `feedback/<message_id>`  | feedback given, changed or revoked on a message    |
 //! | `app/<app_id>`           | annotations added, edited, deleted; annotation reply on/off |
 //! | `run/<task_id>`          | `AnnotationReplied`: the turn was answered from an annotation |
+//! | `suggested/<message_id>` | questions suggested after a message's answer       |
 //!
 //! **Compatibility rule:** the encoding is positional. Never reorder or
 //! renumber variants or fields, never change a field's type; add new variants
@@ -385,6 +386,30 @@ pub enum Event {
         app_id: Uuid,
         annotation_id: Uuid,
         score: f64,
+    },
+
+    // --- run/<task_id> ------------------------------------------------
+    /// Input moderation flagged the query or inputs: the preset answer
+    /// follows as the whole answer, without a model call.
+    InputModerated {
+        /// The moderation type (`keywords`, `openai_moderation`).
+        kind: String,
+        preset_response: String,
+    },
+
+    // --- suggested/<message_id> ---------------------------------------
+    /// Follow-up questions were generated for a message
+    /// (`GET /messages/:id/suggested`): the model call and what was kept of it.
+    QuestionsSuggested {
+        message_id: Uuid,
+        app_id: Uuid,
+        provider: String,
+        model: String,
+        request: Json,
+        /// The model's raw answer.
+        text: String,
+        /// The questions parsed from it (empty when it held no JSON array of strings).
+        questions: Vec<String>,
     },
 }
 

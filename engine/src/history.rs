@@ -283,7 +283,7 @@ impl Engine {
             .filter_map(|(_, v)| ferrify_store::codec::from_json(&v).ok())
             .collect();
         let order = |name: &str| declared.iter().position(|d| d.name == name).unwrap_or(usize::MAX);
-        rows.sort_by(|a, b| (a.created_at, order(&a.name)).cmp(&(b.created_at, order(&b.name))));
+        rows.sort_by_key(|r| (r.created_at, order(&r.name)));
         let has_more = rows.len() > limit;
         let data = rows
             .iter()

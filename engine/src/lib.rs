@@ -8,6 +8,8 @@
 //! - [`json`]: arbitrary JSON carried inside binary events;
 //! - [`limits`]: run admission (concurrent runs overall and per key) and run-wide limits;
 //! - [`model`]: read-model rows;
+//! - [`moderation`]: the `sensitive_word_avoidance` feature (keywords, OpenAI moderation);
+//! - [`suggested`]: follow-up questions after an answer;
 //! - [`projection`]: pure folds of events into read models, one module each;
 //! - [`recovery`]: closing the runs a crash interrupted.
 //! - [`reexec`]: deterministic re-execution of a recorded run and its diff.
@@ -27,6 +29,7 @@ pub mod history;
 pub mod json;
 pub mod limits;
 pub mod model;
+pub mod moderation;
 pub mod projection;
 pub mod provider;
 pub mod recovery;
@@ -34,6 +37,7 @@ pub mod reexec;
 pub mod resume;
 pub mod runner;
 pub mod runs;
+pub mod suggested;
 pub mod wire;
 pub mod workflow;
 

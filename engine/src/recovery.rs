@@ -95,7 +95,7 @@ impl Engine {
                         c.node_execution_id,
                         Open::Container { started_at: env.at, kind: c.kind, node_id: c.node_id },
                     )),
-                    Event::ContainerCompleted(c) => open.retain(|(id, o)| !(*id == c.node_execution_id && !is_node(o))),
+                    Event::ContainerCompleted(c) => open.retain(|(id, o)| *id != c.node_execution_id || is_node(o)),
                     Event::WorkflowFinished(_) => finished = true,
                     Event::MessageEnded { .. } | Event::RunFailed { .. } | Event::RunInterrupted { .. } => {
                         return Ok(Vec::new()); // already ended

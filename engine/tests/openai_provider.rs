@@ -65,6 +65,7 @@ impl Upstream {
             timeout_secs: 5,
             max_retries,
             prices: HashMap::new(),
+            moderation_model: "omni-moderation-latest".into(),
         }
     }
 }
@@ -393,6 +394,7 @@ async fn connect_errors_are_retried_then_reported() {
         timeout_secs: 2,
         max_retries: 1,
         prices: HashMap::new(),
+        moderation_model: "omni-moderation-latest".into(),
     };
     let provider = OpenAi::from_config("openai", &cfg).unwrap();
     let started = Instant::now();

@@ -30,6 +30,7 @@ fn priced_engine(model_override: Option<(&str, &str)>) -> Engine {
         timeout_secs: 60,
         max_retries: 0,
         prices: HashMap::from([("echo".to_string(), price)]),
+        moderation_model: "omni-moderation-latest".into(),
     };
     let providers = Providers::new(
         &HashMap::from([("builtin".to_string(), config)]),

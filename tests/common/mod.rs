@@ -7,6 +7,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+pub mod upstream;
+
 pub const ADMIN: &str = "test-admin-token";
 
 /// A running server; killed on drop.

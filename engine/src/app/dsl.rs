@@ -225,7 +225,7 @@ mod tests {
         assert!(matches!(parse_dsl("app: {mode: chat}"), Err(DslError::Invalid(_))));
         assert!(matches!(parse_dsl("version: 0.1\napp: {mode: chat}"), Err(DslError::Invalid(_))));
         assert!(matches!(parse_dsl("app: [unclosed"), Err(DslError::Yaml(_))));
-        assert!(matches!(parse_dsl(""), Err(_)));
+        assert!(parse_dsl("").is_err());
     }
 
     #[test]

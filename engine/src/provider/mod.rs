@@ -117,6 +117,13 @@ pub trait ModelProvider: Send + Sync + 'static {
         let _ = (model, texts);
         Box::pin(async { Err(ProviderError::NotInitialized("this provider does not embed text".into())) })
     }
+
+    /// Whether a moderation model flags `input` (`openai_moderation`). Providers
+    /// without a moderation endpoint answer [`ProviderError::NotInitialized`].
+    fn moderate(&self, model: &str, input: String) -> BoxFuture<'static, Result<bool, ProviderError>> {
+        let _ = (model, input);
+        Box::pin(async { Err(ProviderError::NotInitialized("this provider offers no moderation endpoint".into())) })
+    }
 }
 
 /// A rough token count (words and punctuation), for providers that report none.

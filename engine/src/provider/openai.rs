@@ -68,6 +68,8 @@ pub struct OpenAi {
     endpoint: String,
     /// `{base_url}/embeddings`.
     embeddings: String,
+    /// `{base_url}/moderations`.
+    moderations: String,
     api_key: Option<String>,
     /// Connect timeout, response-headers timeout and read-idle timeout.
     timeout: Duration,
@@ -119,6 +121,7 @@ impl OpenAi {
             name: name.to_string(),
             endpoint,
             embeddings: format!("{base}/embeddings"),
+            moderations: format!("{base}/moderations"),
             api_key,
             timeout,
             max_retries: cfg.max_retries,
@@ -166,6 +169,51 @@ impl ModelProvider for OpenAi {
             Some((item, call))
         })
         .boxed()
+    }
+
+    fn moderate(
+        &self,
+        model: &str,
+        input: String,
+    ) -> futures_util::future::BoxFuture<'static, Result<bool, ProviderError>> {
+        let p = self.clone();
+        let body = json!({"model": model, "input": input});
+        Box::pin(async move { p.moderation_call(body).await })
+    }
+}
+
+impl OpenAi {
+    /// One `POST {base_url}/moderations`: flagged when any result is. Not
+    /// retried; an error answer or a malformed body is an error of the run.
+    async fn moderation_call(&self, body: Value) -> Result<bool, ProviderError> {
+        let mut req = self.client.post(&self.moderations).json(&body);
+        if let Some(key) = &self.api_key {
+            req = req.bearer_auth(key);
+        }
+        let fail = |m: String| ProviderError::Request(format!("[{}] moderation: {m}", self.name));
+        let resp = match tokio::time::timeout(self.timeout, req.send()).await {
+            Ok(Ok(resp)) => resp,
+            Ok(Err(e)) => return Err(fail(format!("request failed: {}", error_chain(&e)))),
+            Err(_) => return Err(fail(format!("no response within {} s", self.timeout.as_secs()))),
+        };
+        let status = resp.status();
+        let text = match tokio::time::timeout(self.timeout, resp.text()).await {
+            Ok(Ok(text)) => text,
+            _ => return Err(fail("the response body could not be read".into())),
+        };
+        if !status.is_success() {
+            let message = format!("[{}] moderation: {}", self.name, error_message(status, &text));
+            return Err(if status == StatusCode::TOO_MANY_REQUESTS {
+                ProviderError::RateLimited(message)
+            } else {
+                ProviderError::Request(message)
+            });
+        }
+        let v: Value = serde_json::from_str(&text).map_err(|_| fail("the answer is not JSON".into()))?;
+        match v.get("results").and_then(Value::as_array) {
+            Some(results) => Ok(results.iter().any(|r| r.get("flagged").and_then(Value::as_bool) == Some(true))),
+            None => Err(fail("the answer has no results".into())),
+        }
     }
 }
 

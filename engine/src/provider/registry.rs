@@ -9,6 +9,7 @@
 //! api_key_env = "OPENAI_API_KEY"     # the key is read from the environment
 //! timeout_secs = 60
 //! max_retries = 2
+//! moderation_model = "omni-moderation-latest"   # what `openai_moderation` asks for
 //! [providers.openai.prices.gpt-4o-mini]
 //! input = "0.15"                     # per `unit` tokens × 1/unit … see ModelPrice
 //! output = "0.6"
@@ -66,6 +67,13 @@ pub struct ProviderConfig {
     pub max_retries: u32,
     #[serde(default)]
     pub prices: HashMap<String, ModelPrice>,
+    /// The model `openai_moderation` sends to `{base_url}/moderations`.
+    #[serde(default = "default_moderation_model")]
+    pub moderation_model: String,
+}
+
+fn default_moderation_model() -> String {
+    "omni-moderation-latest".into()
 }
 
 fn default_kind() -> String {
@@ -83,6 +91,7 @@ fn default_retries() -> u32 {
 struct Entry {
     provider: Arc<dyn ModelProvider>,
     prices: HashMap<String, ModelPrice>,
+    moderation_model: String,
 }
 
 /// The configured providers.
@@ -113,7 +122,11 @@ impl Providers {
         let mut entries = HashMap::new();
         entries.insert(
             "builtin".to_string(),
-            Entry { provider: Arc::new(Builtin) as Arc<dyn ModelProvider>, prices: HashMap::new() },
+            Entry {
+                provider: Arc::new(Builtin) as Arc<dyn ModelProvider>,
+                prices: HashMap::new(),
+                moderation_model: default_moderation_model(),
+            },
         );
         for (name, cfg) in configs {
             let provider: Arc<dyn ModelProvider> = match cfg.kind.as_str() {
@@ -121,7 +134,10 @@ impl Providers {
                 "openai" | "openai-compatible" | "openai_api_compatible" => Arc::new(OpenAi::from_config(name, cfg)?),
                 other => return Err(format!("provider {name}: unknown kind {other:?} (expected openai or builtin)")),
             };
-            entries.insert(name.clone(), Entry { provider, prices: cfg.prices.clone() });
+            entries.insert(
+                name.clone(),
+                Entry { provider, prices: cfg.prices.clone(), moderation_model: cfg.moderation_model.clone() },
+            );
         }
         Ok(Providers { entries: Arc::new(entries), model_override, recorded: None })
     }
@@ -151,6 +167,18 @@ impl Providers {
     /// when it can embed text; `None` otherwise.
     pub fn embedder(&self, name: &str) -> Option<Arc<dyn ModelProvider>> {
         self.entries.get(short_name(name)).map(|e| e.provider.clone()).filter(|p| p.can_embed())
+    }
+
+    /// Asks the moderation endpoint of `[providers.NAME]` whether `input` is
+    /// flagged. Not redirected by `--model-override` nor by re-execution: a
+    /// moderation model is no chat model.
+    pub async fn moderate(&self, name: &str, input: &str) -> Result<bool, ProviderError> {
+        let entry = self.entries.get(name).ok_or_else(|| {
+            ProviderError::NotInitialized(format!(
+                "No valid model provider credentials found for moderation. Configure [providers.{name}] in ferrify.toml."
+            ))
+        })?;
+        entry.provider.moderate(&entry.moderation_model, input.to_string()).await
     }
 
     /// Resolves a DSL `model.provider` (`openai`, `langgenius/openai/openai`) and model name.

@@ -200,7 +200,8 @@ fn event_matches(a: &Event, b: &Event, execs: &mut ExecMap) -> bool {
         | (Event::AnswerChunk { .. }, Event::AnswerChunk { .. })
         | (Event::TextChunk { .. }, Event::TextChunk { .. })
         | (Event::RunFailed { .. }, Event::RunFailed { .. })
-        | (Event::AnswerReplaced { .. }, Event::AnswerReplaced { .. }) => a == b,
+        | (Event::AnswerReplaced { .. }, Event::AnswerReplaced { .. })
+        | (Event::InputModerated { .. }, Event::InputModerated { .. }) => a == b,
         _ => false,
     }
 }

@@ -2,11 +2,18 @@
 //! streamed model call.
 //!
 //! ```text
-//! RunStarted ─ ModelCalled ─ AnswerChunk* ─ ModelAnswered ─ MessageEnded      (done or stopped)
-//!                                         └─ RunFailed                        (model error)
+//! RunStarted ─ ModelCalled ─ AnswerChunk* ─ ModelAnswered ─ (AnswerReplaced) ─ MessageEnded   (done or stopped)
+//!          │                              └─ RunFailed                        (model or input moderation error)
+//!          └─ InputModerated ─ AnswerChunk* ─ MessageEnded                    (inputs flagged: preset answer)
 //! ```
 //!
 //! A chat turn that annotation reply answers runs [`crate::annotation::reply`] instead.
+//! Moderation (`sensitive_word_avoidance`, [`crate::moderation`]): flagged
+//! inputs are answered with the preset text, streamed one character per
+//! `message` frame as Dify does, with no model call; a flagged answer is
+//! replaced by the outputs preset (`AnswerReplaced`, a `message_replace` frame)
+//! and the message keeps the preset. As in Dify, a failed input check fails
+//! the run, a failed output check leaves the answer as it is.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -33,10 +40,11 @@ use crate::files::input::UploadConfig;
 use crate::json::Json;
 use crate::limits::RunSlot;
 use crate::model::{ConversationRow, MessageRow};
+use crate::moderation::{self, Moderation};
 use crate::projection::trees;
 use crate::provider::{
     estimate_tokens, registry::price_usage, registry::ResolvedModel, ModelChunk, ModelRequest, PromptMessage,
-    ProviderError, Role,
+    ProviderError, Providers, Role,
 };
 
 /// Earlier turns put into a chat prompt.
@@ -72,6 +80,11 @@ struct Plan {
     outcome: Option<oneshot::Sender<Result<Outcome>>>,
     /// Held until the run ends.
     slot: RunSlot,
+    /// The app's moderation, and what inputs moderation checks.
+    moderation: Option<Moderation>,
+    providers: Providers,
+    inputs: Map<String, Value>,
+    query: String,
 }
 
 impl Engine {
@@ -109,6 +122,7 @@ impl Engine {
         }
         let mut inputs = form::validate(&app.spec.form, &req.inputs).map_err(EngineError::InvalidParam)?;
         let model = self.providers().resolve(&mc.model.provider, &mc.model.name)?;
+        let moderation = moderation::for_run(&app.spec.features)?;
         let slot = self.admit(req.key)?;
         let app_id = app.id();
         // Request files: checked against `file_upload` (ignored when it is off); images go to the model.
@@ -199,6 +213,8 @@ impl Engine {
             ids: None,
             tap: None,
             slot,
+            moderation,
+            providers: self.providers().clone(),
         })
         .await
     }
@@ -220,6 +236,7 @@ impl Engine {
         })?;
         let chat = spec.mode == AppMode::Chat;
         let model = providers.resolve(&mc.model.provider, &mc.model.name)?;
+        let moderation = moderation::for_run(&spec.features)?;
         let inputs = match &run.inputs.0 {
             Value::Object(m) => m.clone(),
             _ => Map::new(),
@@ -260,6 +277,8 @@ impl Engine {
             tap: Some(tap),
             // A re-execution runs on the scratch engine: counted overall only.
             slot: self.admit(None)?,
+            moderation,
+            providers: providers.clone(),
         })
         .await
     }
@@ -287,6 +306,8 @@ impl Engine {
             ids,
             tap,
             slot,
+            moderation,
+            providers,
         } = l;
         let chat = mode == AppMode::Chat;
         let rerun = ids.is_some();
@@ -304,8 +325,8 @@ impl Engine {
             message_id: Some(message_id),
             workflow_run_id: None,
             workflow_id: None,
-            query,
-            inputs: Json(Value::Object(inputs)),
+            query: query.clone(),
+            inputs: Json(Value::Object(inputs.clone())),
             files: Json(if files.is_null() { json!([]) } else { files }),
             streaming,
             options: Json(json!({"model": {"provider": model.provider_name, "name": model.model}})),
@@ -348,6 +369,10 @@ impl Engine {
             title_from,
             outcome: outcome_tx,
             slot,
+            moderation,
+            providers,
+            inputs,
+            query,
         };
         tokio::spawn(run(plan));
         Ok(Accepted {
@@ -410,6 +435,9 @@ struct EasyLaunch {
     tap: Option<Tap>,
     /// Held until the run ends.
     slot: RunSlot,
+    moderation: Option<Moderation>,
+    /// Who answers moderation calls.
+    providers: Providers,
 }
 
 /// The prompt of a chat turn (system prompt, earlier turns, the query) or a
@@ -458,6 +486,10 @@ async fn run(plan: Plan) {
         title_from,
         outcome,
         slot,
+        moderation,
+        providers,
+        inputs,
+        query,
     } = plan;
     // The title of a new conversation is asked for alongside the answer. If it
     // is ready when a buffered run is written, it names the conversation in
@@ -466,7 +498,25 @@ async fn run(plan: Plan) {
         let model = model.clone();
         (id, Box::pin(async move { title_for(&model, &query).await }))
     });
-    let result = call_model(&engine, &mut recorder, &trace_id, &model, request, &flag, &user).await;
+    let flagged = match &moderation {
+        Some(m) => m.check_inputs(&providers, &inputs, &query).await.map(|p| p.map(|p| (m.kind.as_str(), p))),
+        None => Ok(None),
+    };
+    let result = match flagged {
+        Ok(Some((kind, preset))) => {
+            // Flagged text goes to no model, not even for a title: the conversation keeps its default name.
+            title = None;
+            answer_preset(&engine, &mut recorder, &trace_id, kind, preset).await
+        }
+        Ok(None) => {
+            let output = moderation.as_ref().map(|m| (m, &providers));
+            call_model(&engine, &mut recorder, &trace_id, &model, request, &flag, &user, output).await
+        }
+        Err(e) => {
+            title = None;
+            recorder.push(Envelope::new(engine.now(), trace_id.clone(), failed(&e))).await
+        }
+    };
     if recorder.is_buffering() {
         let ready = title.as_mut().and_then(|(_, fut)| fut.as_mut().now_or_never());
         if let Some(name) = ready {
@@ -501,6 +551,40 @@ async fn run(plan: Plan) {
     }
 }
 
+/// The `RunFailed` a provider error (model or moderation) ends a run with.
+fn failed(e: &ProviderError) -> Event {
+    let (code, status) = match e {
+        ProviderError::NotInitialized(_) => ("provider_not_initialize", 400),
+        ProviderError::RateLimited(_) => ("rate_limit_error", 429),
+        ProviderError::Request(_) => ("completion_request_error", 400),
+    };
+    Event::RunFailed { code: code.into(), message: e.to_string(), status }
+}
+
+/// Flagged inputs: the preset answer, one character per chunk, and the end of
+/// the message with no tokens used.
+async fn answer_preset(
+    engine: &Engine,
+    recorder: &mut Recorder,
+    trace_id: &Option<String>,
+    kind: &str,
+    preset: String,
+) -> Result<()> {
+    let event = Event::InputModerated { kind: kind.to_string(), preset_response: preset.clone() };
+    recorder.push(Envelope::new(engine.now(), None, event)).await?;
+    for c in preset.chars() {
+        let text = c.to_string();
+        recorder
+            .push(Envelope::new(engine.now(), None, Event::AnswerChunk { text, from_variable_selector: None }))
+            .await?;
+    }
+    let mut usage = Usage::default();
+    price_usage(&mut usage, None);
+    let end = Event::MessageEnded { answer: preset, usage, latency: 0.0, stopped: false };
+    recorder.push(Envelope::new(engine.now(), trace_id.clone(), end)).await
+}
+
+#[allow(clippy::too_many_arguments)]
 async fn call_model(
     engine: &Engine,
     recorder: &mut Recorder,
@@ -509,6 +593,7 @@ async fn call_model(
     request: ModelRequest,
     flag: &AtomicBool,
     user: &str,
+    moderation: Option<(&Moderation, &Providers)>,
 ) -> Result<()> {
     let started = Instant::now();
     let request_json = request.recorded();
@@ -575,14 +660,13 @@ async fn call_model(
     }
     let latency = started.elapsed().as_secs_f64();
     if let Some(e) = failure {
-        let (code, status) = match &e {
-            ProviderError::NotInitialized(_) => ("provider_not_initialize", 400),
-            ProviderError::RateLimited(_) => ("rate_limit_error", 429),
-            ProviderError::Request(_) => ("completion_request_error", 400),
-        };
-        let event = Event::RunFailed { code: code.into(), message: e.to_string(), status };
-        return recorder.push(Envelope::new(engine.now(), trace_id.clone(), event)).await;
+        return recorder.push(Envelope::new(engine.now(), trace_id.clone(), failed(&e))).await;
     }
+    // Output moderation sees the whole answer once the model is done.
+    let replaced = match moderation {
+        Some((m, providers)) => m.output_replacement(providers, &answer).await,
+        None => None,
+    };
     let (prompt_tokens, completion_tokens) = match reported {
         Some(r) if !stopped => r,
         _ => (estimate_tokens(&prompt_text), estimate_tokens(&answer)),
@@ -604,6 +688,14 @@ async fn call_model(
             Event::ModelAnswered { node_id: None, text: answer.clone(), usage: usage.clone() },
         ))
         .await?;
+    let answer = match replaced {
+        Some(preset) => {
+            let event = Event::AnswerReplaced { answer: preset.clone(), reason: "output_moderation".into() };
+            recorder.push(Envelope::new(now, None, event)).await?;
+            preset
+        }
+        None => answer,
+    };
     recorder
         .push(Envelope::new(
             now,

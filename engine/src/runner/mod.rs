@@ -7,9 +7,11 @@
 //! stream plus an in-process flag the runner checks between chunks.
 //!
 //! - [`easy`]: chat and completion apps (one prompt, one model call);
-//! - [`prompt`]: `{{var}}` templates of `pre_prompt`.
+//! - [`prompt`]: `{{var}}` templates of `pre_prompt`;
+//! - `moderated`: chatflow turns answered by input moderation.
 
 pub mod easy;
+mod moderated;
 pub mod prompt;
 pub mod workflow;
 

@@ -5,7 +5,8 @@
 //!
 //! ```text
 //! RunStarted ─ (NodeStarted │ NodeFinished │ Container* │ ModelCalled │ ModelAnswered │ TextChunk │ AnswerChunk)*
-//!            ─ WorkflowFinished ─ MessageEnded        (advanced-chat, succeeded or stopped)
+//!            ─ WorkflowFinished ─ (AnswerReplaced) ─ MessageEnded   (advanced-chat, succeeded or stopped;
+//!                                                              AnswerReplaced: output moderation)
 //!                               └ RunFailed           (failed: "Run failed: …")
 //! ```
 
@@ -18,6 +19,7 @@ use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
 
 use super::easy::{Accepted, MessageRequest};
+use super::moderated::PresetTurn;
 use super::{end_user_id, run_append, RunHandle, Tap};
 use crate::annotation::reply::AnnotationTurn;
 use crate::app::{form, AppMode};
@@ -29,6 +31,7 @@ use crate::files::input::UploadConfig;
 use crate::json::Json;
 use crate::limits::RunSlot;
 use crate::model::{ConversationRow, WorkflowVersionRow};
+use crate::moderation::{self, Moderation};
 use crate::projection::trees;
 use crate::provider::{PromptMessage, Providers};
 use crate::wire::{Outcome, WireRun};
@@ -331,6 +334,37 @@ impl Engine {
             Some(r) => r.providers.clone(),
             None => self.providers().clone(),
         };
+        // Input moderation: flagged inputs are answered with the preset; the workflow does not start.
+        let moderation = if chat { moderation::for_run(&wf.features)? } else { None };
+        if let (Some(m), Some(conv), Some(message_id)) = (&moderation, &conversation, message_id) {
+            if let Some(preset) = m.check_inputs(&providers, &inputs, &query).await? {
+                let turn = PresetTurn {
+                    task_id,
+                    message_id,
+                    app_id,
+                    end_user_id: end_user,
+                    user,
+                    conversation_id: conv.id,
+                    new_conversation: conv.new.clone(),
+                    workflow_id: wf.id,
+                    query,
+                    inputs,
+                    files,
+                    streaming,
+                    trace_id,
+                    kind: m.kind.as_str(),
+                    preset,
+                    tap: rerun.as_ref().map(|r| r.tap.clone()),
+                };
+                let accepted = self.answer_preset_turn(turn).await;
+                if let Some(conv) = conversation {
+                    drop(conv.guard);
+                    self.release_conversation(conv.id);
+                }
+                drop(slot);
+                return accepted;
+            }
+        }
 
         // System variables, as `workflow_started` and the stored inputs show them.
         let mut sys = Map::new();
@@ -430,7 +464,7 @@ impl Engine {
         };
         tokio::spawn(async move {
             let recording = tokio::spawn(recorder.run(rx));
-            drive(rc, &user, chat).await.finish(&engine, &wf, conversation, conv_values).await;
+            drive(rc, &user, chat, moderation.as_ref()).await.finish(&engine, &wf, conversation, conv_values).await;
             timer.abort();
             let outcome = match recording.await {
                 Ok(r) => r,
@@ -518,7 +552,7 @@ struct Driven {
 }
 
 /// Runs the graph and records its terminal events.
-async fn drive(rc: RunCx, user: &str, chat: bool) -> Driven {
+async fn drive(rc: RunCx, user: &str, chat: bool, moderation: Option<&Moderation>) -> Driven {
     let started = Instant::now();
     rc.start_responses();
     let result = run_scope(&rc, None, &rc.root.clone(), &ScopePos::default()).await;
@@ -558,6 +592,17 @@ async fn drive(rc: RunCx, user: &str, chat: bool) -> Driven {
             status: 400,
         });
     } else if chat {
+        // Output moderation: a flagged answer is replaced by the preset.
+        let answer = match moderation {
+            Some(m) => match m.output_replacement(&rc.providers, &answer).await {
+                Some(preset) => {
+                    rc.emit(Event::AnswerReplaced { answer: preset.clone(), reason: "output_moderation".into() });
+                    preset
+                }
+                None => answer,
+            },
+            None => answer,
+        };
         rc.emit(Event::MessageEnded {
             answer,
             usage,

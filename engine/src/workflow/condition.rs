@@ -163,7 +163,9 @@ fn as_list(v: &Value) -> Vec<Value> {
 
 fn same(a: &Value, b: &Value) -> bool {
     match (a, b) {
-        (Value::String(x), y) | (y, Value::String(x)) if !y.is_string() => *x == render_text(y) || y.to_string() == *x,
+        (Value::String(x), y) | (y, Value::String(x)) if !y.is_string() => {
+            *x == render_text(y) || serde_json::to_string(y).is_ok_and(|t| t == *x)
+        }
         (Value::Number(_), Value::Number(_)) => as_number(a) == as_number(b),
         _ => a == b,
     }

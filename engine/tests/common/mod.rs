@@ -218,6 +218,16 @@ pub fn every_variant() -> Vec<Event> {
         })),
         Event::AnnotationReplyDisabled { job_id: id(42) },
         Event::AnnotationReplied { app_id: id(1), annotation_id: id(40), score: 0.95 },
+        Event::InputModerated { kind: "keywords".into(), preset_response: "Sorry.".into() },
+        Event::QuestionsSuggested {
+            message_id: id(4),
+            app_id: id(1),
+            provider: "openai".into(),
+            model: "gpt-4o-mini".into(),
+            request: Json(json!({"messages": [{"role": "user", "content": "q"}]})),
+            text: "[\"a?\",\"b?\"]".into(),
+            questions: vec!["a?".into(), "b?".into()],
+        },
     ];
     for (i, e) in events.iter().enumerate() {
         assert_eq!(variant_index(e), i, "every_variant must list variants in declaration order");
@@ -262,5 +272,7 @@ pub fn variant_index(e: &Event) -> usize {
         Event::AnnotationReplyEnabled(_) => 31,
         Event::AnnotationReplyDisabled { .. } => 32,
         Event::AnnotationReplied { .. } => 33,
+        Event::InputModerated { .. } => 34,
+        Event::QuestionsSuggested { .. } => 35,
     }
 }

@@ -59,7 +59,7 @@ pub(crate) fn generation_ok(blocking: &str) -> Value {
         "content": {
             "application/json": {"schema": schema(blocking)},
             "text/event-stream": {"schema": {
-                "description": "One event per frame: `data:` a JSON object with `event` (message, message_end, workflow_started, …, error); bare `event: ping` keep-alives.",
+                "description": "One event per frame: `data:` a JSON object with `event` (message, message_replace, message_end, workflow_started, …, error); bare `event: ping` keep-alives.",
                 "type": "object",
                 "properties": {
                     "event": {"type": "string"},

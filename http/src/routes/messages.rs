@@ -1,10 +1,12 @@
-//! `GET /messages`: conversation history.
+//! `GET /messages`: conversation history; `GET /messages/:message_id/suggested`:
+//! follow-up questions after an answer (§2.16).
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
 use ferrify_engine::apps::LoadedApp;
 use serde_json::json;
+use uuid::Uuid;
 use warp::{Filter, Reply};
 
 use super::{respond, with_state};
@@ -14,14 +16,38 @@ use crate::request::{limit, optional_user, optional_uuid, q, query};
 use crate::State;
 
 pub fn routes(state: State) -> impl Filter<Extract = (warp::reply::Response,), Error = warp::Rejection> + Clone {
-    warp::path!("messages")
+    let list = warp::path!("messages")
+        .and(warp::get())
+        .and(app_key(state.clone()))
+        .and(with_state(state.clone()))
+        .and(query())
+        .and_then(|app: Arc<LoadedApp>, state: State, query: HashMap<String, String>| async move {
+            respond(list(app, state, query))
+        });
+    let suggested = warp::path!("messages" / String / "suggested")
         .and(warp::get())
         .and(app_key(state.clone()))
         .and(with_state(state))
         .and(query())
-        .and_then(|app: Arc<LoadedApp>, state: State, query: HashMap<String, String>| async move {
-            respond(list(app, state, query))
-        })
+        .and_then(|id: String, app: Arc<LoadedApp>, state: State, query: HashMap<String, String>| async move {
+            respond(suggested(app, state, id, query).await)
+        });
+    list.or(suggested).unify()
+}
+
+async fn suggested(
+    app: Arc<LoadedApp>,
+    state: State,
+    id: String,
+    query: HashMap<String, String>,
+) -> Result<warp::reply::Response, ApiError> {
+    let user = q(&query, "user").ok_or_else(|| ApiError::invalid_param("Arg user must be provided."))?;
+    if !app.mode().is_chat_family() {
+        return Err(ferrify_engine::EngineError::NotChatApp.into());
+    }
+    let message_id = Uuid::parse_str(id.trim()).map_err(|_| ApiError::not_found("Message Not Exists."))?;
+    let questions = state.engine.suggested_questions(&app, user, message_id).await?;
+    Ok(warp::reply::json(&json!({"result": "success", "data": questions})).into_response())
 }
 
 fn list(app: Arc<LoadedApp>, state: State, query: HashMap<String, String>) -> Result<warp::reply::Response, ApiError> {

@@ -362,7 +362,7 @@ pub fn structured_params(params: &Value, schema: &Value) -> Value {
         Value::Object(m) => m.clone(),
         _ => Map::new(),
     };
-    if !out.get("response_format").is_some_and(|v| !v.is_null()) {
+    if out.get("response_format").is_none_or(|v| v.is_null()) {
         out.insert(
             "response_format".into(),
             json!({"type": "json_schema", "json_schema": {"name": "structured_output", "schema": schema, "strict": false}}),
