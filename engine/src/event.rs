@@ -337,6 +337,14 @@ pub enum Event {
         message_id: Uuid,
         app_id: Uuid,
     },
+
+    // --- run/<task_id>, auto-played answers (see `crate::audio`) --------
+    /// A piece of the spoken answer (`tts_message`), after `MessageEnded`.
+    TtsAudio {
+        audio: Vec<u8>,
+    },
+    /// The spoken answer is complete (`tts_message_end`): the run's last event.
+    TtsEnded,
 }
 
 impl Event {
@@ -355,6 +363,7 @@ impl Event {
                 | Event::ContainerStarted(_)
                 | Event::ContainerNext { .. }
                 | Event::ContainerCompleted(_)
+                | Event::TtsAudio { .. }
         )
     }
 }

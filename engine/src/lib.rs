@@ -1,5 +1,6 @@
 //! ferrify-engine: the domain.
 //!
+//! - [`audio`]: text-to-speech, speech-to-text and auto-played answers;
 //! - [`engine`]: the [`Engine`] handle (store + shared services);
 //! - [`event`]: the facts ferrify records ([`Event`] in an [`Envelope`]);
 //! - [`files`]: uploads, previews, request files and their bytes;
@@ -13,6 +14,7 @@
 
 pub mod app;
 pub mod apps;
+pub mod audio;
 pub mod demo;
 pub mod engine;
 pub mod error;

@@ -3,6 +3,7 @@
 //!
 //! ```text
 //! RunStarted ─ ModelCalled ─ AnswerChunk* ─ ModelAnswered ─ MessageEnded      (done or stopped)
+//!                                         │                 └─ TtsAudio* ─ TtsEnded   (auto-play on)
 //!                                         └─ RunFailed                        (model error)
 //! ```
 
@@ -69,6 +70,8 @@ struct Plan {
     outcome: Option<oneshot::Sender<Result<Outcome>>>,
     /// Held until the run ends.
     slot: RunSlot,
+    /// `RunStarted.options.tts`: the answer is spoken after the message ends.
+    tts: Option<Value>,
 }
 
 impl Engine {
@@ -150,6 +153,7 @@ impl Engine {
         let messages = prompt(mc, &inputs, &query, chat, history, images);
         let title_from = (chat && new_conversation.is_some() && req.auto_generate_name)
             .then(|| (conversation_id.unwrap_or_default(), query.clone()));
+        let tts = self.tts_option(&app.spec.features, req.streaming);
         self.launch_easy(EasyLaunch {
             app_id,
             mode: app.mode(),
@@ -170,6 +174,7 @@ impl Engine {
             ids: None,
             tap: None,
             slot,
+            tts,
         })
         .await
     }
@@ -231,6 +236,8 @@ impl Engine {
             tap: Some(tap),
             // A re-execution runs on the scratch engine: counted overall only.
             slot: self.admit(None)?,
+            // Audio is not re-executed.
+            tts: None,
         })
         .await
     }
@@ -258,6 +265,7 @@ impl Engine {
             ids,
             tap,
             slot,
+            tts,
         } = l;
         let chat = mode == AppMode::Chat;
         let rerun = ids.is_some();
@@ -279,7 +287,13 @@ impl Engine {
             inputs: Json(Value::Object(inputs)),
             files: Json(if files.is_null() { json!([]) } else { files }),
             streaming,
-            options: Json(json!({"model": {"provider": model.provider_name, "name": model.model}})),
+            options: Json({
+                let mut options = json!({"model": {"provider": model.provider_name, "name": model.model}});
+                if let Some(tts) = &tts {
+                    options["tts"] = tts.clone();
+                }
+                options
+            }),
         };
         let flag = Arc::new(AtomicBool::new(false));
         self.inner.running.lock().insert(
@@ -319,6 +333,7 @@ impl Engine {
             title_from,
             outcome: outcome_tx,
             slot,
+            tts,
         };
         tokio::spawn(run(plan));
         Ok(Accepted {
@@ -381,6 +396,7 @@ struct EasyLaunch {
     tap: Option<Tap>,
     /// Held until the run ends.
     slot: RunSlot,
+    tts: Option<Value>,
 }
 
 /// The prompt of a chat turn (system prompt, earlier turns, the query) or a
@@ -429,6 +445,7 @@ async fn run(plan: Plan) {
         title_from,
         outcome,
         slot,
+        tts,
     } = plan;
     // The title of a new conversation is asked for alongside the answer. If it
     // is ready when a buffered run is written, it names the conversation in
@@ -437,7 +454,7 @@ async fn run(plan: Plan) {
         let model = model.clone();
         (id, Box::pin(async move { title_for(&model, &query).await }))
     });
-    let result = call_model(&engine, &mut recorder, &trace_id, &model, request, &flag, &user).await;
+    let result = call_model(&engine, &mut recorder, &trace_id, &model, request, &flag, &user, tts.as_ref()).await;
     if recorder.is_buffering() {
         let ready = title.as_mut().and_then(|(_, fut)| fut.as_mut().now_or_never());
         if let Some(name) = ready {
@@ -472,6 +489,7 @@ async fn run(plan: Plan) {
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn call_model(
     engine: &Engine,
     recorder: &mut Recorder,
@@ -480,6 +498,7 @@ async fn call_model(
     request: ModelRequest,
     flag: &AtomicBool,
     user: &str,
+    tts: Option<&Value>,
 ) -> Result<()> {
     let started = Instant::now();
     let request_json = request.recorded();
@@ -575,13 +594,22 @@ async fn call_model(
             Event::ModelAnswered { node_id: None, text: answer.clone(), usage: usage.clone() },
         ))
         .await?;
+    let spoken = if stopped { String::new() } else { answer.clone() };
     recorder
         .push(Envelope::new(
             now,
             trace_id.clone(),
             Event::MessageEnded { answer, usage, latency: round3(latency), stopped },
         ))
-        .await
+        .await?;
+    if let Some(tts) = tts {
+        let mut audio = engine.tts_events(&spoken, tts);
+        while let Some(event) = audio.next().await {
+            let trace = matches!(event, Event::TtsEnded).then(|| trace_id.clone()).flatten();
+            recorder.push(Envelope::new(engine.now(), trace, event)).await?;
+        }
+    }
+    Ok(())
 }
 
 fn round3(x: f64) -> f64 {

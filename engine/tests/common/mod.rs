@@ -196,6 +196,8 @@ pub fn every_variant() -> Vec<Event> {
             content: Some("great".into()),
         },
         Event::FeedbackRevoked { feedback_id: id(31), message_id: id(4), app_id: id(1) },
+        Event::TtsAudio { audio: vec![0xff, 0xf3, 0x44, 0xc4, 0x00] },
+        Event::TtsEnded,
     ];
     for (i, e) in events.iter().enumerate() {
         assert_eq!(variant_index(e), i, "every_variant must list variants in declaration order");
@@ -234,5 +236,7 @@ pub fn variant_index(e: &Event) -> usize {
         Event::FileUploaded(_) => 25,
         Event::FeedbackGiven { .. } => 26,
         Event::FeedbackRevoked { .. } => 27,
+        Event::TtsAudio { .. } => 28,
+        Event::TtsEnded => 29,
     }
 }

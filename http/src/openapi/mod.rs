@@ -12,6 +12,7 @@
 //! (`.ci/run`) checks the schemas against a running server.
 
 mod app_info;
+mod audio;
 mod chat_messages;
 mod completion_messages;
 mod conversations;
@@ -55,6 +56,7 @@ pub const MODULES: &[(&str, Documenter)] = &[
     ("messages", messages::paths),
     ("files", files::paths),
     ("feedbacks", feedbacks::paths),
+    ("audio", audio::paths),
     ("resume", resume::paths),
     ("workflows", workflows::paths),
     ("openapi_json", openapi_json::paths),
