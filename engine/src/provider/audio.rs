@@ -8,11 +8,11 @@
 //! voice = "alloy"          # when neither the request nor the app names one
 //! ```
 //!
-//! - [`AudioProvider::speech`]: `{"model","input","voice","response_format":"mp3"}`
+//! - speech ([`AudioProvider::speech`]) sends `{"model","input","voice","response_format":"mp3"}`
 //!   as JSON; the audio comes back as a byte stream with the upstream's
-//!   content type, handed on as it arrives.
-//! - [`AudioProvider::transcribe`]: a multipart form (`model`, `file`) whose
-//!   file part is streamed from the caller; the upstream answers `{"text": …}`.
+//!   content type, handed on as it arrives;
+//! - transcription ([`AudioProvider::transcribe`]) sends a multipart form (`model`, `file`)
+//!   whose file part is streamed from the caller; the upstream answers `{"text": …}`.
 //!
 //! `timeout_secs` bounds connecting, the wait for the response head and each
 //! silence while reading the audio; a transcription (upload included) gets
