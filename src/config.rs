@@ -10,6 +10,7 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use ferrify_engine::files::FileSettings;
 use ferrify_engine::limits::RunLimits;
+use ferrify_engine::provider::audio::{AudioConfig, AudioProvider};
 use ferrify_engine::provider::{ProviderConfig, Providers};
 use ferrify_engine::workflow::WorkflowSettings;
 use ferrify_engine::{EngineConfig, StorageConfig};
@@ -172,6 +173,9 @@ pub struct ServeArgs {
     /// Upload extensions to refuse, comma separated (`exe,bat`) [`[files] extension_blacklist`].
     #[arg(long, env = "FERRIFY_UPLOAD_EXTENSION_BLACKLIST", value_delimiter = ',')]
     pub upload_extension_blacklist: Option<Vec<String>>,
+    /// The `[providers.NAME]` serving text-to-speech and speech-to-text [`[audio] provider`].
+    #[arg(long, env = "FERRIFY_AUDIO_PROVIDER", value_name = "NAME")]
+    pub audio_provider: Option<String>,
     #[command(flatten)]
     pub limits: LimitsConfig,
     /// Origins allowed to call the API from a browser (CORS), comma-separated; `*` for any
@@ -379,6 +383,9 @@ pub struct FileConfig {
     pub limits: LimitsConfig,
     #[serde(default)]
     pub cors: CorsConfig,
+    /// Text-to-speech and speech-to-text (`provider` names a `[providers.NAME]`).
+    #[serde(default)]
+    pub audio: AudioConfig,
 }
 
 impl FileConfig {
@@ -452,7 +459,19 @@ impl FileConfig {
             },
             files: self.files(serve),
             storage: self.storage(serve)?,
+            audio: self.audio(serve)?,
         })
+    }
+
+    /// The audio provider: `[audio] provider` (or `--audio-provider`) names a `[providers.NAME]`.
+    fn audio(&self, serve: Option<&ServeArgs>) -> anyhow::Result<Option<AudioProvider>> {
+        let name = serve.and_then(|s| s.audio_provider.clone()).or_else(|| self.audio.provider.clone());
+        let Some(name) = name.map(|n| n.trim().to_string()).filter(|n| !n.is_empty()) else { return Ok(None) };
+        let provider = self
+            .providers
+            .get(&name)
+            .with_context(|| format!("[audio] provider {name:?} names no [providers.{name}] section"))?;
+        AudioProvider::from_config(&self.audio, &name, provider).map(Some).map_err(anyhow::Error::msg)
     }
 
     fn files(&self, serve: Option<&ServeArgs>) -> FileSettings {

@@ -15,6 +15,9 @@ mod files;
 // The openai provider against an OpenAI-compatible upstream on loopback.
 mod openai_upstream;
 
+// Audio: text-to-audio, audio-to-text and auto-played answers, against a loopback audio upstream.
+mod audio;
+
 // Resumable streams: cut anywhere, resume with Last-Event-ID, byte-identical frames.
 mod resume;
 

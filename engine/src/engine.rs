@@ -19,6 +19,7 @@ use crate::apps::LoadedApp;
 use crate::files::FileSettings;
 use crate::limits::{RunLimits, RunSlots};
 use crate::projection;
+use crate::provider::audio::AudioProvider;
 use crate::provider::Providers;
 use crate::workflow::{Workflow, WorkflowSettings};
 
@@ -38,6 +39,8 @@ pub struct EngineConfig {
     pub storage: StorageConfig,
     /// Caps on runs in flight and on a run's wall time.
     pub limits: RunLimits,
+    /// The `[audio]` provider (text-to-speech, speech-to-text), when configured.
+    pub audio: Option<AudioProvider>,
 }
 
 /// Where uploaded files' bytes are kept.
@@ -63,6 +66,7 @@ impl Default for EngineConfig {
             files: FileSettings::default(),
             storage: StorageConfig::Local,
             limits: RunLimits::default(),
+            audio: None,
         }
     }
 }
@@ -98,6 +102,7 @@ pub(crate) struct Inner {
     pub slots: Arc<RunSlots>,
     /// Annotation reply jobs (enable/disable) and their states.
     pub annotation_jobs: Mutex<crate::annotation::jobs::Jobs>,
+    pub audio: Option<AudioProvider>,
 }
 
 /// The engine: its store and shared services.
@@ -136,6 +141,7 @@ impl Engine {
                 limits: config.limits.clone(),
                 slots: Arc::new(RunSlots::default()),
                 annotation_jobs: Mutex::new(Default::default()),
+                audio: config.audio.clone(),
             }),
         })
     }

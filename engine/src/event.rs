@@ -411,6 +411,14 @@ pub enum Event {
         /// The questions parsed from it (empty when it held no JSON array of strings).
         questions: Vec<String>,
     },
+
+    // --- run/<task_id>, auto-played answers (see `crate::audio`) --------
+    /// A piece of the spoken answer (`tts_message`), after `MessageEnded`.
+    TtsAudio {
+        audio: Vec<u8>,
+    },
+    /// The spoken answer is complete (`tts_message_end`): the run's last event.
+    TtsEnded,
 }
 
 impl Event {
@@ -429,6 +437,7 @@ impl Event {
                 | Event::ContainerStarted(_)
                 | Event::ContainerNext { .. }
                 | Event::ContainerCompleted(_)
+                | Event::TtsAudio { .. }
         )
     }
 }

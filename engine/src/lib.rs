@@ -1,6 +1,7 @@
 //! ferrify-engine: the domain.
 //!
 //! - [`annotation`]: annotations and annotation reply;
+//! - [`audio`]: text-to-speech, speech-to-text and auto-played answers;
 //! - [`engine`]: the [`Engine`] handle (store + shared services);
 //! - [`event`]: the facts ferrify records ([`Event`] in an [`Envelope`]);
 //! - [`files`]: uploads, previews, request files and their bytes;
@@ -17,6 +18,7 @@
 pub mod annotation;
 pub mod app;
 pub mod apps;
+pub mod audio;
 pub mod demo;
 pub mod engine;
 pub mod error;

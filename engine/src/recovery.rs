@@ -6,7 +6,9 @@
 //! end for every node execution and iteration/loop still open (innermost
 //! first), a failed `WorkflowFinished` for workflow and advanced-chat runs
 //! that had not finished, and `RunInterrupted` carrying the partial answer,
-//! which streams as Dify's `error` event. Nothing recorded before is changed.
+//! which streams as Dify's `error` event. A run whose message had ended and
+//! whose auto-played audio had not is closed by `TtsEnded` alone. Nothing
+//! recorded before is changed.
 
 use std::collections::HashSet;
 
@@ -58,6 +60,8 @@ impl Engine {
     /// The events that close the run recorded on `stream`.
     fn closing_events(&self, stream: &StreamId) -> Result<Vec<Envelope>> {
         let mut workflow = false;
+        let mut tts = false;
+        let mut spoken = false;
         let mut finished = false;
         let mut answer = String::new();
         let mut started_at = None;
@@ -73,6 +77,7 @@ impl Engine {
                 match env.event {
                     Event::RunStarted(run) => {
                         workflow = run.workflow_run_id.is_some();
+                        tts = run.options.0.get("tts").is_some();
                         started_at = Some(env.at);
                     }
                     Event::AnswerChunk { text, .. } => answer.push_str(&text),
@@ -97,7 +102,11 @@ impl Engine {
                     )),
                     Event::ContainerCompleted(c) => open.retain(|(id, o)| *id != c.node_execution_id || is_node(o)),
                     Event::WorkflowFinished(_) => finished = true,
-                    Event::MessageEnded { .. } | Event::RunFailed { .. } | Event::RunInterrupted { .. } => {
+                    Event::MessageEnded { .. } if tts => spoken = true,
+                    Event::MessageEnded { .. }
+                    | Event::RunFailed { .. }
+                    | Event::RunInterrupted { .. }
+                    | Event::TtsEnded => {
                         return Ok(Vec::new()); // already ended
                     }
                     _ => {}
@@ -106,6 +115,9 @@ impl Engine {
         }
         let Some(started_at) = started_at else { return Ok(Vec::new()) };
         let now = self.now().max(started_at);
+        if spoken {
+            return Ok(vec![Envelope::new(now, None, Event::TtsEnded)]);
+        }
         let secs_since = |at: i64| ((now - at).max(0) as f64) / 1e6;
         let error = Some(INTERRUPTED.to_string());
         let mut events = Vec::new();

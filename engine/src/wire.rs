@@ -8,6 +8,8 @@
 
 use std::collections::HashMap;
 
+use base64::engine::general_purpose::STANDARD as BASE64;
+use base64::Engine as _;
 use serde_json::{json, Map, Value};
 use uuid::Uuid;
 
@@ -80,6 +82,8 @@ pub struct WireRun {
     containers: HashMap<Uuid, i64>,
     /// `metadata.annotation_reply`, when an annotation answered the turn.
     annotation_reply: Option<Value>,
+    /// The run auto-plays its answer: `tts_message_end`, not `message_end`, is its last frame.
+    tts: bool,
 }
 
 impl WireRun {
@@ -141,6 +145,7 @@ impl WireRun {
         match &env.event {
             Event::RunStarted(run) => {
                 self.mode = run.mode.clone();
+                self.tts = run.options.0.get("tts").is_some();
                 self.workflow_run_id = run.workflow_run_id.map(|r| r.to_string());
                 usize::from(run.workflow_run_id.is_some())
             }
@@ -150,10 +155,15 @@ impl WireRun {
                 }
                 1
             }
-            Event::MessageEnded { .. } | Event::RunFailed { .. } => {
+            Event::MessageEnded { .. } => {
+                self.done = !self.tts;
+                1
+            }
+            Event::RunFailed { .. } | Event::TtsEnded => {
                 self.done = true;
                 1
             }
+            Event::TtsAudio { .. } => 1,
             Event::NodeStarted(_)
             | Event::NodeFinished(_)
             | Event::NodeRetried { .. }
@@ -193,6 +203,7 @@ impl WireRun {
         match &env.event {
             Event::RunStarted(run) => {
                 self.mode = run.mode.clone();
+                self.tts = run.options.0.get("tts").is_some();
                 self.task_id = run.task_id.to_string();
                 self.message_id = run.message_id.map(|m| m.to_string()).unwrap_or_default();
                 self.conversation_id = run.conversation_id.map(|c| c.to_string());
@@ -398,7 +409,7 @@ impl WireRun {
                 (1, frame)
             }
             Event::MessageEnded { answer, usage, .. } => {
-                self.done = true;
+                self.done = !self.tts;
                 let metadata = if self.workflow_run_id.is_some() || self.mode == "advanced-chat" {
                     json!({
                         "annotation_reply": self.annotation_reply.clone(),
@@ -437,6 +448,14 @@ impl WireRun {
                 self.annotation_reply = Some(crate::annotation::reply_metadata(*annotation_id));
                 (0, None)
             }
+            Event::TtsAudio { audio } => {
+                let frame = render.then(|| self.tts_frame("tts_message", BASE64.encode(audio)));
+                (1, frame)
+            }
+            Event::TtsEnded => {
+                self.done = true;
+                (1, render.then(|| self.tts_frame("tts_message_end", String::new())))
+            }
             Event::RunInterrupted { message, .. } => {
                 let failed = Event::RunFailed {
                     code: INTERRUPTED_CODE.into(),
@@ -466,6 +485,14 @@ impl WireRun {
 }
 
 impl WireRun {
+    /// A `tts_message` or `tts_message_end` frame.
+    fn tts_frame(&self, event: &str, audio: String) -> Value {
+        let mut m = self.envelope(event);
+        m.insert("task_id".into(), self.task_id.clone().into());
+        m.insert("audio".into(), audio.into());
+        Value::Object(m)
+    }
+
     fn node_finished(&self, event: &str, n: &crate::event::NodeFinished, retry: Option<u64>, at: i64) -> Value {
         let meta = self.nodes.get(&n.node_execution_id);
         let mut data = json!({
@@ -618,6 +645,54 @@ mod tests {
         assert!(w
             .values(&Envelope::new(0, None, Event::AnswerChunk { text: "x".into(), from_variable_selector: None }))
             .is_empty());
+    }
+
+    #[test]
+    fn auto_played_runs_end_with_tts_message_end() {
+        let run = RunStarted {
+            task_id: Uuid::from_u128(1),
+            app_id: Uuid::from_u128(2),
+            mode: "completion".into(),
+            end_user_id: Uuid::from_u128(3),
+            user: "u".into(),
+            conversation_id: None,
+            new_conversation: None,
+            message_id: Some(Uuid::from_u128(5)),
+            workflow_run_id: None,
+            workflow_id: None,
+            query: "q".into(),
+            inputs: Json::object(),
+            files: Json(json!([])),
+            streaming: true,
+            options: Json(json!({"tts": {"voice": "nova"}})),
+        };
+        let events = [
+            Event::RunStarted(Box::new(run)),
+            Event::MessageEnded { answer: "hi".into(), usage: Usage::default(), latency: 0.1, stopped: false },
+            Event::TtsAudio { audio: b"ID3abc".to_vec() },
+            Event::TtsEnded,
+            Event::TtsAudio { audio: b"late".to_vec() },
+        ];
+        let mut w = WireRun::new();
+        let mut counted = WireRun::new();
+        let mut frames = Vec::new();
+        for e in events {
+            let env = Envelope::new(1_700_000_000_000_000, None, e);
+            let f = w.values(&env);
+            assert_eq!(counted.count(&env), f.len());
+            if matches!(env.event, Event::MessageEnded { .. }) {
+                assert!(!w.is_done(), "the audio follows message_end");
+                assert!(w.outcome().is_some());
+            }
+            frames.extend(f);
+        }
+        assert!(w.is_done() && counted.is_done());
+        let names: Vec<&str> = frames.iter().map(|f| f["event"].as_str().unwrap()).collect();
+        assert_eq!(names, ["message_end", "tts_message", "tts_message_end"]);
+        assert_eq!(frames[1]["audio"], BASE64.encode(b"ID3abc"));
+        assert_eq!(frames[1]["task_id"], Uuid::from_u128(1).to_string());
+        assert_eq!(frames[1]["message_id"], Uuid::from_u128(5).to_string());
+        assert_eq!(frames[2]["audio"], "");
     }
 
     #[test]

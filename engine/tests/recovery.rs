@@ -119,3 +119,53 @@ async fn interrupted_runs_are_closed_once_with_their_partial_answer() {
     assert_eq!(run.error.as_deref(), Some("interrupted: the server stopped during this run"));
     engine.close().unwrap();
 }
+
+#[tokio::test]
+async fn a_run_cut_while_speaking_is_closed_with_the_end_of_its_audio() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = EngineConfig { data_dir: Some(dir.path().to_path_buf()), ..EngineConfig::default() };
+    let engine = Engine::open(&config).unwrap();
+    let spoken = |n: u128, options| ferrify_engine::event::RunStarted {
+        mode: "chat".into(),
+        workflow_run_id: None,
+        workflow_id: None,
+        options: Json(options),
+        ..samples::run_started(n)
+    };
+    let end = || Event::MessageEnded { answer: "ok".into(), usage: Default::default(), latency: 0.1, stopped: false };
+    // Cut after its message ended, while its audio was on the way.
+    let cut = record(
+        &engine,
+        Uuid::from_u128(300),
+        vec![
+            Event::RunStarted(Box::new(spoken(300, json!({"tts": {"voice": "nova"}})))),
+            end(),
+            Event::TtsAudio { audio: vec![1, 2, 3] },
+        ],
+    )
+    .await;
+    // Spoken to its end; and a run without auto-play that ended with its message.
+    let whole = record(
+        &engine,
+        Uuid::from_u128(301),
+        vec![Event::RunStarted(Box::new(spoken(301, json!({"tts": {"voice": "nova"}})))), end(), Event::TtsEnded],
+    )
+    .await;
+    let plain =
+        record(&engine, Uuid::from_u128(302), vec![Event::RunStarted(Box::new(spoken(302, json!({})))), end()]).await;
+    let lengths = |e: &Engine| [&cut, &whole, &plain].map(|s| events(e, s).len());
+    assert_eq!(lengths(&engine), [3, 3, 2]);
+
+    assert_eq!(engine.close_interrupted_runs().await.unwrap(), 1);
+    let closed = events(&engine, &cut);
+    assert_eq!(closed.len(), 4);
+    assert!(matches!(closed[3].event, Event::TtsEnded), "{:?}", closed[3].event);
+    let mut wire = WireRun::new();
+    let names: Vec<String> =
+        closed.iter().flat_map(|e| wire.values(e)).map(|f| f["event"].as_str().unwrap().to_string()).collect();
+    assert_eq!(names, ["message_end", "tts_message", "tts_message_end"]);
+    assert!(wire.is_done());
+    // Once only; the others are untouched.
+    assert_eq!(engine.close_interrupted_runs().await.unwrap(), 0);
+    assert_eq!(lengths(&engine), [4, 3, 2]);
+}

@@ -2,6 +2,7 @@
 //! maps engine errors to HTTP statuses and codes.
 
 use ferrify_engine::app::DslError;
+use ferrify_engine::audio::AudioError;
 use ferrify_engine::files::FileError;
 use ferrify_engine::provider::ProviderError;
 use ferrify_engine::reexec::ReexecError;
@@ -24,6 +25,7 @@ pub const CODES: &[(u16, &str)] = &[
     (400, "no_file_uploaded"),
     (400, "too_many_files"),
     (400, "filename_not_exists_error"),
+    (400, "no_audio_uploaded"),
     (401, "unauthorized"),
     (403, "forbidden"),
     (403, "file_access_denied"),
@@ -34,8 +36,10 @@ pub const CODES: &[(u16, &str)] = &[
     (411, "length_required"),
     (413, "request_entity_too_large"),
     (413, "file_too_large"),
+    (413, "audio_too_large"),
     (415, "unsupported_media_type"),
     (415, "unsupported_file_type"),
+    (415, "unsupported_audio_type"),
     (429, "too_many_requests"),
     (429, "rate_limit_error"),
     (500, "internal_server_error"),
@@ -101,6 +105,17 @@ impl ApiError {
 
     pub fn reject(self) -> warp::Rejection {
         warp::reject::custom(self)
+    }
+}
+
+impl From<AudioError> for ApiError {
+    fn from(e: AudioError) -> Self {
+        let code = match e {
+            AudioError::NoAudioUploaded => (400, "no_audio_uploaded"),
+            AudioError::TooLarge => (413, "audio_too_large"),
+            AudioError::UnsupportedType => (415, "unsupported_audio_type"),
+        };
+        ApiError::new(code.0, code.1, e.to_string())
     }
 }
 

@@ -4,13 +4,15 @@
 //! - `builtin`: deterministic models for demos, tests and benches
 //!   (`echo` repeats the last user message, `lorem` streams N words at a pace);
 //! - `openai`: any OpenAI-compatible chat-completions endpoint (and its
-//!   `/embeddings`, for annotation reply);
-//! - `recorded`: answers from a past run's log, for re-execution.
+//!   `/embeddings`, for annotation reply, and `/moderations`);
+//! - `recorded`: answers from a past run's log, for re-execution;
+//! - `audio`: text-to-speech and speech-to-text through an OpenAI-compatible audio API.
 //!
 //! A provider never touches the log: the runner records the request it sent
 //! ([`crate::Event::ModelCalled`]) and the full answer
 //! ([`crate::Event::ModelAnswered`]), so replay never calls a provider.
 
+pub mod audio;
 pub mod builtin;
 pub mod openai;
 pub mod recorded;

@@ -337,7 +337,7 @@ fn number_param(v: &Value, integer: bool) -> Value {
 /// The message of an error response: OpenAI's `{"error": {"message": …}}`,
 /// or the `{"error": "…"}`, `{"message": …}`, `{"detail": …}` shapes of other
 /// servers, else the status line.
-fn error_message(status: StatusCode, body: &str) -> String {
+pub(crate) fn error_message(status: StatusCode, body: &str) -> String {
     serde_json::from_str::<Value>(body)
         .ok()
         .and_then(|v| json_error_message(&v))

@@ -16,7 +16,9 @@
 //! The new run's frames are then compared with the recorded ones
 //! ([`diff`]: ids and clocks normalised, concurrent branches allowed to
 //! interleave differently). A run that was stopped by its user, or has not
-//! finished, is refused: where it stopped cannot be reproduced.
+//! finished, is refused: where it stopped cannot be reproduced. Auto-played
+//! audio (`tts_message` frames) is not re-executed; it is left out of both
+//! sides of the comparison.
 
 pub mod diff;
 
@@ -187,6 +189,8 @@ impl Engine {
                 },
                 slots: Default::default(),
                 annotation_jobs: Default::default(),
+                // Audio is not re-executed.
+                audio: None,
             }),
         })
     }
@@ -393,6 +397,27 @@ impl Engine {
         if !done {
             return Err(ReexecError::Unfinished(task));
         }
+        let (run, envelopes, frames) = if run.options.0.get("tts").is_some() {
+            // Auto-played audio is not re-executed: compare the run without it.
+            let mut run = run;
+            if let Value::Object(options) = &mut run.options.0 {
+                options.remove("tts");
+            }
+            let envelopes: Vec<Envelope> = envelopes
+                .into_iter()
+                .filter(|e| !matches!(e.event, Event::TtsAudio { .. } | Event::TtsEnded))
+                .map(|mut e| {
+                    if let Event::RunStarted(r) = &mut e.event {
+                        **r = run.clone();
+                    }
+                    e
+                })
+                .collect();
+            let frames = count_frames(&envelopes).0;
+            (run, envelopes, frames)
+        } else {
+            (run, envelopes, frames)
+        };
         Ok(RecordedRun { run, trace_id, at, position, envelopes, frames })
     }
 

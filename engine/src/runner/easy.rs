@@ -3,6 +3,7 @@
 //!
 //! ```text
 //! RunStarted ─ ModelCalled ─ AnswerChunk* ─ ModelAnswered ─ (AnswerReplaced) ─ MessageEnded   (done or stopped)
+//!          │                              │                                   └─ TtsAudio* ─ TtsEnded   (auto-play on)
 //!          │                              └─ RunFailed                        (model or input moderation error)
 //!          └─ InputModerated ─ AnswerChunk* ─ MessageEnded                    (inputs flagged: preset answer)
 //! ```
@@ -85,6 +86,8 @@ struct Plan {
     providers: Providers,
     inputs: Map<String, Value>,
     query: String,
+    /// `RunStarted.options.tts`: the answer is spoken after the message ends.
+    tts: Option<Value>,
 }
 
 impl Engine {
@@ -193,6 +196,7 @@ impl Engine {
         let messages = prompt(mc, &inputs, &query, chat, history, images);
         let title_from = (chat && new_conversation.is_some() && req.auto_generate_name)
             .then(|| (conversation_id.unwrap_or_default(), query.clone()));
+        let tts = self.tts_option(&app.spec.features, req.streaming);
         self.launch_easy(EasyLaunch {
             app_id,
             mode: app.mode(),
@@ -215,6 +219,7 @@ impl Engine {
             slot,
             moderation,
             providers: self.providers().clone(),
+            tts,
         })
         .await
     }
@@ -279,6 +284,8 @@ impl Engine {
             slot: self.admit(None)?,
             moderation,
             providers: providers.clone(),
+            // Audio is not re-executed.
+            tts: None,
         })
         .await
     }
@@ -308,6 +315,7 @@ impl Engine {
             slot,
             moderation,
             providers,
+            tts,
         } = l;
         let chat = mode == AppMode::Chat;
         let rerun = ids.is_some();
@@ -329,7 +337,13 @@ impl Engine {
             inputs: Json(Value::Object(inputs.clone())),
             files: Json(if files.is_null() { json!([]) } else { files }),
             streaming,
-            options: Json(json!({"model": {"provider": model.provider_name, "name": model.model}})),
+            options: Json({
+                let mut options = json!({"model": {"provider": model.provider_name, "name": model.model}});
+                if let Some(tts) = &tts {
+                    options["tts"] = tts.clone();
+                }
+                options
+            }),
         };
         let flag = Arc::new(AtomicBool::new(false));
         self.inner.running.lock().insert(
@@ -373,6 +387,7 @@ impl Engine {
             providers,
             inputs,
             query,
+            tts,
         };
         tokio::spawn(run(plan));
         Ok(Accepted {
@@ -438,6 +453,7 @@ struct EasyLaunch {
     moderation: Option<Moderation>,
     /// Who answers moderation calls.
     providers: Providers,
+    tts: Option<Value>,
 }
 
 /// The prompt of a chat turn (system prompt, earlier turns, the query) or a
@@ -490,6 +506,7 @@ async fn run(plan: Plan) {
         providers,
         inputs,
         query,
+        tts,
     } = plan;
     // The title of a new conversation is asked for alongside the answer. If it
     // is ready when a buffered run is written, it names the conversation in
@@ -506,11 +523,11 @@ async fn run(plan: Plan) {
         Ok(Some((kind, preset))) => {
             // Flagged text goes to no model, not even for a title: the conversation keeps its default name.
             title = None;
-            answer_preset(&engine, &mut recorder, &trace_id, kind, preset).await
+            answer_preset(&engine, &mut recorder, &trace_id, kind, preset, tts.as_ref()).await
         }
         Ok(None) => {
             let output = moderation.as_ref().map(|m| (m, &providers));
-            call_model(&engine, &mut recorder, &trace_id, &model, request, &flag, &user, output).await
+            call_model(&engine, &mut recorder, &trace_id, &model, request, &flag, &user, output, tts.as_ref()).await
         }
         Err(e) => {
             title = None;
@@ -569,6 +586,7 @@ async fn answer_preset(
     trace_id: &Option<String>,
     kind: &str,
     preset: String,
+    tts: Option<&Value>,
 ) -> Result<()> {
     let event = Event::InputModerated { kind: kind.to_string(), preset_response: preset.clone() };
     recorder.push(Envelope::new(engine.now(), None, event)).await?;
@@ -580,8 +598,28 @@ async fn answer_preset(
     }
     let mut usage = Usage::default();
     price_usage(&mut usage, None);
-    let end = Event::MessageEnded { answer: preset, usage, latency: 0.0, stopped: false };
-    recorder.push(Envelope::new(engine.now(), trace_id.clone(), end)).await
+    let end = Event::MessageEnded { answer: preset.clone(), usage, latency: 0.0, stopped: false };
+    recorder.push(Envelope::new(engine.now(), trace_id.clone(), end)).await?;
+    speak(engine, recorder, trace_id, &preset, tts).await
+}
+
+/// With auto-play on (`tts`), the answer's audio after `MessageEnded`: `TtsAudio`
+/// chunks and always a `TtsEnded`, the run's last event.
+async fn speak(
+    engine: &Engine,
+    recorder: &mut Recorder,
+    trace_id: &Option<String>,
+    spoken: &str,
+    tts: Option<&Value>,
+) -> Result<()> {
+    if let Some(tts) = tts {
+        let mut audio = engine.tts_events(spoken, tts);
+        while let Some(event) = audio.next().await {
+            let trace = matches!(event, Event::TtsEnded).then(|| trace_id.clone()).flatten();
+            recorder.push(Envelope::new(engine.now(), trace, event)).await?;
+        }
+    }
+    Ok(())
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -594,6 +632,7 @@ async fn call_model(
     flag: &AtomicBool,
     user: &str,
     moderation: Option<(&Moderation, &Providers)>,
+    tts: Option<&Value>,
 ) -> Result<()> {
     let started = Instant::now();
     let request_json = request.recorded();
@@ -696,13 +735,15 @@ async fn call_model(
         }
         None => answer,
     };
+    let spoken = if stopped { String::new() } else { answer.clone() };
     recorder
         .push(Envelope::new(
             now,
             trace_id.clone(),
             Event::MessageEnded { answer, usage, latency: round3(latency), stopped },
         ))
-        .await
+        .await?;
+    speak(engine, recorder, trace_id, &spoken, tts).await
 }
 
 fn round3(x: f64) -> f64 {

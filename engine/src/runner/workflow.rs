@@ -7,9 +7,11 @@
 //! RunStarted ─ (NodeStarted │ NodeFinished │ Container* │ ModelCalled │ ModelAnswered │ TextChunk │ AnswerChunk)*
 //!            ─ WorkflowFinished ─ (AnswerReplaced) ─ MessageEnded   (advanced-chat, succeeded or stopped;
 //!                                                              AnswerReplaced: output moderation)
+//!                                                   └─ TtsAudio* ─ TtsEnded   (advanced-chat with auto-play)
 //!                               └ RunFailed           (failed: "Run failed: …")
 //! ```
 
+use futures_util::StreamExt;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -387,6 +389,8 @@ impl Engine {
             }
         }
 
+        // Auto-play speaks a chatflow's answer (never re-executed).
+        let tts = if chat && rerun.is_none() { self.tts_option(&wf.features, streaming) } else { None };
         let started = RunStarted {
             task_id,
             app_id,
@@ -402,7 +406,13 @@ impl Engine {
             inputs: Json(Value::Object(inputs.clone())),
             files: Json(files),
             streaming,
-            options: Json(run_options(shown, &providers)),
+            options: Json({
+                let mut options = run_options(shown, &providers);
+                if let Some(tts) = &tts {
+                    options["tts"] = tts.clone();
+                }
+                options
+            }),
         };
         let stop = StopSignal::default();
         self.inner.running.lock().insert(
@@ -464,7 +474,10 @@ impl Engine {
         };
         tokio::spawn(async move {
             let recording = tokio::spawn(recorder.run(rx));
-            drive(rc, &user, chat, moderation.as_ref()).await.finish(&engine, &wf, conversation, conv_values).await;
+            drive(rc, &user, chat, moderation.as_ref(), tts)
+                .await
+                .finish(&engine, &wf, conversation, conv_values)
+                .await;
             timer.abort();
             let outcome = match recording.await {
                 Ok(r) => r,
@@ -552,7 +565,7 @@ struct Driven {
 }
 
 /// Runs the graph and records its terminal events.
-async fn drive(rc: RunCx, user: &str, chat: bool, moderation: Option<&Moderation>) -> Driven {
+async fn drive(rc: RunCx, user: &str, chat: bool, moderation: Option<&Moderation>, tts: Option<Value>) -> Driven {
     let started = Instant::now();
     rc.start_responses();
     let result = run_scope(&rc, None, &rc.root.clone(), &ScopePos::default()).await;
@@ -603,12 +616,15 @@ async fn drive(rc: RunCx, user: &str, chat: bool, moderation: Option<&Moderation
             },
             None => answer,
         };
-        rc.emit(Event::MessageEnded {
-            answer,
-            usage,
-            latency: (rc.elapsed() * 1000.0).round() / 1000.0,
-            stopped: status == "stopped",
-        });
+        let stopped = status == "stopped";
+        let spoken = if stopped { String::new() } else { answer.clone() };
+        rc.emit(Event::MessageEnded { answer, usage, latency: (rc.elapsed() * 1000.0).round() / 1000.0, stopped });
+        if let Some(tts) = tts {
+            let mut audio = rc.engine.tts_events(&spoken, &tts);
+            while let Some(event) = audio.next().await {
+                rc.emit(event);
+            }
+        }
     }
     let conversation_after = chat.then(|| rc.root.owner("conversation").unwrap_or_default());
     Driven { conversation_after }

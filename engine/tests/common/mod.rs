@@ -228,6 +228,8 @@ pub fn every_variant() -> Vec<Event> {
             text: "[\"a?\",\"b?\"]".into(),
             questions: vec!["a?".into(), "b?".into()],
         },
+        Event::TtsAudio { audio: vec![0xff, 0xf3, 0x44, 0xc4, 0x00] },
+        Event::TtsEnded,
     ];
     for (i, e) in events.iter().enumerate() {
         assert_eq!(variant_index(e), i, "every_variant must list variants in declaration order");
@@ -274,5 +276,7 @@ pub fn variant_index(e: &Event) -> usize {
         Event::AnnotationReplied { .. } => 33,
         Event::InputModerated { .. } => 34,
         Event::QuestionsSuggested { .. } => 35,
+        Event::TtsAudio { .. } => 36,
+        Event::TtsEnded => 37,
     }
 }

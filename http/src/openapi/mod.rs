@@ -13,6 +13,7 @@
 
 mod annotations;
 mod app_info;
+mod audio;
 mod chat_messages;
 mod completion_messages;
 mod conversations;
@@ -56,6 +57,7 @@ pub const MODULES: &[(&str, Documenter)] = &[
     ("messages", messages::paths),
     ("files", files::paths),
     ("feedbacks", feedbacks::paths),
+    ("audio", audio::paths),
     ("resume", resume::paths),
     ("workflows", workflows::paths),
     ("annotations", annotations::paths),

@@ -3,6 +3,7 @@
 
 pub mod annotations;
 pub mod app_info;
+pub mod audio;
 pub mod chat_messages;
 pub mod completion_messages;
 pub mod console;
@@ -52,6 +53,8 @@ pub fn service_api(state: State) -> warp::filters::BoxedFilter<(warp::reply::Res
         .or(files::routes(state.clone()))
         .unify()
         .or(feedbacks::routes(state.clone()))
+        .unify()
+        .or(audio::routes(state.clone()))
         .unify()
         .or(workflows::routes(state.clone()))
         .unify()
