@@ -37,22 +37,28 @@ impl Server {
         s
     }
 
-    /// Starts a server on `data` (kept after the server stops).
+    /// Starts a server on `data` (kept after the server stops). A port taken
+    /// by another test's server between choosing and binding it makes the
+    /// child exit: then it starts again on another port.
     pub fn start_in(data: &Path, extra: &[&str]) -> Server {
-        let port = free_port();
-        let child = Command::new(binary())
-            .args(["serve", "--addr", &format!("127.0.0.1:{port}"), "--data"])
-            .arg(data)
-            .args(["--admin-token", ADMIN])
-            .args(extra)
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let s = Server { child, port, data: data.to_path_buf(), _tmp: None };
-        s.wait_ready();
-        s
+        for _ in 0..5 {
+            let port = free_port();
+            let child = Command::new(binary())
+                .args(["serve", "--addr", &format!("127.0.0.1:{port}"), "--data"])
+                .arg(data)
+                .args(["--admin-token", ADMIN])
+                .args(extra)
+                .env("RUST_LOG", "warn")
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap();
+            let mut s = Server { child, port, data: data.to_path_buf(), _tmp: None };
+            if s.wait_ready() {
+                return s;
+            }
+        }
+        panic!("the server exited at start five times");
     }
 
     /// Starts a server on `data` with its log (stderr, at `rust_log`) in the
@@ -72,16 +78,22 @@ impl Server {
             .stderr(std::fs::File::create(log).unwrap())
             .spawn()
             .unwrap();
-        let s = Server { child, port, data: data.to_path_buf(), _tmp: None };
-        s.wait_ready();
+        let mut s = Server { child, port, data: data.to_path_buf(), _tmp: None };
+        assert!(s.wait_ready(), "the server exited at start (log: {})", log.display());
         s
     }
 
-    fn wait_ready(&self) {
+    /// Waits until the port accepts connections and the child still runs
+    /// a moment later (a child that could not bind exits): false if it exited.
+    fn wait_ready(&mut self) -> bool {
         let started = Instant::now();
         while started.elapsed() < Duration::from_secs(20) {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return false;
+            }
             if std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
-                return;
+                std::thread::sleep(Duration::from_millis(50));
+                return !matches!(self.child.try_wait(), Ok(Some(_)));
             }
             std::thread::sleep(Duration::from_millis(20));
         }
