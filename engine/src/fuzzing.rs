@@ -14,11 +14,14 @@ use crate::workflow::pool::Pool;
 use crate::workflow::template::{self, Flavour, Jinja, Segment, JINJA_MAX_OUTPUT};
 
 /// `event_codec`: decoding arbitrary bytes as an event envelope never
-/// panics, and whatever decodes re-encodes to bytes that decode to the same value.
+/// panics, and whatever decodes re-encodes to bytes that decode to the same
+/// value — compared by their encodings, since a float field may hold a NaN,
+/// which is not equal to itself.
 pub fn event_codec(data: &[u8]) {
     if let Ok(env) = Envelope::decode(data) {
         let again = env.encode().expect("a decoded envelope encodes");
-        assert_eq!(Envelope::decode(&again).expect("re-encoded bytes decode"), env);
+        let decoded = Envelope::decode(&again).expect("re-encoded bytes decode");
+        assert_eq!(decoded.encode().expect("it encodes again"), again);
     }
 }
 
@@ -105,5 +108,16 @@ mod tests {
         dsl_import(b"app:\n  mode: chat\n  name: x\n");
         template_refs(b"Hi {{#start.name#}} {{#start.obj.a.b#}} {{#x#}} {{name}}");
         jinja(b"{{ name.upper() }} {% for i in items %}{{ i }}{% endfor %}");
+    }
+
+    /// Found by fuzzing `event_codec`: a `MessageEnded` whose usage holds a NaN
+    /// latency decoded and re-encoded faithfully, but the check compared the
+    /// values and NaN != NaN. The check now compares encodings.
+    #[test]
+    fn an_envelope_holding_nan_round_trips() {
+        let data = include_bytes!("../../fuzz/corpus/event_codec/regress-nan-usage-field");
+        let env = Envelope::decode(data).expect("the regression input decodes");
+        assert!(matches!(env.event, crate::event::Event::MessageEnded { .. }));
+        event_codec(data);
     }
 }
