@@ -22,7 +22,8 @@ fn pair() -> Value {
     json_body(json!({
         "type": "object",
         "required": ["question", "answer"],
-        "properties": {"question": {"type": "string"}, "answer": {"type": "string"}},
+        // Numbers and booleans are read as their text, as Dify's `type=str` does.
+        "properties": {"question": {"type": ["string", "number", "boolean"]}, "answer": {"type": ["string", "number", "boolean"]}},
     }))
 }
 
@@ -40,7 +41,8 @@ fn job() -> Value {
 
 pub fn paths(p: &mut Paths) {
     let id = path_param("annotation_id", "An annotation of this app (a UUID).");
-    let action = path_param("action", "`enable` or `disable`.");
+    let mut action = path_param("action", "`enable` or `disable` (anything else: 400 invalid_param).");
+    action["schema"] = json!({"type": "string", "enum": ["enable", "disable"]});
     p.add(
         "get",
         "/apps/annotations",
@@ -48,8 +50,8 @@ pub fn paths(p: &mut Paths) {
             "operationId": "listAnnotations",
             "summary": "This app's annotations, newest first; `keyword` filters question or answer",
             "parameters": [
-                query_param("page", json!({"type": "integer", "default": 1}), "Below 1 reads as 1."),
-                query_param("limit", json!({"type": "integer", "default": 20}), "At most 100 are shown; `has_more` is true when the page is full."),
+                query_param("page", json!({"type": "string"}), "An integer; below 1 reads as 1, anything else as 1 (as Dify)."),
+                query_param("limit", json!({"type": "string"}), "An integer (default 20; anything else reads as 20); at most 100 are shown; `has_more` is true when the page is full."),
                 query_param("keyword", json!({"type": "string"}), "Case-insensitive substring of the question or the answer."),
             ],
             "responses": responses(&[(200, "A page of annotations", json!({
@@ -113,8 +115,8 @@ pub fn paths(p: &mut Paths) {
                 "required": ["score_threshold", "embedding_provider_name", "embedding_model_name"],
                 "properties": {
                     "score_threshold": {"type": "number"},
-                    "embedding_provider_name": {"type": "string"},
-                    "embedding_model_name": {"type": "string"},
+                    "embedding_provider_name": {"type": ["string", "number", "boolean"]},
+                    "embedding_model_name": {"type": ["string", "number", "boolean"]},
                 },
             })),
             "responses": responses(&[(200, "The job", job())], &[400, 401, 413, 429]),
