@@ -28,7 +28,7 @@ use reqwest::{Client, Response, StatusCode};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::openai::{error_message, DEFAULT_BASE_URL};
+use super::openai::error_message;
 use super::{ProviderConfig, ProviderError};
 use crate::error::error_chain;
 
@@ -84,26 +84,7 @@ impl AudioProvider {
         if !matches!(provider.kind.as_str(), "openai" | "openai-compatible" | "openai_api_compatible") {
             return Err(format!("[audio] provider {name:?} must be an OpenAI-compatible provider (kind = \"openai\")"));
         }
-        let base = provider.base_url.as_deref().map(str::trim).filter(|s| !s.is_empty()).unwrap_or(DEFAULT_BASE_URL);
-        let base = base.trim_end_matches('/').to_string();
-        let url = reqwest::Url::parse(&base).map_err(|e| format!("provider {name}: invalid base_url {base:?}: {e}"))?;
-        if !matches!(url.scheme(), "http" | "https") {
-            return Err(format!("provider {name}: base_url {base:?} must be an http:// or https:// URL"));
-        }
-        let api_key = provider
-            .api_key_env
-            .as_deref()
-            .map(str::trim)
-            .filter(|v| !v.is_empty())
-            .and_then(|var| std::env::var(var).ok())
-            .map(|k| k.trim().to_string())
-            .filter(|k| !k.is_empty());
-        let timeout = Duration::from_secs(provider.timeout_secs.max(1));
-        let client = Client::builder()
-            .connect_timeout(timeout)
-            .user_agent(concat!("ferrify/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(|e| format!("provider {name}: cannot build the HTTP client: {e}"))?;
+        let super::openai::Connection { base, api_key, timeout, client } = super::openai::connect(name, provider)?;
         let pick = |v: &Option<String>, default: &str| {
             v.as_deref().map(str::trim).filter(|s| !s.is_empty()).unwrap_or(default).to_string()
         };

@@ -89,34 +89,51 @@ impl fmt::Debug for OpenAi {
     }
 }
 
+/// What every client of an OpenAI-compatible `[providers.NAME]` needs: the
+/// checked base URL (no trailing slash), the API key from its variable, the
+/// timeout and an HTTP client.
+pub(crate) struct Connection {
+    pub base: String,
+    pub api_key: Option<String>,
+    pub timeout: Duration,
+    pub client: Client,
+}
+
+/// Reads `cfg`'s connection settings. The base URL defaults to
+/// [`DEFAULT_BASE_URL`]; a `timeout_secs` of 0 counts as 1 s; a missing API
+/// key variable is not an error (calls then go without `Authorization`).
+pub(crate) fn connect(name: &str, cfg: &ProviderConfig) -> Result<Connection, String> {
+    let base = cfg.base_url.as_deref().map(str::trim).filter(|s| !s.is_empty()).unwrap_or(DEFAULT_BASE_URL);
+    let base = base.trim_end_matches('/').to_string();
+    let url = reqwest::Url::parse(&base).map_err(|e| format!("provider {name}: invalid base_url {base:?}: {e}"))?;
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err(format!("provider {name}: base_url {base:?} must be an http:// or https:// URL"));
+    }
+    let api_key = cfg
+        .api_key_env
+        .as_deref()
+        .map(str::trim)
+        .filter(|v| !v.is_empty())
+        .and_then(|var| std::env::var(var).ok())
+        .map(|k| k.trim().to_string())
+        .filter(|k| !k.is_empty());
+    let timeout = Duration::from_secs(cfg.timeout_secs.max(1));
+    let client = Client::builder()
+        .connect_timeout(timeout)
+        .user_agent(concat!("ferrify/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .map_err(|e| format!("provider {name}: cannot build the HTTP client: {e}"))?;
+    Ok(Connection { base, api_key, timeout, client })
+}
+
 impl OpenAi {
     /// Builds the provider of `[providers.NAME]`. The base URL defaults to
     /// [`DEFAULT_BASE_URL`] (a trailing slash is fine); a `timeout_secs` of 0
     /// counts as 1 s. A missing API key variable is not an error: calls then
     /// go without `Authorization`.
     pub fn from_config(name: &str, cfg: &ProviderConfig) -> Result<OpenAi, String> {
-        let base = cfg.base_url.as_deref().map(str::trim).filter(|s| !s.is_empty()).unwrap_or(DEFAULT_BASE_URL);
-        let base = base.trim_end_matches('/');
+        let Connection { base, api_key, timeout, client } = connect(name, cfg)?;
         let endpoint = format!("{base}/chat/completions");
-        let url =
-            reqwest::Url::parse(&endpoint).map_err(|e| format!("provider {name}: invalid base_url {base:?}: {e}"))?;
-        if !matches!(url.scheme(), "http" | "https") {
-            return Err(format!("provider {name}: base_url {base:?} must be an http:// or https:// URL"));
-        }
-        let api_key = cfg
-            .api_key_env
-            .as_deref()
-            .map(str::trim)
-            .filter(|v| !v.is_empty())
-            .and_then(|var| std::env::var(var).ok())
-            .map(|k| k.trim().to_string())
-            .filter(|k| !k.is_empty());
-        let timeout = Duration::from_secs(cfg.timeout_secs.max(1));
-        let client = Client::builder()
-            .connect_timeout(timeout)
-            .user_agent(concat!("ferrify/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(|e| format!("provider {name}: cannot build the HTTP client: {e}"))?;
         Ok(OpenAi {
             name: name.to_string(),
             endpoint,
