@@ -103,6 +103,8 @@ pub(crate) struct Inner {
     /// Annotation reply jobs (enable/disable) and their states.
     pub annotation_jobs: Mutex<crate::annotation::jobs::Jobs>,
     pub audio: Option<AudioProvider>,
+    /// The tasks spawned for runs and jobs.
+    pub tasks: crate::tasks::Tasks,
 }
 
 /// The engine: its store and shared services.
@@ -142,6 +144,7 @@ impl Engine {
                 slots: Arc::new(RunSlots::default()),
                 annotation_jobs: Mutex::new(Default::default()),
                 audio: config.audio.clone(),
+                tasks: Default::default(),
             }),
         })
     }
@@ -175,9 +178,34 @@ impl Engine {
         self.inner.slots.admit(&self.inner.limits, key)
     }
 
-    /// Flushes the log and stops its writer.
+    /// Flushes the log and stops its writer. Runs still going then fail to
+    /// record (and are closed as interrupted at the next start); to let them
+    /// end first, use [`Engine::shutdown`].
     pub fn close(&self) -> Result<(), ferrify_store::Error> {
         self.inner.store.close()
+    }
+
+    /// Waits up to `grace` for the engine's runs and jobs to end and let go
+    /// of it, then [closes](Engine::close) the log. Once it returns with no
+    /// other handle left, the data directory can be opened again at once.
+    pub async fn shutdown(&self, grace: std::time::Duration) -> Result<(), ferrify_store::Error> {
+        if tokio::time::timeout(grace, self.inner.tasks.idle()).await.is_err() {
+            tracing::warn!(tasks = self.inner.tasks.live(), "closing the log with engine tasks still running");
+        }
+        let store = self.inner.store.clone();
+        // Closing joins the writer thread: off the async workers.
+        tokio::task::spawn_blocking(move || store.close())
+            .await
+            .map_err(|_| ferrify_store::Error::Io("the log's closing task failed".into()))?
+    }
+
+    /// Spawns an engine task (counted for [`Engine::shutdown`]).
+    pub(crate) fn spawn<F>(&self, fut: F) -> tokio::task::JoinHandle<F::Output>
+    where
+        F: std::future::Future + Send + 'static,
+        F::Output: Send + 'static,
+    {
+        self.inner.tasks.spawn(fut)
     }
 
     /// Serialises turns of one conversation: the guard is held for a whole run.

@@ -40,6 +40,7 @@ pub mod resume;
 pub mod runner;
 pub mod runs;
 pub mod suggested;
+mod tasks;
 pub mod wire;
 pub mod workflow;
 

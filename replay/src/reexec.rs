@@ -17,6 +17,9 @@ use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::Value;
 use uuid::Uuid;
 
+/// How long closing waits for the runs a re-execution started to end.
+const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// Why re-execution could not start or finish.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -82,8 +85,10 @@ fn open(config: &EngineConfig) -> Result<(Engine, tokio::runtime::Runtime), Erro
 /// Re-executes run `task` of the data directory in `config`.
 pub fn reexecute_task(config: &EngineConfig, task: Uuid, options: &ReexecOptions) -> Result<Reexecution, Error> {
     let (engine, runtime) = open(config)?;
-    let result = runtime.block_on(engine.reexecute(task, options));
-    engine.close()?;
+    let result = runtime.block_on(async {
+        let result = engine.reexecute(task, options).await;
+        engine.shutdown(SHUTDOWN_GRACE).await.map(|()| result)
+    })?;
     Ok(result?)
 }
 
@@ -115,10 +120,10 @@ pub fn reexecute_app(
             progress(i + 1, tasks.len(), task, &r);
             report.runs.push((*task, r));
         }
-        scratch.close()?;
+        scratch.shutdown(SHUTDOWN_GRACE).await?;
         Ok(report)
     });
-    engine.close()?;
+    runtime.block_on(engine.shutdown(SHUTDOWN_GRACE))?;
     result
 }
 

@@ -61,7 +61,7 @@ fn record(dir: &Path) -> (Uuid, Vec<Uuid>, Uuid) {
         }
         (chatflow, chatflow_tasks, wf)
     });
-    engine.close().unwrap();
+    rt.block_on(engine.shutdown(Duration::from_secs(10))).unwrap();
     drop(engine);
     // Without the override: a slow chat turn, stopped by its user.
     let engine = Engine::open(&config(dir, None)).unwrap();
@@ -72,9 +72,8 @@ fn record(dir: &Path) -> (Uuid, Vec<Uuid>, Uuid) {
         let accepted = engine.start_chat(&app, req).await.unwrap();
         tokio::time::sleep(Duration::from_millis(300)).await;
         engine.stop_message(slow, accepted.handle.task_id, "u").unwrap();
-        tokio::time::sleep(Duration::from_millis(400)).await;
     });
-    engine.close().unwrap();
+    rt.block_on(engine.shutdown(Duration::from_secs(10))).unwrap();
     out
 }
 

@@ -80,7 +80,7 @@ impl Engine {
             id
         };
         let engine = self.clone();
-        tokio::spawn(async move {
+        self.spawn(async move {
             engine.set_job(job_id, "processing", String::new());
             let result = match action {
                 ReplyAction::Enable => engine.enable_reply(app_id, job_id, settings).await,

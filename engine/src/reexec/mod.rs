@@ -191,6 +191,7 @@ impl Engine {
                 annotation_jobs: Default::default(),
                 // Audio is not re-executed.
                 audio: None,
+                tasks: Default::default(),
             }),
         })
     }

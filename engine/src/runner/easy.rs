@@ -389,7 +389,7 @@ impl Engine {
             query,
             tts,
         };
-        tokio::spawn(run(plan));
+        self.spawn(run(plan));
         Ok(Accepted {
             handle: RunHandle {
                 task_id,
@@ -560,7 +560,7 @@ async fn run(plan: Plan) {
         let _ = tx.send(result);
     }
     if let Some((conversation_id, fut)) = title {
-        tokio::spawn(async move {
+        engine.clone().spawn(async move {
             if let Some(name) = fut.await {
                 rename_conversation(&engine, conversation_id, name).await;
             }

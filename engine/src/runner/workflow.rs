@@ -464,7 +464,7 @@ impl Engine {
         let max_time = self.limits().max_run_time;
         let timer = {
             let stop = rc.stop.clone();
-            tokio::spawn(async move {
+            self.spawn(async move {
                 tokio::time::sleep(max_time).await;
                 stop.stop_with(format!(
                     "Max execution time {} s reached (limits.max_run_seconds).",
@@ -472,8 +472,8 @@ impl Engine {
                 ));
             })
         };
-        tokio::spawn(async move {
-            let recording = tokio::spawn(recorder.run(rx));
+        self.spawn(async move {
+            let recording = engine.spawn(recorder.run(rx));
             drive(rc, &user, chat, moderation.as_ref(), tts)
                 .await
                 .finish(&engine, &wf, conversation, conv_values)

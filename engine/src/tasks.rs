@@ -1,0 +1,94 @@
+//! The tasks the engine spawns (runs, their recorders and timers, title and
+//! annotation jobs), counted so [`crate::Engine::shutdown`] can wait until
+//! none of them holds the engine any more before the log is closed.
+
+use std::future::Future;
+
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+/// Counts live engine tasks.
+pub(crate) struct Tasks {
+    live: watch::Sender<usize>,
+}
+
+impl Default for Tasks {
+    fn default() -> Self {
+        Tasks { live: watch::Sender::new(0) }
+    }
+}
+
+/// Held by a task for as long as its future exists.
+struct Live(watch::Sender<usize>);
+
+impl Drop for Live {
+    fn drop(&mut self) {
+        self.0.send_modify(|n| *n = n.saturating_sub(1));
+    }
+}
+
+impl Tasks {
+    /// Spawns `fut` on the current runtime, counted until it is dropped.
+    pub(crate) fn spawn<F>(&self, fut: F) -> JoinHandle<F::Output>
+    where
+        F: Future + Send + 'static,
+        F::Output: Send + 'static,
+    {
+        self.live.send_modify(|n| *n += 1);
+        let live = Live(self.live.clone());
+        tokio::spawn(async move {
+            let _live = live;
+            // `fut` (and whatever it holds) is dropped at the end of this
+            // statement, before `_live` lets the count go.
+            let out = fut.await;
+            out
+        })
+    }
+
+    /// Tasks alive now.
+    pub(crate) fn live(&self) -> usize {
+        *self.live.borrow()
+    }
+
+    /// Resolves once no task is alive.
+    pub(crate) async fn idle(&self) {
+        let mut rx = self.live.subscribe();
+        let _ = rx.wait_for(|n| *n == 0).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    #[tokio::test]
+    async fn idle_waits_until_every_future_is_dropped() {
+        let tasks = Tasks::default();
+        let held = Arc::new(());
+        let in_task = held.clone();
+        tasks.spawn(async move {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            drop(in_task);
+        });
+        let in_second = held.clone();
+        tasks.spawn(async move {
+            tokio::time::sleep(Duration::from_millis(80)).await;
+            let _keep = in_second;
+        });
+        assert_eq!(tasks.live(), 2);
+        tasks.idle().await;
+        assert_eq!(tasks.live(), 0);
+        assert_eq!(Arc::strong_count(&held), 1, "a finished task still held its captures");
+    }
+
+    #[tokio::test]
+    async fn an_aborted_task_is_no_longer_counted() {
+        let tasks = Tasks::default();
+        let handle = tasks.spawn(std::future::pending::<()>());
+        assert_eq!(tasks.live(), 1);
+        handle.abort();
+        tokio::time::timeout(Duration::from_secs(5), tasks.idle()).await.unwrap();
+    }
+}
