@@ -120,4 +120,12 @@ mod tests {
         assert!(matches!(env.event, crate::event::Event::MessageEnded { .. }));
         event_codec(data);
     }
+
+    /// Found by fuzzing `event_codec`: a JSON field holding a number with many
+    /// digits did not re-encode to the same bytes twice (serde_json parsed it
+    /// to a neighbouring f64). serde_json's `float_roundtrip` parsing fixes it.
+    #[test]
+    fn an_envelope_holding_a_long_float_re_encodes_identically() {
+        event_codec(include_bytes!("../../fuzz/corpus/event_codec/regress-json-float-reencode"));
+    }
 }
