@@ -4,8 +4,10 @@
 //! The SSE cursor of a run is the 1-based index of the data frames that the
 //! wire mapping derives from the run's events. [`RunFrames`] reads the run
 //! stream `run/<task_id>` from its first event (the mapping is stateful: it
-//! must see `RunStarted` and every node start), passes the first `after`
-//! frames through [`WireRun::advance`] (state only, nothing rendered) and renders
+//! must see `RunStarted` and every node start), or from the last checkpoint
+//! of the mapping at or before the resume point (one every 1,024 frames, see
+//! `crate::projection::wire_checkpoints`), passes the frames up to `after`
+//! through [`WireRun::advance`] (state only, nothing rendered) and renders
 //! the rest; it follows the run live until its terminal frame.
 //!
 //! A streaming run is on the log from its first event. A blocking chat or
@@ -21,6 +23,7 @@ use uuid::Uuid;
 use crate::engine::Engine;
 use crate::error::{EngineError, Result};
 use crate::event::{Envelope, Event};
+use crate::projection::wire_checkpoints::{self, Checkpoint};
 use crate::runner::end_user_id;
 use crate::wire::WireRun;
 
@@ -58,11 +61,27 @@ pub struct RunFrames {
 impl RunFrames {
     /// A reader of `stream` (the run stream of `task_id`) that skips the first `after` frames.
     pub fn new(store: &impl EventLog, stream: &StreamId, task_id: Uuid, after: u64) -> Self {
+        Self::from_checkpoint(store, stream, task_id, after, None)
+    }
+
+    /// As [`new`](Self::new), starting from `checkpoint` (the run's mapping
+    /// after some frame at or before `after`) instead of the first event.
+    pub fn from_checkpoint(
+        store: &impl EventLog,
+        stream: &StreamId,
+        task_id: Uuid,
+        after: u64,
+        checkpoint: Option<Checkpoint>,
+    ) -> Self {
+        let (from, index, wire) = match checkpoint {
+            Some(c) if c.frames <= after => (c.seq + 1, c.frames, c.wire),
+            _ => (1, 0, WireRun::new()),
+        };
         RunFrames {
             task_id,
-            sub: store.subscribe(stream, 1),
-            wire: WireRun::new(),
-            index: 0,
+            sub: store.subscribe(stream, from),
+            wire,
+            index,
             after,
             pending: VecDeque::new(),
             ending: false,
@@ -186,7 +205,8 @@ impl Engine {
     pub fn resume_run(&self, app_id: Uuid, user: &str, task_id: Uuid, after: u64) -> Result<RunFrames> {
         let stream = StreamId::of("run", task_id)?;
         self.authorise_run(app_id, user, task_id, &stream)?;
-        let mut frames = RunFrames::new(self.store(), &stream, task_id, after);
+        let checkpoint = wire_checkpoints::before(self.store(), task_id, after)?;
+        let mut frames = RunFrames::from_checkpoint(self.store(), &stream, task_id, after, checkpoint);
         let mut finished = frames.seek()?;
         if !finished && !self.is_running(task_id) {
             // It ended meanwhile, or it ended without a terminal event (the

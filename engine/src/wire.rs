@@ -10,6 +10,7 @@ use std::collections::HashMap;
 
 use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine as _;
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 use uuid::Uuid;
 
@@ -50,7 +51,7 @@ pub enum Outcome {
 }
 
 /// What `node_finished` and container events repeat from `node_started`.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 struct NodeMeta {
     node_id: String,
     node_type: String,
@@ -62,16 +63,21 @@ struct NodeMeta {
     created_at: i64,
 }
 
-/// The state of one run's wire mapping.
-#[derive(Clone, Debug, Default)]
+/// The state of one run's wire mapping. Its serialised form (the checkpoints
+/// of `crate::projection::wire_checkpoints`) carries what the frames depend
+/// on: the answer so far and the outcome, which only blocking responses read,
+/// are left out.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct WireRun {
     mode: String,
     task_id: String,
     message_id: String,
     conversation_id: Option<String>,
     created_at: i64,
+    #[serde(skip)]
     answer: String,
     done: bool,
+    #[serde(skip)]
     outcome: Option<Outcome>,
     /// Workflow and advanced-chat runs.
     workflow_run_id: Option<String>,

@@ -20,6 +20,7 @@
 //! | `files`          | `files` id → FileRow; `file_refs` file+app+message (messages naming an upload) |
 //! | `feedbacks`      | `feedbacks` message → FeedbackRow; `app_feedbacks` app+created+feedback → message |
 //! | `annotations`    | `annotations` app+annotation → AnnotationRow; `app_annotations` app+created+annotation; `annotation_settings` app → AnnotationSettingRow |
+//! | `wire_checkpoints` | `wire_checkpoints` task+frames → seq + wire-mapping state, every 1,024 frames of a run |
 
 pub mod annotations;
 pub mod api_keys;
@@ -30,6 +31,7 @@ pub mod feedbacks;
 pub mod files;
 pub mod messages;
 pub mod open_runs;
+pub mod wire_checkpoints;
 pub mod workflow_runs;
 
 use std::sync::Arc;
@@ -52,6 +54,7 @@ pub fn all() -> Vec<Arc<dyn Projector>> {
         Arc::new(files::Files),
         Arc::new(feedbacks::Feedbacks),
         Arc::new(annotations::Annotations),
+        Arc::new(wire_checkpoints::WireCheckpoints::default()),
     ]
 }
 
@@ -113,4 +116,5 @@ pub mod trees {
     pub const ANNOTATIONS: &str = "annotations";
     pub const APP_ANNOTATIONS: &str = "app_annotations";
     pub const ANNOTATION_SETTINGS: &str = "annotation_settings";
+    pub const WIRE_CHECKPOINTS: &str = "wire_checkpoints";
 }
