@@ -160,3 +160,34 @@ async fn sigkill_mid_stream_loses_nothing_a_client_saw() {
         .await;
     assert_eq!(st, 200, "{b}");
 }
+
+/// A blocking chat run killed after its first moments is on the log too: the
+/// restart closes it, and history keeps the answer it had.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_mid_blocking_run_keeps_its_partial_answer() {
+    let data = tempfile::tempdir().unwrap();
+    let mut s = Server::start_in(data.path(), &["--no-demo"]);
+    let key = s.app("chat-lorem.yml").await; // 200 words, 10 ms apart
+    let url = s.url("/v1/chat-messages");
+    let body = json!({"query": "go", "inputs": {}, "user": "b", "response_mode": "blocking"});
+    let request = tokio::spawn(client().post(url).bearer_auth(&key).json(&body).send());
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    s.child.kill().unwrap(); // SIGKILL, about halfway through the answer
+    s.child.wait().unwrap();
+    let answered = tokio::time::timeout(Duration::from_secs(10), request).await.unwrap().unwrap();
+    assert!(answered.is_err(), "the blocking request was cut, not answered");
+    drop(s);
+
+    let s = Server::start_in(data.path(), &["--no-demo"]);
+    let (st, convs) = s.call("GET", "/v1/conversations?user=b", &key, None).await;
+    assert_eq!(st, 200, "{convs}");
+    let convs = convs["data"].as_array().unwrap();
+    assert_eq!(convs.len(), 1, "the cut run's conversation exists");
+    let conv = convs[0]["id"].as_str().unwrap();
+    let (st, h) = s.call("GET", &format!("/v1/messages?conversation_id={conv}&user=b"), &key, None).await;
+    assert_eq!(st, 200);
+    let msgs = h["data"].as_array().unwrap();
+    assert_eq!(msgs.len(), 1, "{h}");
+    let words = msgs[0]["answer"].as_str().unwrap().split_whitespace().count();
+    assert!(words > 0 && words < 200, "history keeps the partial answer ({words} words): {h}");
+}

@@ -11,9 +11,9 @@
 //! the rest; it follows the run live until its terminal frame.
 //!
 //! A streaming run is on the log from its first event. A blocking chat or
-//! completion run is written as one batch when it ends, so while it runs its
-//! stream is empty: a resume of it is authorised by the in-process run table
-//! and waits until the batch lands.
+//! completion run holds its events back for its first moments (see
+//! `crate::runner::recorder`), so its stream may still be empty: a resume of
+//! it is authorised by the in-process run table and waits until they land.
 
 use std::collections::VecDeque;
 

@@ -41,3 +41,64 @@ async fn a_stopped_blocking_run_answers_with_what_it_had() {
     let chunks = events.iter().filter(|e| matches!(e, Event::AnswerChunk { .. })).count();
     assert_eq!(chunks, words);
 }
+
+/// A blocking run that goes on for a while is on the log while it runs (a
+/// crash then loses nothing of it but its first moments), and its events are
+/// recorded once each, in order; its new conversation is still named.
+#[tokio::test]
+async fn a_long_blocking_run_is_written_while_it_runs() {
+    let engine = Engine::open(&EngineConfig { data_dir: None, ..EngineConfig::default() }).unwrap();
+    let yaml = "app: {mode: chat, name: slow}\nmodel_config:\n  model: {provider: builtin, name: lorem, completion_params: {max_tokens: 40, pace_ms: 25}}\n";
+    let imported = engine.import_app(yaml).await.unwrap();
+    let app = engine.app(imported.app_id).unwrap().unwrap();
+    let req = MessageRequest { query: "go".into(), user: "u".into(), auto_generate_name: true, ..Default::default() };
+    let accepted = engine.start_chat(&app, req).await.unwrap();
+    let stream = accepted.handle.stream.clone();
+    let mut outcome = accepted.outcome.unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(600)).await;
+    assert!(outcome.try_recv().is_err(), "the run (about 1 s) is still going");
+    let so_far: Vec<Event> = engine
+        .store()
+        .read_stream(&stream, 1, 10_000)
+        .unwrap()
+        .iter()
+        .map(|r| Envelope::decode(&r.payload).unwrap().event)
+        .collect();
+    assert!(matches!(so_far.first(), Some(Event::RunStarted(_))), "{so_far:?}");
+    assert!(so_far.iter().any(|e| matches!(e, Event::AnswerChunk { .. })), "chunks are written as they come");
+    assert!(!so_far.iter().any(|e| matches!(e, Event::MessageEnded { .. })));
+
+    let outcome = outcome.await.unwrap().unwrap();
+    let Outcome::Message(body) = outcome else { panic!("expected a message, got {outcome:?}") };
+    assert_eq!(body["answer"].as_str().unwrap().split_whitespace().count(), 40);
+    let events: Vec<Event> = engine
+        .store()
+        .read_stream(&stream, 1, 10_000)
+        .unwrap()
+        .iter()
+        .map(|r| Envelope::decode(&r.payload).unwrap().event)
+        .collect();
+    assert_eq!(events.iter().filter(|e| matches!(e, Event::RunStarted(_))).count(), 1);
+    assert_eq!(events.iter().filter(|e| matches!(e, Event::AnswerChunk { .. })).count(), 40);
+    assert!(matches!(events.last(), Some(Event::MessageEnded { stopped: false, .. })));
+    let answer: String = events
+        .iter()
+        .filter_map(|e| match e {
+            Event::AnswerChunk { text, .. } => Some(text.as_str()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(answer, body["answer"].as_str().unwrap(), "the chunks, in order, are the answer");
+
+    // The title came too late for `RunStarted`: it is a rename.
+    let conversation = accepted.handle.conversation_id.unwrap();
+    let mut name = String::new();
+    for _ in 0..100 {
+        name = engine.owned_conversation(&app, "u", conversation).unwrap().unwrap().name;
+        if name != "New conversation" {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert_ne!(name, "New conversation");
+}

@@ -22,7 +22,8 @@ use crate::json::Json;
 use crate::limits::RunSlot;
 use crate::model::AnnotationRow;
 use crate::provider::registry::price_usage;
-use crate::runner::easy::{Accepted, Recorder};
+use crate::runner::easy::Accepted;
+use crate::runner::recorder::Recorder;
 use crate::runner::{RunHandle, Tap};
 
 /// A turn to answer from an annotation.

@@ -20,16 +20,17 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
-use ferrify_store::{EventLog, PendingAppend, StreamId};
+use ferrify_store::StreamId;
 use futures_util::FutureExt;
 use tokio::sync::oneshot;
 
-use crate::wire::{Outcome, WireRun};
+use crate::wire::Outcome;
 use futures_util::StreamExt;
 use serde_json::{json, Map, Value};
 use uuid::Uuid;
 
 use super::prompt::render;
+use super::recorder::Recorder;
 use super::{end_user_id, RunHandle, Tap};
 use crate::annotation::reply::AnnotationTurn;
 use crate::app::{form, AppMode};
@@ -359,7 +360,7 @@ impl Engine {
         let first = Envelope::new(self.now(), trace_id.clone(), Event::RunStarted(Box::new(started)));
         let mut recorder = Recorder::new(self.clone(), stream.clone(), !streaming, tap);
         // A streamed run is on the log before the response starts; a blocking one
-        // is appended as one batch when it ends.
+        // holds its events back for a moment (see `super::recorder`).
         if let Err(e) = recorder.push(first).await {
             self.inner.running.lock().remove(&task_id);
             return Err(e);
@@ -509,7 +510,7 @@ async fn run(plan: Plan) {
         tts,
     } = plan;
     // The title of a new conversation is asked for alongside the answer. If it
-    // is ready when a buffered run is written, it names the conversation in
+    // is ready when a held-back run is written, it names the conversation in
     // `RunStarted`; otherwise it arrives as a rename.
     let mut title = title_from.map(|(id, query)| {
         let model = model.clone();
@@ -534,11 +535,15 @@ async fn run(plan: Plan) {
             recorder.push(Envelope::new(engine.now(), trace_id.clone(), failed(&e))).await
         }
     };
-    if recorder.is_buffering() {
+    // A title that is not in `RunStarted` is a rename after the run.
+    let mut late_title = None;
+    if recorder.is_holding() {
         let ready = title.as_mut().and_then(|(_, fut)| fut.as_mut().now_or_never());
         if let Some(name) = ready {
-            if let Some(name) = name {
-                recorder.name_new_conversation(name);
+            if let (Some(name), Some((id, _))) = (name, &title) {
+                if !recorder.name_new_conversation(&name) {
+                    late_title = Some((*id, name));
+                }
             }
             title = None;
         }
@@ -558,6 +563,9 @@ async fn run(plan: Plan) {
     drop(slot);
     if let Some(tx) = outcome {
         let _ = tx.send(result);
+    }
+    if let Some((conversation_id, name)) = late_title {
+        rename_conversation(&engine, conversation_id, name).await;
     }
     if let Some((conversation_id, fut)) = title {
         engine.clone().spawn(async move {
@@ -796,76 +804,6 @@ async fn rename_conversation(engine: &Engine, conversation_id: Uuid, name: Strin
     let env = Envelope::new(engine.now(), None, Event::ConversationRenamed { name });
     if let Err(e) = engine.append_run(&stream, vec![env]).await {
         tracing::warn!("could not name conversation {conversation_id}: {e}");
-    }
-}
-
-/// Where a run's events go. Streamed runs append each event as it happens
-/// (pipelined: the runner does not wait for each acknowledgement; the log
-/// keeps their order). Blocking runs buffer their events and append them as
-/// one durable batch at the end. Either way the events are folded through
-/// the wire mapping, which gives the blocking response.
-pub(crate) struct Recorder {
-    engine: Engine,
-    stream: StreamId,
-    buffer: Option<Vec<Envelope>>,
-    pending: Vec<PendingAppend>,
-    wire: WireRun,
-    /// Re-execution: where the run's events go besides the log.
-    tap: Option<Tap>,
-}
-
-impl Recorder {
-    pub(crate) fn new(engine: Engine, stream: StreamId, buffered: bool, tap: Option<Tap>) -> Self {
-        Recorder { engine, stream, buffer: buffered.then(Vec::new), pending: Vec::new(), wire: WireRun::new(), tap }
-    }
-
-    fn is_buffering(&self) -> bool {
-        self.buffer.is_some()
-    }
-
-    /// Records one event.
-    pub(crate) async fn push(&mut self, env: Envelope) -> Result<()> {
-        self.wire.values(&env);
-        match &mut self.buffer {
-            Some(buffer) => buffer.push(env),
-            None => {
-                let is_start = matches!(env.event, Event::RunStarted(_));
-                let append = super::run_append(&self.stream, vec![env], self.tap.as_ref())?;
-                let pending = self.engine.store().append(append);
-                if is_start {
-                    // The stream must exist before a client subscribes to it.
-                    pending.await?;
-                } else {
-                    self.pending.push(pending);
-                }
-            }
-        }
-        Ok(())
-    }
-
-    /// Names the conversation a buffered `RunStarted` creates.
-    fn name_new_conversation(&mut self, name: String) {
-        if let Some(Some(first)) = self.buffer.as_mut().map(|b| b.first_mut()) {
-            if let Event::RunStarted(run) = &mut first.event {
-                if let Some(new) = run.new_conversation.as_mut() {
-                    new.name = name;
-                }
-            }
-        }
-    }
-
-    /// Writes what is buffered, waits for every append, and returns the outcome.
-    pub(crate) async fn finish(mut self) -> Result<Outcome> {
-        if let Some(buffer) = self.buffer.take() {
-            self.engine.append_run_tapped(&self.stream, buffer, self.tap.as_ref()).await?;
-        }
-        for p in self.pending.drain(..) {
-            p.await?;
-        }
-        self.wire
-            .outcome()
-            .cloned()
-            .ok_or_else(|| EngineError::AppUnavailable("the run ended without a terminal event".into()))
     }
 }
 

@@ -8,11 +8,13 @@
 //!
 //! - [`easy`]: chat and completion apps (one prompt, one model call);
 //! - [`prompt`]: `{{var}}` templates of `pre_prompt`;
-//! - `moderated`: chatflow turns answered by input moderation.
+//! - `moderated`: chatflow turns answered by input moderation;
+//! - `recorder`: where a chat or completion run's events go (and when).
 
 pub mod easy;
 mod moderated;
 pub mod prompt;
+pub(crate) mod recorder;
 pub mod workflow;
 
 use std::sync::atomic::Ordering;

@@ -1,0 +1,156 @@
+//! Where a chat or completion run's events go.
+//!
+//! Streamed runs append each event as it happens (pipelined: the runner does
+//! not wait for each acknowledgement; the log keeps their order). Blocking
+//! runs hold their events back and, when they end within [`HOLD_FOR`], append
+//! them as one durable batch; a blocking run still going after [`HOLD_FOR`]
+//! has what it holds written then, and appends the rest as it happens, like a
+//! streamed run — so a crash never loses more than its first [`HOLD_FOR`]
+//! (crash recovery closes it with its partial answer, see `crate::recovery`).
+//! Either way the events are folded through the wire mapping, which gives the
+//! blocking response.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use ferrify_store::{EventLog, PendingAppend, StreamId};
+use parking_lot::Mutex;
+use tokio::task::JoinHandle;
+
+use super::{run_append, Tap};
+use crate::engine::Engine;
+use crate::error::{EngineError, Result};
+use crate::event::{Envelope, Event};
+use crate::wire::{Outcome, WireRun};
+
+/// How long a blocking run's events are held back before they are written.
+pub(crate) const HOLD_FOR: Duration = Duration::from_millis(200);
+
+/// The events a blocking run holds back (`None` once they were written),
+/// shared with the timer that writes them at [`HOLD_FOR`].
+#[derive(Default)]
+struct Held {
+    events: Mutex<Option<Vec<Envelope>>>,
+    /// Appends the timer made, for the run to wait for at its end.
+    written: Mutex<Vec<PendingAppend>>,
+}
+
+pub(crate) struct Recorder {
+    engine: Engine,
+    stream: StreamId,
+    held: Option<Arc<Held>>,
+    timer: Option<JoinHandle<()>>,
+    pending: Vec<PendingAppend>,
+    wire: WireRun,
+    /// Re-execution: where the run's events go besides the log.
+    tap: Option<Tap>,
+}
+
+impl Recorder {
+    /// A recorder for run stream `stream`; `blocking` holds the events back.
+    /// Re-executions (`tap`) hold a blocking run's events to its end.
+    pub(crate) fn new(engine: Engine, stream: StreamId, blocking: bool, tap: Option<Tap>) -> Self {
+        let held = blocking.then(|| Arc::new(Held { events: Mutex::new(Some(Vec::new())), ..Default::default() }));
+        let timer = match (&held, &tap) {
+            (Some(held), None) => {
+                let (held, engine_for_timer, stream) = (held.clone(), engine.clone(), stream.clone());
+                Some(engine.spawn(async move {
+                    tokio::time::sleep(HOLD_FOR).await;
+                    write_held(&engine_for_timer, &stream, &held);
+                }))
+            }
+            _ => None,
+        };
+        Recorder { engine, stream, held, timer, pending: Vec::new(), wire: WireRun::new(), tap }
+    }
+
+    /// True while the events are held back (nothing of the run is written yet).
+    pub(crate) fn is_holding(&self) -> bool {
+        self.held.as_ref().is_some_and(|h| h.events.lock().is_some())
+    }
+
+    /// Records one event.
+    pub(crate) async fn push(&mut self, env: Envelope) -> Result<()> {
+        self.wire.values(&env);
+        if let Some(held) = &self.held {
+            let mut events = held.events.lock();
+            if let Some(events) = events.as_mut() {
+                events.push(env);
+                return Ok(());
+            }
+            // Written by the timer (whose append is queued ahead of this one).
+        }
+        let is_start = matches!(env.event, Event::RunStarted(_));
+        let append = run_append(&self.stream, vec![env], self.tap.as_ref())?;
+        let pending = self.engine.store().append(append);
+        if is_start {
+            // The stream must exist before a client subscribes to it.
+            pending.await?;
+        } else {
+            self.pending.push(pending);
+        }
+        Ok(())
+    }
+
+    /// Names the conversation a held-back `RunStarted` creates (false if it
+    /// was written already: the name then goes in an event of its own).
+    pub(crate) fn name_new_conversation(&mut self, name: &str) -> bool {
+        let Some(held) = &self.held else { return false };
+        let mut events = held.events.lock();
+        let Some(first) = events.as_mut().and_then(|e| e.first_mut()) else { return false };
+        if let Event::RunStarted(run) = &mut first.event {
+            if let Some(new) = run.new_conversation.as_mut() {
+                new.name = name.to_string();
+                return true;
+            }
+        }
+        false
+    }
+
+    /// Writes what is held back, waits for every append, and returns the outcome.
+    pub(crate) async fn finish(mut self) -> Result<Outcome> {
+        if let Some(timer) = self.timer.take() {
+            timer.abort();
+        }
+        if let Some(held) = self.held.take() {
+            let rest = held.events.lock().take();
+            if let Some(events) = rest {
+                self.engine.append_run_tapped(&self.stream, events, self.tap.as_ref()).await?;
+            }
+            let written = std::mem::take(&mut *held.written.lock());
+            for p in written {
+                p.await?;
+            }
+        }
+        for p in self.pending.drain(..) {
+            p.await?;
+        }
+        self.wire
+            .outcome()
+            .cloned()
+            .ok_or_else(|| EngineError::AppUnavailable("the run ended without a terminal event".into()))
+    }
+}
+
+impl Drop for Recorder {
+    fn drop(&mut self) {
+        if let Some(timer) = self.timer.take() {
+            timer.abort();
+        }
+    }
+}
+
+/// Writes a blocking run's held-back events (the timer, at [`HOLD_FOR`]).
+fn write_held(engine: &Engine, stream: &StreamId, held: &Held) {
+    let mut events = held.events.lock();
+    let Some(batch) = events.as_ref() else { return };
+    match run_append(stream, batch.clone(), None) {
+        Ok(append) => {
+            // Queued while the lock is held: the run's next event is queued after it.
+            held.written.lock().push(engine.store().append(append));
+            *events = None;
+        }
+        // They stay held, for the run's end to write (or fail on) as usual.
+        Err(e) => tracing::error!(%stream, "could not write a blocking run's first events: {e}"),
+    }
+}
