@@ -6,8 +6,13 @@
 //! a temp dir (a blocking run is one durable append: it includes an fsync).
 //!
 //!     cargo bench --bench workflow
+//!
+//! Allocator: mimalloc, as in the `ferrify` binary that runs the workflows.
 
 mod common;
+
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 use std::time::{Duration, Instant};
 
