@@ -81,9 +81,16 @@ impl Projector for WireCheckpoints {
         if run.wire.is_done() {
             live.remove(&task);
         } else if run.frames / INTERVAL > before / INTERVAL {
-            let mut value = run.seq.to_be_bytes().to_vec();
-            value.extend(ferrify_store::codec::to_json(&run.wire)?);
-            kv.put(trees::WIRE_CHECKPOINTS, &key(task, run.frames), value);
+            // A checkpoint is an optimisation: one that cannot be written is
+            // skipped (readers then start further back), never the append.
+            match ferrify_store::codec::to_json(&run.wire) {
+                Ok(state) => {
+                    let mut value = run.seq.to_be_bytes().to_vec();
+                    value.extend(state);
+                    kv.put(trees::WIRE_CHECKPOINTS, &key(task, run.frames), value);
+                }
+                Err(e) => tracing::warn!(%task, "wire checkpoint not written: {e}"),
+            }
         }
         Ok(())
     }
