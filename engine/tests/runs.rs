@@ -1,11 +1,18 @@
 //! Runs through the engine API: a blocking run stopped in flight returns its
-//! partial answer, and its stream records the stop.
+//! partial answer, and its stream records the stop; a long blocking run is on
+//! the log while it runs.
 
 use ferrify_engine::runner::easy::MessageRequest;
 use ferrify_engine::wire::Outcome;
 use ferrify_engine::{Engine, EngineConfig, Envelope, Event};
 use ferrify_store::EventLog;
 use serde_json::json;
+
+/// The events of a run stream, in order.
+fn events(engine: &Engine, stream: &ferrify_store::StreamId) -> Vec<Event> {
+    let records = engine.store().read_stream(stream, 1, 10_000).unwrap();
+    records.iter().map(|r| Envelope::decode(&r.payload).unwrap().event).collect()
+}
 
 const SLOW: &str = "app: {mode: chat, name: slow}\nmodel_config:\n  model: {provider: builtin, name: lorem, completion_params: {max_tokens: 200, pace_ms: 10}}\n";
 
@@ -32,8 +39,7 @@ async fn a_stopped_blocking_run_answers_with_what_it_had() {
     let words = body["answer"].as_str().unwrap().split_whitespace().count();
     assert!(words > 0 && words < 200, "stopped after {words} words");
     // The log has the whole story, in order.
-    let records = engine.store().read_stream(&accepted.handle.stream, 1, 10_000).unwrap();
-    let events: Vec<Event> = records.iter().map(|r| Envelope::decode(&r.payload).unwrap().event).collect();
+    let events = events(&engine, &accepted.handle.stream);
     assert!(matches!(events.first(), Some(Event::RunStarted(_))));
     let stop_at = events.iter().position(|e| matches!(e, Event::StopRequested { user } if user == "u")).unwrap();
     assert!(matches!(events.last(), Some(Event::MessageEnded { stopped: true, .. })));
@@ -57,13 +63,7 @@ async fn a_long_blocking_run_is_written_while_it_runs() {
     let mut outcome = accepted.outcome.unwrap();
     tokio::time::sleep(std::time::Duration::from_millis(600)).await;
     assert!(outcome.try_recv().is_err(), "the run (about 1 s) is still going");
-    let so_far: Vec<Event> = engine
-        .store()
-        .read_stream(&stream, 1, 10_000)
-        .unwrap()
-        .iter()
-        .map(|r| Envelope::decode(&r.payload).unwrap().event)
-        .collect();
+    let so_far = events(&engine, &stream);
     assert!(matches!(so_far.first(), Some(Event::RunStarted(_))), "{so_far:?}");
     assert!(so_far.iter().any(|e| matches!(e, Event::AnswerChunk { .. })), "chunks are written as they come");
     assert!(!so_far.iter().any(|e| matches!(e, Event::MessageEnded { .. })));
@@ -71,13 +71,7 @@ async fn a_long_blocking_run_is_written_while_it_runs() {
     let outcome = outcome.await.unwrap().unwrap();
     let Outcome::Message(body) = outcome else { panic!("expected a message, got {outcome:?}") };
     assert_eq!(body["answer"].as_str().unwrap().split_whitespace().count(), 40);
-    let events: Vec<Event> = engine
-        .store()
-        .read_stream(&stream, 1, 10_000)
-        .unwrap()
-        .iter()
-        .map(|r| Envelope::decode(&r.payload).unwrap().event)
-        .collect();
+    let events = events(&engine, &stream);
     assert_eq!(events.iter().filter(|e| matches!(e, Event::RunStarted(_))).count(), 1);
     assert_eq!(events.iter().filter(|e| matches!(e, Event::AnswerChunk { .. })).count(), 40);
     assert!(matches!(events.last(), Some(Event::MessageEnded { stopped: false, .. })));
