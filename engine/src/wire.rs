@@ -271,7 +271,13 @@ impl WireRun {
                 self.nodes.insert(n.node_execution_id, meta);
                 (1, frame)
             }
-            Event::NodeFinished(n) => (1, render.then(|| self.node_finished("node_finished", n, None, env.at))),
+            Event::NodeFinished(n) => {
+                let frame = render.then(|| self.node_finished("node_finished", n, None, env.at));
+                // Nothing after a node's end refers to it (retries and container
+                // events come before it): the state holds open nodes only.
+                self.nodes.remove(&n.node_execution_id);
+                (1, frame)
+            }
             Event::NodeRetried { finished, retry_index } => {
                 (1, render.then(|| self.node_finished("node_retry", finished, Some(*retry_index), env.at)))
             }
@@ -337,6 +343,7 @@ impl WireRun {
                     });
                     self.workflow_frame(&format!("{}_completed", c.kind), data)
                 });
+                self.containers.remove(&c.node_execution_id);
                 (1, frame)
             }
             Event::TextChunk { text, from_variable_selector } => {
