@@ -15,13 +15,16 @@ use config::{AppsCommand, Cli, Command, FileConfig, KeysCommand, ServeArgs};
 use ferrify_engine::Engine;
 
 fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "info,warp=warn,hyper=warn".into()),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    let filter =
+        tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info,warp=warn,hyper=warn".into());
+    // sled logs at debug and trace from destructors that run while its
+    // threads exit, when the formatter's thread-locals are gone (the process
+    // would abort): its records are never shown below info.
+    let filter = match "sled=info".parse() {
+        Ok(directive) => filter.add_directive(directive),
+        Err(_) => filter,
+    };
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
     let cli = Cli::parse();
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,

@@ -543,8 +543,9 @@ async fn secrets_never_reach_the_log() {
     let _ =
         stream(&s, "/v1/chat-messages", &key, json!({"query": "hi", "user": "u", "response_mode": "streaming"}), false)
             .await;
-    assert!(s.terminate().success());
+    let status = s.terminate();
     let log = String::from_utf8_lossy(&std::fs::read(&log_path).unwrap()).to_string();
+    assert!(status.success(), "{status}: {}", &log[log.len().saturating_sub(3000)..]);
     assert!(log.len() > 1000, "the trace log was written");
     for secret in [key.as_str(), &key[4..], ADMIN, "app-wrongwrongwrongwrongwrong", "not-the-admin-token"] {
         assert!(!log.contains(secret), "the log contains a secret ({secret})");
