@@ -25,11 +25,8 @@ use crate::apps::LoadedApp;
 use crate::engine::Engine;
 use crate::error::{EngineError, Result};
 use crate::event::Event;
-use crate::model::MessageRow;
-use crate::projection::trees;
 use crate::provider::audio::{AudioProvider, Speech};
 use crate::provider::ProviderError;
-use crate::runner::end_user_id;
 
 /// Largest audio file `POST /audio-to-text` takes (Dify: 30 MB).
 pub const MAX_AUDIO_BYTES: u64 = 30 * 1024 * 1024;
@@ -91,12 +88,7 @@ impl Engine {
     ) -> Result<Speech> {
         let text = match message_id {
             Some(id) => {
-                let who = end_user_id(app.id(), user);
-                let message = self
-                    .store()
-                    .get_json::<MessageRow>(trees::MESSAGES, id.as_bytes())?
-                    .filter(|m| m.app_id == app.id() && m.end_user_id == who)
-                    .ok_or_else(|| EngineError::NotFound("Message Not Exists.".into()))?;
+                let message = self.owned_message(app, user, id)?;
                 if message.answer.trim().is_empty() {
                     return Err(EngineError::InvalidParam("The message has no answer to speak.".into()));
                 }

@@ -13,7 +13,6 @@ use crate::error::{EngineError, Result};
 use crate::event::{Envelope, Event};
 use crate::model::{FeedbackRow, MessageRow};
 use crate::projection::{secs, trees};
-use crate::runner::end_user_id;
 
 /// A rating as the API sends it: `like`, `dislike`, or `None` to revoke.
 pub fn parse_rating(value: &Value) -> Result<Option<String>> {
@@ -68,12 +67,7 @@ impl Engine {
         rating: Option<String>,
         content: Option<String>,
     ) -> Result<()> {
-        let who = end_user_id(app.id(), user);
-        let message = self
-            .store()
-            .get_json::<MessageRow>(trees::MESSAGES, message_id.as_bytes())?
-            .filter(|m| m.app_id == app.id() && m.end_user_id == who)
-            .ok_or_else(|| EngineError::NotFound("Message Not Exists.".into()))?;
+        let message = self.owned_message(app, user, message_id)?;
         let existing = self.feedback_of(&message)?;
         let event = match (rating, existing) {
             (Some(rating), existing) => Event::FeedbackGiven {
@@ -81,7 +75,7 @@ impl Engine {
                 message_id,
                 app_id: app.id(),
                 conversation_id: message.conversation_id,
-                end_user_id: who,
+                end_user_id: message.end_user_id,
                 rating,
                 content,
             },

@@ -133,6 +133,15 @@ impl Engine {
         Ok(row.filter(|c| c.app_id == app.id() && c.end_user_id == who && !c.deleted))
     }
 
+    /// The message if it belongs to this app and end user, else `Message Not Exists.`
+    pub(crate) fn owned_message(&self, app: &LoadedApp, user: &str, id: Uuid) -> Result<MessageRow> {
+        let who = end_user_id(app.id(), user);
+        self.store()
+            .get_json::<MessageRow>(trees::MESSAGES, id.as_bytes())?
+            .filter(|m| m.app_id == app.id() && m.end_user_id == who)
+            .ok_or_else(|| EngineError::NotFound("Message Not Exists.".into()))
+    }
+
     fn conversation_or_404(&self, app: &LoadedApp, user: &str, id: Uuid) -> Result<ConversationRow> {
         self.owned_conversation(app, user, id)?.ok_or_else(|| EngineError::NotFound("Conversation Not Exists.".into()))
     }

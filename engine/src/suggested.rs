@@ -23,10 +23,9 @@ use crate::engine::Engine;
 use crate::error::{EngineError, Result};
 use crate::event::{Envelope, Event};
 use crate::json::Json;
-use crate::model::{AppRow, MessageRow, WorkflowVersionRow};
+use crate::model::{AppRow, WorkflowVersionRow};
 use crate::projection::trees;
 use crate::provider::{ModelChunk, ModelRequest, PromptMessage, Role};
-use crate::runner::end_user_id;
 
 /// Conversation turns shown to the model.
 const TURNS: usize = 3;
@@ -87,12 +86,7 @@ impl Engine {
         if !app.mode().is_chat_family() {
             return Err(EngineError::NotChatApp);
         }
-        let who = end_user_id(app.id(), user);
-        let message = self
-            .store()
-            .get_json::<MessageRow>(trees::MESSAGES, message_id.as_bytes())?
-            .filter(|m| m.app_id == app.id() && m.end_user_id == who)
-            .ok_or_else(|| EngineError::NotFound("Message Not Exists.".into()))?;
+        let message = self.owned_message(app, user, message_id)?;
         let spec = self.effective_spec(app);
         if !spec.feature_enabled("suggested_questions_after_answer") {
             return Err(EngineError::BadRequest("Suggested Questions Is Disabled.".into()));
