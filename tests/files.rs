@@ -415,6 +415,11 @@ async fn feedback_round_trip() {
     let (_, f) = s.call("GET", "/v1/app/feedbacks", &key, None).await;
     assert_eq!(f["data"].as_array().map(Vec::len), Some(1));
     assert_eq!((f["data"][0]["id"].clone(), f["data"][0]["rating"].as_str()), (first_id, Some("dislike")));
+    // A page past every real one, even past 64 bits, is simply empty (Dify's `page` is any int ≥ 1).
+    let (st, f) = s.call("GET", "/v1/app/feedbacks?page=1774686597264147306512384&limit=7", &key, None).await;
+    assert_eq!((st, f), (200, json!({"data": []})));
+    let (st, f) = s.call("GET", "/v1/app/feedbacks?page=%2B1", &key, None).await;
+    assert_eq!((st, f["data"].as_array().map(Vec::len)), (200, Some(1)));
     let (_, h) = history().await;
     assert_eq!(h["data"][0]["feedback"], json!({"rating": "dislike"}));
     let (st, _) = feedback("u1", json!({"rating": null})).await;
@@ -425,8 +430,10 @@ async fn feedback_round_trip() {
     assert_eq!(f, json!({"data": []}));
 
     // Pages, and their bounds.
-    let (st, _) = s.call("GET", "/v1/app/feedbacks?page=0", &key, None).await;
-    assert_eq!(st, 400);
+    for bad in ["0", "-1", "x", "1.5", "1e3"] {
+        let (st, b) = s.call("GET", &format!("/v1/app/feedbacks?page={bad}"), &key, None).await;
+        assert_eq!((st, b["code"].as_str()), (400, Some("invalid_param")), "page={bad}");
+    }
     let (st, _) = s.call("GET", "/v1/app/feedbacks?limit=102", &key, None).await;
     assert_eq!(st, 400);
     let (st, f) = s.call("GET", "/v1/app/feedbacks?page=5&limit=101", &key, None).await;

@@ -97,7 +97,8 @@ impl Engine {
     /// `GET /app/feedbacks`: the app's feedback, newest first, page by page.
     pub fn list_feedbacks(&self, app: &LoadedApp, page: usize, limit: usize) -> Result<Vec<Value>> {
         let skip = page.saturating_sub(1).saturating_mul(limit);
-        let index = self.store().scan(trees::APP_FEEDBACKS, app.id().as_bytes(), None, skip + limit, true)?;
+        let index =
+            self.store().scan(trees::APP_FEEDBACKS, app.id().as_bytes(), None, skip.saturating_add(limit), true)?;
         let mut out = Vec::with_capacity(limit);
         for (_, message_id) in index.into_iter().skip(skip) {
             if let Some(f) = self.store().get_json::<FeedbackRow>(trees::FEEDBACKS, &message_id)? {

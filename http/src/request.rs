@@ -192,6 +192,21 @@ pub fn optional_uuid(value: Option<&str>, message: &str) -> Result<Option<Uuid>,
     }
 }
 
+/// `page` of at least 1, default 1. A page past any real one (even past `usize`) is valid and
+/// simply empty, as Dify's integer `page` is; zero, negatives and non-numbers → invalid_param.
+pub fn page(query: &HashMap<String, String>) -> Result<usize, ApiError> {
+    let Some(s) = q(query, "page") else { return Ok(1) };
+    let digits = s.trim().strip_prefix('+').unwrap_or(s.trim());
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(ApiError::invalid_param("page must be an integer of at least 1"));
+    }
+    match digits.parse::<usize>() {
+        Ok(0) => Err(ApiError::invalid_param("page must be an integer of at least 1")),
+        Ok(n) => Ok(n),
+        Err(_) => Ok(usize::MAX),
+    }
+}
+
 /// `limit` in `1..=max`, default `default`; out of range or not a number → invalid_param.
 pub fn limit(query: &HashMap<String, String>, default: usize, max: usize) -> Result<usize, ApiError> {
     match q(query, "limit") {
@@ -270,6 +285,18 @@ mod tests {
         assert_eq!(read_capped(chunks(10), 10_000).await.ok().map(|b| b.len()), Some(10_000));
         assert!(matches!(read_capped(chunks(11), 10_000).await, Err(ReadError::TooLarge)));
         assert!(matches!(read_capped(chunks(0), 0).await, Ok(b) if b.is_empty()));
+    }
+
+    #[test]
+    fn pages_are_any_integer_of_at_least_one() {
+        let page_of = |v: &str| page(&HashMap::from([("page".to_string(), v.to_string())])).map_err(|e| e.code);
+        assert_eq!(page(&HashMap::new()).ok(), Some(1));
+        assert_eq!(page_of(" 7 ").ok(), Some(7));
+        assert_eq!(page_of("+2").ok(), Some(2));
+        assert_eq!(page_of("1774686597264147306512384").ok(), Some(usize::MAX));
+        for bad in ["0", "000", "-1", "x", "1.5", "+", "1e3"] {
+            assert_eq!(page_of(bad).err(), Some("invalid_param"), "{bad}");
+        }
     }
 
     #[test]

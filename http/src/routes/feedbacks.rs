@@ -12,7 +12,7 @@ use warp::{Filter, Reply};
 use super::{respond, with_state};
 use crate::auth::app_key;
 use crate::error::ApiError;
-use crate::request::{json_body, limit, q, query, required_user};
+use crate::request::{json_body, limit, page, query, required_user};
 use crate::State;
 
 pub fn routes(state: State) -> impl Filter<Extract = (warp::reply::Response,), Error = warp::Rejection> + Clone {
@@ -69,13 +69,7 @@ async fn give(
 }
 
 fn list(app: Arc<LoadedApp>, state: State, query: HashMap<String, String>) -> Result<warp::reply::Response, ApiError> {
-    let page = match q(&query, "page") {
-        None => 1,
-        Some(p) => match p.trim().parse::<usize>() {
-            Ok(n) if n >= 1 => n,
-            _ => return Err(ApiError::invalid_param("page must be an integer of at least 1")),
-        },
-    };
+    let page = page(&query)?;
     let limit = limit(&query, 20, 101)?;
     let data = state.engine.list_feedbacks(&app, page, limit)?;
     Ok(warp::reply::json(&json!({"data": data})).into_response())
