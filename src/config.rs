@@ -221,6 +221,11 @@ pub struct FilesSection {
     pub remote_timeout_secs: Option<u64>,
     /// Prefix of the file URLs handed out (`https://ferrify.example.com`).
     pub public_url: Option<String>,
+    /// Environment variable holding the key that signs file links [default:
+    /// FERRIFY_SECRET_KEY]; unset: a key made on first start, kept in the data directory.
+    pub secret_key_env: Option<String>,
+    /// Seconds a signed file link stays good [default: 300].
+    pub access_timeout_secs: Option<u64>,
 }
 
 /// `[limits]` in `ferrify.toml`, and the same settings as flags and `FERRIFY_*` variables.
@@ -493,6 +498,10 @@ impl FileConfig {
                 .collect(),
             remote_timeout: f.remote_timeout_secs.map(Duration::from_secs).unwrap_or(d.remote_timeout),
             public_url: f.public_url.clone().unwrap_or_default(),
+            secret_key: std::env::var(f.secret_key_env.as_deref().unwrap_or("FERRIFY_SECRET_KEY"))
+                .ok()
+                .filter(|k| !k.trim().is_empty()),
+            access_timeout: f.access_timeout_secs.map(Duration::from_secs).unwrap_or(d.access_timeout),
         }
     }
 

@@ -71,6 +71,94 @@ fn local(kind: &str, id: &Value) -> Value {
     json!({"type": kind, "transfer_method": "local_file", "upload_file_id": id})
 }
 
+/// A GET without any key; returns status, headers and body.
+async fn fetch(s: &Server, path: &str) -> (u16, reqwest::header::HeaderMap, Vec<u8>) {
+    let r = client().get(s.url(path)).send().await.unwrap();
+    let (st, h) = (r.status().as_u16(), r.headers().clone());
+    (st, h, r.bytes().await.unwrap().to_vec())
+}
+
+/// The query values of a link.
+fn query_of(url: &str) -> std::collections::HashMap<String, String> {
+    let q = url.split_once('?').map(|(_, q)| q).unwrap_or("");
+    q.split('&').filter_map(|kv| kv.split_once('=')).map(|(k, v)| (k.to_string(), v.to_string())).collect()
+}
+
+/// An upload's `source_url` is Dify's signed link: it serves the file to
+/// anyone holding it, without an API key and before any message names the
+/// file, until it is older than the access timeout (300 s); a wrong or
+/// expired signature is 404. The key in the data directory signs, and
+/// survives a restart.
+#[tokio::test]
+async fn signed_links_serve_files_until_they_expire() {
+    use ferrify_engine::files::signed::UrlSigner;
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::write(tmp.path().join("secret_key"), "ferrify-test-secret").unwrap();
+    let mut s = Server::start_in(tmp.path(), &["--no-demo"]);
+    let key = s.app("chat-files.yml").await;
+    let png = b"\x89PNG\r\n\x1a\nnot really an image".to_vec();
+    let f = upload(&s, &key, "cat.png", "image/png", &png).await;
+    let id = f["id"].as_str().unwrap().to_string();
+    let source = f["source_url"].as_str().unwrap().to_string();
+    assert!(source.starts_with(&format!("/files/{id}/file-preview?timestamp=")), "{source}");
+    let (st, h, body) = fetch(&s, &source).await;
+    assert_eq!((st, body.as_slice()), (200, png.as_slice()));
+    assert_eq!(h["content-type"], "image/png");
+    assert_eq!(h["x-content-type-options"], "nosniff");
+    let (st, h, _) = fetch(&s, &format!("{source}&as_attachment=true")).await;
+    assert_eq!(st, 200);
+    assert_eq!(h["content-disposition"], "attachment; filename*=UTF-8''cat.png");
+
+    // The data directory's key signs; links are good for 300 s.
+    let signer = UrlSigner::new(b"ferrify-test-secret", std::time::Duration::from_secs(300)).unwrap();
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64;
+    let link = |ts: i64, nonce: &str| {
+        let sign = signer.sign(&id, &ts.to_string(), nonce);
+        format!("/files/{id}/file-preview?timestamp={ts}&nonce={nonce}&sign={sign}")
+    };
+    assert_eq!(fetch(&s, &link(now - 250, "ab12")).await.0, 200);
+    let (st, _, body) = fetch(&s, &link(now - 400, "ab12")).await;
+    let b: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    assert_eq!((st, b["code"].as_str()), (404, Some("not_found")), "expired: {b}");
+    assert_eq!(b["message"], "File not found or signature is invalid");
+
+    // Tampered parts, a missing part, an unknown file.
+    let q = query_of(&source);
+    let (ts, nonce, sign) = (&q["timestamp"], &q["nonce"], &q["sign"]);
+    for bad in [
+        format!("/files/{id}/file-preview?timestamp={ts}&nonce={nonce}&sign=AAAA{sign}"),
+        format!("/files/{id}/file-preview?timestamp={ts}&nonce=00{nonce}&sign={sign}"),
+        format!("/files/{id}/file-preview?timestamp=1{ts}&nonce={nonce}&sign={sign}"),
+        format!("/files/5f0c5a34-0000-4000-8000-000000000000/file-preview?timestamp={ts}&nonce={nonce}&sign={sign}"),
+    ] {
+        assert_eq!(fetch(&s, &bad).await.0, 404, "{bad}");
+    }
+    let (st, _, body) = fetch(&s, &format!("/files/{id}/file-preview?timestamp={ts}&nonce={nonce}")).await;
+    let b: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    assert_eq!((st, b["code"].as_str()), (400, Some("invalid_param")), "{b}");
+    // A signed link names one file: nothing else is reachable with it.
+    let g = upload(&s, &key, "dog.png", "image/png", b"other").await;
+    let other = source.replace(&id, g["id"].as_str().unwrap());
+    assert_eq!(fetch(&s, &other).await.0, 404);
+
+    // A restart keeps the key: the link still works.
+    s.terminate();
+    let s = Server::start_in(tmp.path(), &["--no-demo"]);
+    assert_eq!(fetch(&s, &source).await.0, 200);
+
+    // Without a configured key, the server makes one, private, and keeps it.
+    let fresh = tempfile::tempdir().unwrap();
+    let mut s = Server::start_in(fresh.path(), &["--no-demo"]);
+    let key = s.app("chat-files.yml").await;
+    let f = upload(&s, &key, "cat.png", "image/png", &png).await;
+    let source = f["source_url"].as_str().unwrap().to_string();
+    let made = std::fs::read_to_string(fresh.path().join("secret_key")).unwrap();
+    assert_eq!(made.trim().len(), 64, "a random 256-bit key in hex");
+    s.terminate();
+    let s = Server::start_in(fresh.path(), &["--no-demo"]);
+    assert_eq!(fetch(&s, &source).await.0, 200);
+}
+
 async fn chat_with(s: &Server, key: &str, user: &str, files: Value) -> (u16, Value) {
     let body = json!({"query": "read this", "inputs": {}, "user": user, "response_mode": "blocking", "files": files});
     s.call("POST", "/v1/chat-messages", key, Some(body)).await
@@ -284,6 +372,11 @@ async fn files_in_chat_requests_are_checked_and_kept_in_history() {
     assert_eq!(mf[0]["upload_file_id"], t["id"]);
     assert_eq!((mf[0]["transfer_method"].as_str(), mf[0]["belongs_to"].as_str()), (Some("local_file"), Some("user")));
     assert_eq!((mf[0]["filename"].as_str(), mf[0]["size"].as_u64()), (Some("notes.txt"), Some(10)));
+    // History signs the upload's link afresh; it serves the file without a key.
+    let url = mf[0]["url"].as_str().unwrap_or("");
+    assert!(url.starts_with(&format!("/files/{}/file-preview?timestamp=", t["id"].as_str().unwrap())), "{url}");
+    let (st, _, bytes) = fetch(&s, url).await;
+    assert_eq!((st, bytes.as_slice()), (200, b"local text".as_slice()));
     assert_eq!(mf[1]["transfer_method"], "remote_url");
     assert_eq!(mf[1]["filename"], "remote notes.txt");
     assert_eq!((mf[1]["mime_type"].as_str(), mf[1]["size"].as_u64()), (Some("text/plain"), Some(16)));

@@ -92,6 +92,8 @@ pub(crate) struct Inner {
     /// Compiled workflow versions by id.
     pub workflows: RwLock<HashMap<Uuid, Arc<Workflow>>>,
     pub files: FileSettings,
+    /// Signs and checks the file links handed out.
+    pub signer: crate::files::signed::UrlSigner,
     /// Uploaded files' bytes.
     pub blobs: Arc<dyn BlobStore>,
     /// The scratch engine re-executions run on (made on first use, renewed
@@ -128,6 +130,12 @@ impl Engine {
             Some(dir) => Store::open_sled(dir, projection::all(), options)?,
             None => Store::open_memory(projection::all(), options)?,
         };
+        let signer = crate::files::signed::UrlSigner::open(
+            config.files.secret_key.as_deref(),
+            config.data_dir.as_deref(),
+            config.files.access_timeout,
+        )
+        .map_err(|e| ferrify_store::Error::Io(format!("the file links' secret key: {e}")))?;
         Ok(Engine {
             inner: Arc::new(Inner {
                 store,
@@ -138,6 +146,7 @@ impl Engine {
                 workflow_settings: Arc::new(config.workflow.clone()),
                 workflows: RwLock::new(HashMap::new()),
                 files: config.files.clone(),
+                signer,
                 blobs,
                 reexec_scratch: tokio::sync::Mutex::new(None),
                 limits: config.limits.clone(),

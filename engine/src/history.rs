@@ -65,8 +65,9 @@ pub fn conversation_json(c: &ConversationRow) -> Value {
 }
 
 /// A message's files as history shows them (§3.3): the request's files,
-/// `belongs_to: user`.
-pub fn message_files(m: &MessageRow) -> Vec<Value> {
+/// `belongs_to: user`. Uploaded files get a freshly signed `url` (`sign`), as
+/// Dify refreshes them; remote files keep theirs.
+pub fn message_files(m: &MessageRow, sign: &dyn Fn(Uuid) -> String) -> Vec<Value> {
     let files = m.files.as_array().map(Vec::as_slice).unwrap_or_default();
     files
         .iter()
@@ -74,11 +75,16 @@ pub fn message_files(m: &MessageRow) -> Vec<Value> {
         .map(|(i, f)| {
             let text = |k: &str| f.get(k).cloned().unwrap_or(Value::Null);
             let upload = text("related_id");
+            let local = f.get("transfer_method").and_then(Value::as_str) == Some("local_file");
+            let url = match upload.as_str().and_then(|u| Uuid::parse_str(u).ok()) {
+                Some(id) if local => Value::String(sign(id)),
+                _ => text("url"),
+            };
             json!({
                 "id": Uuid::new_v5(&m.id, format!("file-{i}").as_bytes()).to_string(),
                 "filename": text("filename"),
                 "type": text("type"),
-                "url": text("url"),
+                "url": url,
                 "mime_type": text("mime_type"),
                 "size": text("size"),
                 "transfer_method": text("transfer_method"),
@@ -90,7 +96,7 @@ pub fn message_files(m: &MessageRow) -> Vec<Value> {
 }
 
 /// A message as `GET /messages` shows it, with its end user's feedback.
-pub fn message_json(m: &MessageRow, feedback: Option<&FeedbackRow>) -> Value {
+pub fn message_json(m: &MessageRow, feedback: Option<&FeedbackRow>, sign: &dyn Fn(Uuid) -> String) -> Value {
     let usage = usage_json(&m.usage);
     let status = if m.status == "error" { "error" } else { "normal" };
     json!({
@@ -102,7 +108,7 @@ pub fn message_json(m: &MessageRow, feedback: Option<&FeedbackRow>) -> Value {
         "answer": m.answer,
         "status": status,
         "error": m.error,
-        "message_files": message_files(m),
+        "message_files": message_files(m, sign),
         "feedback": feedback.map(|f| json!({"rating": f.rating})),
         "retriever_resources": [],
         "agent_thoughts": [],
@@ -175,7 +181,7 @@ impl Engine {
             let Ok(id) = Uuid::from_slice(&k[k.len() - 16..]) else { continue };
             if let Some(m) = self.store().get_json::<MessageRow>(trees::MESSAGES, id.as_bytes())? {
                 let feedback = self.feedback_of(&m)?;
-                data.push(message_json(&m, feedback.as_ref()));
+                data.push(message_json(&m, feedback.as_ref(), &|id| self.file_url(id)));
             }
         }
         data.reverse();

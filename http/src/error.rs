@@ -153,6 +153,7 @@ impl From<EngineError> for ApiError {
                 FileError::TooLarge(m) => ApiError::new(413, "file_too_large", m),
                 FileError::NotFound => ApiError::new(404, "file_not_found", f.to_string()),
                 FileError::AccessDenied => ApiError::new(403, "file_access_denied", f.to_string()),
+                FileError::BadSignature => ApiError::new(404, "not_found", f.to_string()),
                 FileError::Storage(m) => {
                     tracing::error!("file storage failure: {m}");
                     ApiError::internal()

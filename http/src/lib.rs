@@ -81,6 +81,7 @@ pub fn routes(state: State) -> impl Filter<Extract = (impl warp::Reply,), Error 
     let all = routes::health::route()
         .or(routes::metrics::route(state.clone()))
         .or(routes::service_api(state.clone()))
+        .or(routes::file_links::routes(state.clone()))
         .or(routes::console::routes(state))
         .map(warp::Reply::into_response);
     let all = match cors {

@@ -221,7 +221,7 @@ impl Engine {
                 &row.extension,
                 &row.mime_type,
                 row.size as i64,
-                &settings.preview_url(row.id),
+                &self.file_url(row.id),
             )
         } else {
             let url = text(item, "url")

@@ -13,6 +13,7 @@
 
 pub mod input;
 pub mod kinds;
+pub mod signed;
 
 use std::ops::Range;
 use std::time::Duration;
@@ -51,6 +52,11 @@ pub struct FileSettings {
     /// Prefix of the file URLs ferrify hands out (`https://ferrify.example`),
     /// empty for paths relative to the server.
     pub public_url: String,
+    /// Key of the signed file links (see [`signed`]); `None`: the data
+    /// directory's key, made on first start.
+    pub secret_key: Option<String>,
+    /// How long a signed file link stays good (Dify's `FILES_ACCESS_TIMEOUT`).
+    pub access_timeout: Duration,
 }
 
 impl Default for FileSettings {
@@ -63,6 +69,8 @@ impl Default for FileSettings {
             extension_blacklist: Vec::new(),
             remote_timeout: Duration::from_secs(10),
             public_url: String::new(),
+            secret_key: None,
+            access_timeout: Duration::from_secs(300),
         }
     }
 }
@@ -76,11 +84,6 @@ impl FileSettings {
             Category::Audio => self.audio_limit,
             Category::Document | Category::Custom => self.file_limit,
         }
-    }
-
-    /// The URL of a file's preview.
-    pub fn preview_url(&self, file_id: Uuid) -> String {
-        format!("{}/v1/files/{file_id}/preview", self.public_url.trim_end_matches('/'))
     }
 }
 
@@ -105,6 +108,9 @@ pub enum FileError {
     NotFound,
     #[error("Access to the requested file is denied.")]
     AccessDenied,
+    /// A signed link whose signature is wrong or expired, or whose file is gone.
+    #[error("File not found or signature is invalid")]
+    BadSignature,
     /// Blob storage failed (a failure, not a fact).
     #[error("file storage failed: {0}")]
     Storage(String),
@@ -226,6 +232,23 @@ impl Engine {
     /// The file behind `GET /files/:id/preview` (§2.12): some message of
     /// this app must reference it; referenced only by another app's
     /// messages → access denied; not referenced at all → not found.
+    /// A signed link to a file (its `source_url` and `url`), good for the
+    /// access timeout.
+    pub fn file_url(&self, id: Uuid) -> String {
+        self.inner.signer.url(&self.inner.files.public_url, id, self.now() / 1_000_000)
+    }
+
+    /// The file a signed link names, when its signature is good and not
+    /// expired (Dify's `file-preview`): anyone holding the link may read it.
+    pub fn signed_file(&self, id: &str, timestamp: &str, nonce: &str, sign: &str) -> Result<FileRow> {
+        let invalid = || EngineError::File(FileError::BadSignature);
+        if !self.inner.signer.verify(id, timestamp, nonce, sign, self.now() / 1_000_000) {
+            return Err(invalid());
+        }
+        let id = Uuid::parse_str(id).map_err(|_| invalid())?;
+        self.file(id)?.ok_or_else(invalid)
+    }
+
     pub fn preview_file(&self, app_id: Uuid, id: Uuid) -> Result<FileRow> {
         let refs = self.store().scan(trees::FILE_REFS, id.as_bytes(), None, usize::MAX, false)?;
         if refs.is_empty() {
@@ -313,8 +336,8 @@ pub fn data_url(mime_type: &str, bytes: &[u8]) -> String {
     format!("data:{mime};base64,{}", base64::engine::general_purpose::STANDARD.encode(bytes))
 }
 
-/// `POST /files/upload`'s answer (§2.11).
-pub fn upload_json(f: &FileRow, settings: &FileSettings) -> Value {
+/// `POST /files/upload`'s answer (§2.11); `source_url` is a signed link.
+pub fn upload_json(f: &FileRow, source_url: String) -> Value {
     json!({
         "id": f.id.to_string(),
         "name": f.name,
@@ -324,7 +347,7 @@ pub fn upload_json(f: &FileRow, settings: &FileSettings) -> Value {
         "created_by": f.end_user_id.to_string(),
         "created_at": secs(f.created_at),
         "preview_url": null,
-        "source_url": settings.preview_url(f.id),
+        "source_url": source_url,
         "original_url": null,
         "user_id": null,
         "tenant_id": f.app_id.to_string(),
@@ -388,6 +411,5 @@ mod tests {
         assert_eq!(s.limit(Category::Image), 10 * MB);
         assert_eq!(s.limit(Category::Custom), 15 * MB);
         assert_eq!(s.limit(Category::Video), 100 * MB);
-        assert_eq!(s.preview_url(Uuid::nil()), "/v1/files/00000000-0000-0000-0000-000000000000/preview");
     }
 }

@@ -178,6 +178,7 @@ impl Engine {
                 workflow_settings: self.inner.workflow_settings.clone(),
                 workflows: Default::default(),
                 files: self.inner.files.clone(),
+                signer: self.inner.signer.clone(),
                 // Uploaded files are read from the real storage (re-execution never uploads).
                 blobs: self.inner.blobs.clone(),
                 reexec_scratch: tokio::sync::Mutex::new(None),

@@ -9,7 +9,7 @@ use serde_json::Value;
 use super::{document, Paths, MODULES};
 
 /// Route modules that are not part of the Service API.
-const NOT_SERVICE_API: &[&str] = &["console", "health", "metrics", "mod"];
+const NOT_SERVICE_API: &[&str] = &["console", "file_links", "health", "metrics", "mod"];
 
 /// `(method, path)` with parameters written `{}`.
 type Route = (String, String);

@@ -126,7 +126,7 @@ where
     };
     let user = optional_user(form.user);
     let row = engine.commit_upload(app.id(), &user, staged).await?;
-    let body = warp::reply::json(&upload_json(&row, settings));
+    let body = warp::reply::json(&upload_json(&row, engine.file_url(row.id)));
     Ok(warp::reply::with_status(body, StatusCode::CREATED).into_response())
 }
 
@@ -243,8 +243,19 @@ async fn preview(
 ) -> Result<warp::reply::Response, ApiError> {
     let id = Uuid::parse_str(id.trim()).map_err(|_| ApiError::from(FileError::NotFound))?;
     let file = state.engine.preview_file(app.id(), id)?;
+    serve_file(&state, file, &query, range).await
+}
+
+/// A file's bytes with the preview headers: its type (or a download), length,
+/// caching, `nosniff`, and byte ranges for audio and video.
+pub(crate) async fn serve_file(
+    state: &State,
+    file: FileRow,
+    query: &HashMap<String, String>,
+    range: Option<String>,
+) -> Result<warp::reply::Response, ApiError> {
     let media = kinds::is_media(&file.mime_type);
-    let attachment = truthy(q(&query, "as_attachment")) || forced_download(&file);
+    let attachment = truthy(q(query, "as_attachment")) || forced_download(&file);
     let range = if media { parse_range(range.as_deref(), file.size) } else { Ok(None) };
     let range = match range {
         Ok(r) => r,

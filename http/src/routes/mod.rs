@@ -9,6 +9,7 @@ pub mod completion_messages;
 pub mod console;
 pub mod conversations;
 pub mod feedbacks;
+pub mod file_links;
 pub mod files;
 pub mod health;
 pub mod messages;
