@@ -139,6 +139,8 @@ const COMPLETION: &str = "app: {mode: completion, name: Speaking completion}\nmo
 
 const CHATFLOW: &str = "app: {mode: advanced-chat, name: Speaking chatflow}\nworkflow:\n  features:\n    text_to_speech: {enabled: true, voice: coral, autoPlay: enabled}\n  graph:\n    nodes:\n    - {id: start, data: {type: start, title: Start, variables: []}}\n    - {id: answer, data: {type: answer, title: Answer, answer: 'You said {{#sys.query#}}.'}}\n    edges:\n    - {source: start, target: answer}\n";
 
+const WORKFLOW: &str = "app: {mode: workflow, name: Speaking workflow}\nworkflow:\n  features:\n    text_to_speech: {enabled: true, voice: echo, autoPlay: enabled}\n  graph:\n    nodes:\n    - {id: start, data: {type: start, title: Start, variables: [{variable: q, label: Q, type: text-input, required: true}]}}\n    - id: llm\n      data: {type: llm, title: Echo, model: {provider: builtin, name: echo, mode: chat, completion_params: {}}, prompt_template: [{role: user, text: 'Say {{#start.q#}}'}]}\n    - {id: end, data: {type: end, title: End, outputs: [{variable: text, value_selector: [llm, text]}]}}\n    edges:\n    - {source: start, target: llm}\n    - {source: llm, target: end}\n";
+
 /// A server whose `[audio]` uses the upstream on `port` (or none).
 fn server(dir: &Path, audio_port: Option<u16>) -> Server {
     let config = dir.join("ferrify.toml");
@@ -401,6 +403,27 @@ async fn auto_play_streams_tts_messages_that_resume_and_replay_identically() {
     assert_eq!(seen.lock().speech.last().unwrap()["input"], "You said owls.");
     assert_eq!(seen.lock().speech.last().unwrap()["voice"], "coral");
 
+    // A workflow speaks the text it streamed, after workflow_finished (frames carry its run id).
+    let workflow = s.key(&s.import_yaml(WORKFLOW).await).await;
+    let body = json!({"inputs": {"q": "hello owls"}, "user": "u1", "response_mode": "streaming"});
+    let (workflow_raw, frames) = live(&s, &workflow, "/v1/workflows/run", body).await;
+    let names: Vec<&str> = frames.iter().map(|f| f["event"].as_str().unwrap()).collect();
+    let end = names.iter().position(|n| *n == "workflow_finished").expect("workflow_finished");
+    assert!(names[..end].contains(&"text_chunk"), "{names:?}");
+    assert!(end + 2 < names.len() && names[end + 1..names.len() - 1].iter().all(|n| *n == "tts_message"), "{names:?}");
+    assert_eq!(names.last(), Some(&"tts_message_end"));
+    let run_id = &frames[end]["workflow_run_id"];
+    let mut bytes = Vec::new();
+    for f in &frames[end + 1..] {
+        assert_eq!((&f["workflow_run_id"], &f["task_id"]), (run_id, &frames[end]["task_id"]), "{f}");
+        assert!(f.get("message_id").is_none(), "{f}");
+        bytes.extend(base64::engine::general_purpose::STANDARD.decode(f["audio"].as_str().unwrap()).unwrap());
+    }
+    assert!(bytes == audio_bytes());
+    assert_eq!(seen.lock().speech.last().unwrap()["input"], "Say hello owls");
+    assert_eq!(seen.lock().speech.last().unwrap()["voice"], "echo");
+    let workflow_task = frames[end]["task_id"].as_str().unwrap().to_string();
+
     // Blocking runs and apps without autoPlay are not spoken.
     let calls = seen.lock().speech.len();
     let mut blocking = turn("quiet");
@@ -416,6 +439,7 @@ async fn auto_play_streams_tts_messages_that_resume_and_replay_identically() {
         (&chat, "chat-messages", &chat_task, &chat_raw),
         (&completion, "completion-messages", &completion_task, &completion_raw),
         (&chatflow, "chat-messages", &chatflow_task, &chatflow_raw),
+        (&workflow, "workflow", &workflow_task, &workflow_raw),
     ] {
         let blocks: Vec<&str> = raw.split_inclusive("\n\n").collect();
         for cut in [0, blocks.len() - 4, blocks.len() - 3, blocks.len() - 1] {
@@ -435,7 +459,12 @@ async fn auto_play_streams_tts_messages_that_resume_and_replay_identically() {
 
     // Replay: the transcript of the stopped server's log is the live stream.
     assert!(s.terminate().success());
-    for (task, raw) in [(&chat_task, &chat_raw), (&completion_task, &completion_raw), (&chatflow_task, &chatflow_raw)] {
+    for (task, raw) in [
+        (&chat_task, &chat_raw),
+        (&completion_task, &completion_raw),
+        (&chatflow_task, &chatflow_raw),
+        (&workflow_task, &workflow_raw),
+    ] {
         let out = std::process::Command::new(binary())
             .args(["replay", task, "--data"])
             .arg(&s.data)

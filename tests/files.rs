@@ -383,7 +383,7 @@ async fn files_in_chat_requests_are_checked_and_kept_in_history() {
     assert_eq!(mf[1]["url"], format!("http://127.0.0.1:{port}/notes.txt"));
     assert!(mf[1]["upload_file_id"].is_null());
 
-    // Refusals: 400 invalid_param (types, methods, counts, other ids), 413 for big remote files.
+    // Refusals: 400 invalid_param (types, methods, counts, other ids, remote files over the limit).
     let bad = |files: Value| chat_with(&s, &key, "u1", files);
     let id = &t["id"];
     let (st, b) =
@@ -399,7 +399,8 @@ async fn files_in_chat_requests_are_checked_and_kept_in_history() {
     assert_eq!((st, b["code"].as_str()), (400, Some("invalid_param")), "{b}");
     let big = json!([{"type": "document", "transfer_method": "remote_url", "url": format!("http://127.0.0.1:{port}/big.txt")}]);
     let (st, b) = bad(big).await;
-    assert_eq!((st, b["code"].as_str()), (413, Some("file_too_large")), "{b}");
+    assert_eq!((st, b["code"].as_str()), (400, Some("invalid_param")), "{b}");
+    assert!(b["message"].as_str().unwrap_or("").contains("the limit is"), "{b}");
 
     // An app with uploads off ignores request files.
     let plain = s.app("chat-echo.yml").await;
@@ -712,4 +713,26 @@ async fn file_names_cannot_inject_headers() {
         r.headers()["content-disposition"],
         "attachment; filename*=UTF-8''x%250D%250ASet-Cookie%3A%20owned%3D1%3B.txt"
     );
+}
+
+/// `[files]` limits apply per category, inclusive: a document, an audio and
+/// a video file of exactly their limit are stored, one byte more is 413
+/// `file_too_large` (the defaults are checked in `upload_checks_answer_difys_codes`).
+#[tokio::test]
+async fn configured_limits_apply_per_category() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("ferrify.toml");
+    std::fs::write(&config, "[files]\nfile_limit_mb = 1\naudio_limit_mb = 2\nvideo_limit_mb = 3\nimage_limit_mb = 1\n")
+        .unwrap();
+    let s = Server::start_in(&dir.path().join("data"), &["--no-demo", "--config", config.to_str().unwrap()]);
+    let key = s.app("chat-files.yml").await;
+    const MIB: usize = 1024 * 1024;
+    for (name, mime, limit) in
+        [("a.pdf", "application/pdf", MIB), ("a.mp3", "audio/mpeg", 2 * MIB), ("a.mp4", "video/mp4", 3 * MIB)]
+    {
+        let (st, b) = upload_parts(&s, &key, &[file(name, mime, &vec![7u8; limit])]).await;
+        assert_eq!((st, b["size"].as_u64()), (201, Some(limit as u64)), "{name} at its limit: {b}");
+        let (st, b) = upload_parts(&s, &key, &[file(name, mime, &vec![7u8; limit + 1])]).await;
+        assert_eq!((st, b["code"].as_str()), (413, Some("file_too_large")), "{name} over its limit: {b}");
+    }
 }

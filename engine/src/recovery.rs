@@ -60,6 +60,7 @@ impl Engine {
     /// The events that close the run recorded on `stream`.
     fn closing_events(&self, stream: &StreamId) -> Result<Vec<Envelope>> {
         let mut workflow = false;
+        let mut workflow_app = false;
         let mut tts = false;
         let mut spoken = false;
         let mut finished = false;
@@ -77,6 +78,7 @@ impl Engine {
                 match env.event {
                     Event::RunStarted(run) => {
                         workflow = run.workflow_run_id.is_some();
+                        workflow_app = run.mode == "workflow";
                         tts = run.options.0.get("tts").is_some();
                         started_at = Some(env.at);
                     }
@@ -101,7 +103,11 @@ impl Engine {
                         Open::Container { started_at: env.at, kind: c.kind, node_id: c.node_id },
                     )),
                     Event::ContainerCompleted(c) => open.retain(|(id, o)| *id != c.node_execution_id || is_node(o)),
-                    Event::WorkflowFinished(_) => finished = true,
+                    Event::WorkflowFinished(f) => {
+                        finished = true;
+                        // A workflow's auto-play follows its (not failed) end: only the audio was cut.
+                        spoken |= tts && workflow_app && f.status != "failed";
+                    }
                     Event::MessageEnded { .. } if tts => spoken = true,
                     Event::MessageEnded { .. }
                     | Event::RunFailed { .. }

@@ -157,7 +157,7 @@ impl WireRun {
             }
             Event::WorkflowFinished(f) => {
                 if self.is_workflow() && f.status != "failed" {
-                    self.done = true;
+                    self.done = !self.tts;
                 }
                 1
             }
@@ -375,7 +375,8 @@ impl WireRun {
                     });
                     self.outcome = Some(Outcome::Message(body));
                     if f.status != "failed" {
-                        self.done = true;
+                        // With auto-play the audio follows: `tts_message_end` is the last frame.
+                        self.done = !self.tts;
                     }
                 }
                 let frame = render.then(|| {

@@ -169,3 +169,52 @@ async fn a_run_cut_while_speaking_is_closed_with_the_end_of_its_audio() {
     assert_eq!(engine.close_interrupted_runs().await.unwrap(), 0);
     assert_eq!(lengths(&engine), [4, 3, 2]);
 }
+
+#[tokio::test]
+async fn a_workflow_cut_while_speaking_is_closed_with_the_end_of_its_audio() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = EngineConfig { data_dir: Some(dir.path().to_path_buf()), ..EngineConfig::default() };
+    let engine = Engine::open(&config).unwrap();
+    let run = ferrify_engine::event::RunStarted {
+        mode: "workflow".into(),
+        conversation_id: None,
+        new_conversation: None,
+        message_id: None,
+        workflow_run_id: Some(Uuid::from_u128(401)),
+        options: Json(json!({"tts": {"voice": "nova"}})),
+        ..samples::run_started(400)
+    };
+    let finished = ferrify_engine::event::WorkflowFinished {
+        status: "succeeded".into(),
+        outputs: Json(json!({"text": "hi"})),
+        error: None,
+        total_tokens: 0,
+        total_steps: 2,
+        exceptions_count: 0,
+        elapsed_time: 0.1,
+    };
+    // Cut after the workflow finished, while its audio was on the way.
+    let cut = record(
+        &engine,
+        Uuid::from_u128(400),
+        vec![
+            Event::RunStarted(Box::new(run)),
+            Event::WorkflowFinished(Box::new(finished)),
+            Event::TtsAudio { audio: vec![1, 2, 3] },
+        ],
+    )
+    .await;
+    assert_eq!(engine.close_interrupted_runs().await.unwrap(), 1);
+    let closed = events(&engine, &cut);
+    assert_eq!(closed.len(), 4);
+    assert!(matches!(closed[3].event, Event::TtsEnded), "only the audio is ended: {:?}", closed[3].event);
+    let mut wire = WireRun::new();
+    let names: Vec<String> =
+        closed.iter().flat_map(|e| wire.values(e)).map(|f| f["event"].as_str().unwrap().to_string()).collect();
+    assert_eq!(names, ["workflow_started", "workflow_finished", "tts_message", "tts_message_end"]);
+    assert!(wire.is_done());
+    let row: WorkflowRunRow =
+        engine.store().get_json(trees::WORKFLOW_RUNS, Uuid::from_u128(401).as_bytes()).unwrap().unwrap();
+    assert_eq!(row.status, "succeeded");
+    assert_eq!(engine.close_interrupted_runs().await.unwrap(), 0);
+}

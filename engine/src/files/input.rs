@@ -12,7 +12,6 @@ use serde_json::{json, Map, Value};
 use uuid::Uuid;
 
 use super::kinds::{self, Category};
-use super::FileError;
 use crate::app::{FormField, FormKind};
 use crate::engine::Engine;
 use crate::error::{EngineError, Result};
@@ -241,9 +240,10 @@ impl Engine {
             }
             let limit = settings.limit(kinds::category(&extension, &mime));
             if let Some(size) = info.size.filter(|s| *s > limit) {
-                return Err(
-                    FileError::TooLarge(format!("the remote file is {size} bytes; the limit is {limit}")).into()
-                );
+                // A request file that breaks a rule is invalid_param (§3.1), as every other check here.
+                return Err(invalid(format!(
+                    "Invalid file url: the remote file is {size} bytes; the limit is {limit}"
+                )));
             }
             let filename = if name.is_empty() { format!("{}.{extension}", Uuid::new_v4()) } else { name };
             let size = info.size.map(|s| s as i64).unwrap_or(-1);

@@ -4,7 +4,8 @@
 //! Terminal: `MessageEnded`, `RunFailed`, `RunInterrupted`, and for
 //! workflow apps a `WorkflowFinished` that did not fail (a failed one is
 //! followed by `RunFailed`). A run that auto-plays its answer (`tts` in its
-//! options) ends with `TtsEnded` instead of `MessageEnded`.
+//! options) ends with `TtsEnded` instead (after `MessageEnded`, or after a
+//! workflow's `WorkflowFinished`).
 //!
 //! The value is the run's mode, followed by `\ntts` for such runs.
 

@@ -8,6 +8,7 @@
 //!            ─ WorkflowFinished ─ (AnswerReplaced) ─ MessageEnded   (advanced-chat, succeeded or stopped;
 //!                                                              AnswerReplaced: output moderation)
 //!                                                   └─ TtsAudio* ─ TtsEnded   (advanced-chat with auto-play)
+//!                               ├ TtsAudio* ─ TtsEnded   (workflow with auto-play, succeeded or stopped)
 //!                               └ RunFailed           (failed: "Run failed: …")
 //! ```
 
@@ -389,8 +390,8 @@ impl Engine {
             }
         }
 
-        // Auto-play speaks a chatflow's answer (never re-executed).
-        let tts = if chat && rerun.is_none() { self.tts_option(&wf.features, streaming) } else { None };
+        // Auto-play speaks a chatflow's answer or a workflow's streamed text (never re-executed).
+        let tts = if rerun.is_none() { self.tts_option(&wf.features, streaming) } else { None };
         let started = RunStarted {
             task_id,
             app_id,
@@ -604,7 +605,16 @@ async fn drive(rc: RunCx, user: &str, chat: bool, moderation: Option<&Moderation
             message: format!("Run failed: {}", error.unwrap_or_default()),
             status: 400,
         });
-    } else if chat {
+    } else if !chat {
+        // A workflow's auto-play speaks the text it streamed, after `workflow_finished`.
+        if let Some(tts) = tts {
+            let spoken = if status == "stopped" { "" } else { answer.as_str() };
+            let mut audio = rc.engine.tts_events(spoken, &tts);
+            while let Some(event) = audio.next().await {
+                rc.emit(event);
+            }
+        }
+    } else {
         // Output moderation: a flagged answer is replaced by the preset.
         let answer = match moderation {
             Some(m) => match m.output_replacement(&rc.providers, &answer).await {

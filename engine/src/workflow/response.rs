@@ -165,8 +165,9 @@ impl Coordinator {
         if text.is_empty() {
             return;
         }
+        // The text said so far: a chatflow's answer, a workflow's streamed text (what auto-play speaks).
+        self.answer.push_str(&text);
         if self.chat {
-            self.answer.push_str(&text);
             out.push(Event::AnswerChunk { text, from_variable_selector: selector });
         } else {
             out.push(Event::TextChunk { text, from_variable_selector: selector });
