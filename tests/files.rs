@@ -109,6 +109,13 @@ async fn signed_links_serve_files_until_they_expire() {
     assert_eq!(st, 200);
     assert_eq!(h["content-disposition"], "attachment; filename*=UTF-8''cat.png");
 
+    // HTML is always a download, through a link too.
+    let page = upload(&s, &key, "page.html", "text/html", b"<script>alert(1)</script>").await;
+    let (st, h, _) = fetch(&s, page["source_url"].as_str().unwrap()).await;
+    assert_eq!(st, 200);
+    assert_eq!(h["content-disposition"], "attachment; filename*=UTF-8''page.html");
+    assert_eq!(h["content-type"], "application/octet-stream");
+
     // The data directory's key signs; links are good for 300 s.
     let signer = UrlSigner::new(b"ferrify-test-secret", std::time::Duration::from_secs(300)).unwrap();
     let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64;
@@ -514,6 +521,44 @@ async fn feedback_round_trip() {
     assert_eq!((st, f), (200, json!({"data": []})));
     let (st, f) = s.call("GET", "/v1/app/feedbacks?page=%2B1", &key, None).await;
     assert_eq!((st, f["data"].as_array().map(Vec::len)), (200, Some(1)));
+    // Another app's key cannot rate this message, nor list its feedback.
+    let other = s.app("chat-echo.yml").await;
+    let (st, b) = s.call("POST", &feedback_path, &other, Some(json!({"rating": "like", "user": "u1"}))).await;
+    assert_eq!((st, b["message"].as_str()), (404, Some("Message Not Exists.")));
+    let (_, f) = s.call("GET", "/v1/app/feedbacks", &other, None).await;
+    assert_eq!(f, json!({"data": []}));
+    // A completion message takes feedback too; the list is newest first, page by page.
+    let completion = s
+        .key(&s.import_yaml("app: {mode: completion, name: rated}\nmodel_config:\n  model: {provider: builtin, name: echo, mode: chat, completion_params: {}}\n  pre_prompt: '{{query}}'\n  user_input_form:\n  - paragraph: {label: Query, variable: query, required: true}\n").await)
+        .await;
+    let (_, b) = s
+        .call("POST", "/v1/completion-messages", &completion, Some(json!({"inputs": {"query": "q"}, "user": "u1"})))
+        .await;
+    let cmid = b["message_id"].as_str().unwrap().to_string();
+    let path = format!("/v1/messages/{cmid}/feedbacks");
+    let (st, b) = s.call("POST", &path, &completion, Some(json!({"rating": "dislike", "user": "u1"}))).await;
+    assert_eq!(st, 200, "{b}");
+    let (_, b) =
+        s.call("POST", "/v1/chat-messages", &key, Some(json!({"query": "again", "inputs": {}, "user": "u1"}))).await;
+    let second = b["message_id"].as_str().unwrap().to_string();
+    let (st, _) = s
+        .call("POST", &format!("/v1/messages/{second}/feedbacks"), &key, Some(json!({"rating": "like", "user": "u1"})))
+        .await;
+    assert_eq!(st, 200);
+    let (_, f) = s.call("GET", "/v1/app/feedbacks", &key, None).await;
+    let ids: Vec<&str> = f["data"].as_array().unwrap().iter().filter_map(|x| x["message_id"].as_str()).collect();
+    assert_eq!(ids, [second.as_str(), mid.as_str()]);
+    let (_, f) = s.call("GET", "/v1/app/feedbacks?page=2&limit=1", &key, None).await;
+    assert_eq!(f["data"][0]["message_id"].as_str(), Some(mid.as_str()));
+    let (_, f) = s.call("GET", "/v1/app/feedbacks", &completion, None).await;
+    assert_eq!(
+        (f["data"][0]["message_id"].as_str(), f["data"][0]["rating"].as_str()),
+        (Some(cmid.as_str()), Some("dislike"))
+    );
+    let (st, _) = s
+        .call("POST", &format!("/v1/messages/{second}/feedbacks"), &key, Some(json!({"rating": null, "user": "u1"})))
+        .await;
+    assert_eq!(st, 200);
     let (_, h) = history().await;
     assert_eq!(h["data"][0]["feedback"], json!({"rating": "dislike"}));
     let (st, _) = feedback("u1", json!({"rating": null})).await;
