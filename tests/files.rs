@@ -227,6 +227,13 @@ async fn upload_checks_answer_difys_codes() {
     let exact = vec![0u8; 10 * 1024 * 1024];
     let (st, _) = upload_parts(&s, &key, &[file("exact.png", "image/png", &exact)]).await;
     assert_eq!(st, 201);
+    // §2.11's order: a second file part is answered before the first one's size.
+    let (st, b) =
+        upload_parts(&s, &key, &[file("big.png", "image/png", &big), file("b.txt", "text/plain", b"x")]).await;
+    assert_eq!((st, code(&b)), (400, "too_many_files".into()), "{b}");
+    // An oversized file, then the user field: still 413.
+    let (st, b) = upload_parts(&s, &key, &[file("big.png", "image/png", &big), text("user", "u1")]).await;
+    assert_eq!((st, code(&b)), (413, "file_too_large".into()), "{b}");
     // Refused uploads leave nothing behind; accepted ones are all there.
     let count: usize = std::fs::read_dir(s.data.join("files"))
         .unwrap()

@@ -14,6 +14,7 @@ use bytes::{Buf, Bytes};
 use ferrify_engine::apps::LoadedApp;
 use ferrify_engine::files::{check_name, kinds, upload_json, FileError, Staged};
 use ferrify_engine::model::FileRow;
+use ferrify_engine::EngineError;
 use futures_util::{Stream, StreamExt};
 use uuid::Uuid;
 use warp::http::{HeaderValue, StatusCode};
@@ -169,7 +170,13 @@ async fn read_form(state: &State, multipart: &mut multer::Multipart<'static>, fo
             }
         };
         let bytes = field.map(|r| r.map_err(io::Error::other)).boxed();
-        form.staged = Some(state.engine.stage_upload(name, &mime, bytes).await?);
+        match state.engine.stage_upload(name, &mime, bytes).await {
+            Ok(staged) => form.staged = Some(staged),
+            // Over its limit: §2.11 answers a second file part first, so the form is read on
+            // (the whole stream is capped above; the rest of this part is skipped, not stored).
+            Err(EngineError::File(e @ FileError::TooLarge(_))) => form.pending = Some(e.into()),
+            Err(e) => return Err(e.into()),
+        }
     }
 }
 
