@@ -90,6 +90,9 @@ pub struct WireRun {
     annotation_reply: Option<Value>,
     /// The run auto-plays its answer: `tts_message_end`, not `message_end`, is its last frame.
     tts: bool,
+    /// Files in the outputs of a chatflow's answer and end nodes: its `message_end.files`.
+    #[serde(default)]
+    files: Vec<Value>,
 }
 
 impl WireRun {
@@ -273,6 +276,14 @@ impl WireRun {
             }
             Event::NodeFinished(n) => {
                 let frame = render.then(|| self.node_finished("node_finished", n, None, env.at));
+                if self.mode == "advanced-chat"
+                    && n.status == "succeeded"
+                    && matches!(n.node_type.as_str(), "answer" | "end")
+                {
+                    if let Value::Array(files) = files_in(&n.outputs.0) {
+                        self.files.extend(files.iter().map(message_end_file));
+                    }
+                }
                 // Nothing after a node's end refers to it (retries and container
                 // events come before it): the state holds open nodes only.
                 self.nodes.remove(&n.node_execution_id);
@@ -440,7 +451,10 @@ impl WireRun {
                     m.insert("task_id".into(), self.task_id.clone().into());
                     m.insert("id".into(), self.message_id.clone().into());
                     m.insert("metadata".into(), metadata.clone());
-                    m.insert("files".into(), Value::Null);
+                    // A chatflow lists its answer and end nodes' files (often none); other modes null.
+                    let files =
+                        if self.mode == "advanced-chat" { Value::Array(self.files.clone()) } else { Value::Null };
+                    m.insert("files".into(), files);
                     Value::Object(m)
                 });
                 let mut body = Map::new();
@@ -556,6 +570,24 @@ pub fn files_in(outputs: &Value) -> Value {
     Value::Array(files)
 }
 
+/// A file value (§3.2) in the reduced shape of `message_end.files`.
+fn message_end_file(f: &Value) -> Value {
+    let get = |k: &str| f.get(k).cloned().unwrap_or(Value::Null);
+    let local = f.get("transfer_method").and_then(Value::as_str) == Some("local_file");
+    json!({
+        "related_id": get("related_id"),
+        "type": get("type"),
+        "filename": get("filename"),
+        "extension": get("extension"),
+        "mime_type": get("mime_type"),
+        "size": get("size"),
+        "transfer_method": get("transfer_method"),
+        "url": get("url"),
+        "upload_file_id": if local { get("related_id") } else { Value::Null },
+        "remote_url": get("remote_url"),
+    })
+}
+
 /// The keep-alive frame live streams send every 10 s (not part of a run's frames).
 pub const SSE_PING: &str = "event: ping\n\n";
 
@@ -650,6 +682,7 @@ mod tests {
             Event::MessageEnded { answer: "hi".into(), usage: Usage::default(), latency: 0.1, stopped: false },
         ));
         assert_eq!(end[0]["event"], "message_end");
+        assert_eq!(end[0]["files"], Value::Null, "a basic chat has no message files");
         assert!(w.is_done());
         let Some(Outcome::Message(body)) = w.outcome() else { panic!() };
         assert_eq!(body["answer"], "hi");
@@ -659,6 +692,64 @@ mod tests {
         assert!(w
             .values(&Envelope::new(0, None, Event::AnswerChunk { text: "x".into(), from_variable_selector: None }))
             .is_empty());
+    }
+
+    #[test]
+    fn chatflow_message_end_lists_the_files_of_answer_and_end_nodes() {
+        let run = RunStarted {
+            task_id: Uuid::from_u128(1),
+            app_id: Uuid::from_u128(2),
+            mode: "advanced-chat".into(),
+            end_user_id: Uuid::from_u128(3),
+            user: "u".into(),
+            conversation_id: Some(Uuid::from_u128(4)),
+            new_conversation: None,
+            message_id: Some(Uuid::from_u128(5)),
+            workflow_run_id: Some(Uuid::from_u128(6)),
+            workflow_id: Some(Uuid::from_u128(7)),
+            query: "q".into(),
+            inputs: Json::object(),
+            files: Json(json!([])),
+            streaming: true,
+            options: Json::object(),
+        };
+        let file = json!({"dify_model_identity": "__dify__file__", "id": null, "tenant_id": "t", "type": "image",
+            "transfer_method": "local_file", "remote_url": null, "related_id": "f1", "filename": "cat.png",
+            "extension": ".png", "mime_type": "image/png", "size": 3, "url": "/files/f1/file-preview?x"});
+        let finished = |node_type: &str, status: &str, outputs: Value| {
+            Event::NodeFinished(Box::new(crate::event::NodeFinished {
+                node_execution_id: Uuid::new_v4(),
+                node_id: node_type.into(),
+                node_type: node_type.into(),
+                status: status.into(),
+                inputs: Json::object(),
+                process_data: Json::object(),
+                outputs: Json(outputs),
+                error: None,
+                elapsed_time: 0.0,
+                execution_metadata: Json::object(),
+            }))
+        };
+        let mut w = WireRun::new();
+        let mut frames = Vec::new();
+        for e in [
+            Event::RunStarted(Box::new(run)),
+            // Only answer and end nodes that succeeded count.
+            finished("llm", "succeeded", json!({"files": [file.clone()]})),
+            finished("answer", "failed", json!({"files": [file.clone()]})),
+            finished("answer", "succeeded", json!({"answer": "hi", "files": [file.clone()]})),
+            Event::MessageEnded { answer: "hi".into(), usage: Usage::default(), latency: 0.1, stopped: false },
+        ] {
+            frames.extend(w.values(&Envelope::new(0, None, e)));
+        }
+        let end = frames.last().unwrap();
+        assert_eq!(end["event"], "message_end");
+        assert_eq!(
+            end["files"],
+            json!([{"related_id": "f1", "type": "image", "filename": "cat.png", "extension": ".png",
+                "mime_type": "image/png", "size": 3, "transfer_method": "local_file",
+                "url": "/files/f1/file-preview?x", "upload_file_id": "f1", "remote_url": null}])
+        );
     }
 
     #[test]
