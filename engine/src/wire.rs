@@ -649,25 +649,32 @@ mod tests {
     use crate::json::Json;
     use uuid::Uuid;
 
-    #[test]
-    fn chat_frames_and_blocking_fold() {
-        let run = RunStarted {
+    /// A run's start as the tests need it: chat-family runs have a
+    /// conversation, chatflows a workflow run.
+    fn run_started(mode: &str, options: Value) -> RunStarted {
+        let flow = mode == "advanced-chat";
+        RunStarted {
             task_id: Uuid::from_u128(1),
             app_id: Uuid::from_u128(2),
-            mode: "chat".into(),
+            mode: mode.into(),
             end_user_id: Uuid::from_u128(3),
             user: "u".into(),
-            conversation_id: Some(Uuid::from_u128(4)),
+            conversation_id: (mode != "completion").then(|| Uuid::from_u128(4)),
             new_conversation: None,
             message_id: Some(Uuid::from_u128(5)),
-            workflow_run_id: None,
-            workflow_id: None,
+            workflow_run_id: flow.then(|| Uuid::from_u128(6)),
+            workflow_id: flow.then(|| Uuid::from_u128(7)),
             query: "q".into(),
             inputs: Json::object(),
             files: Json(json!([])),
             streaming: true,
-            options: Json::object(),
-        };
+            options: Json(options),
+        }
+    }
+
+    #[test]
+    fn chat_frames_and_blocking_fold() {
+        let run = run_started("chat", json!({}));
         let mut w = WireRun::new();
         assert!(w.frames(&Envelope::new(1_700_000_000_500_000, None, Event::RunStarted(Box::new(run)))).is_empty());
         let f =
@@ -696,23 +703,7 @@ mod tests {
 
     #[test]
     fn chatflow_message_end_lists_the_files_of_answer_and_end_nodes() {
-        let run = RunStarted {
-            task_id: Uuid::from_u128(1),
-            app_id: Uuid::from_u128(2),
-            mode: "advanced-chat".into(),
-            end_user_id: Uuid::from_u128(3),
-            user: "u".into(),
-            conversation_id: Some(Uuid::from_u128(4)),
-            new_conversation: None,
-            message_id: Some(Uuid::from_u128(5)),
-            workflow_run_id: Some(Uuid::from_u128(6)),
-            workflow_id: Some(Uuid::from_u128(7)),
-            query: "q".into(),
-            inputs: Json::object(),
-            files: Json(json!([])),
-            streaming: true,
-            options: Json::object(),
-        };
+        let run = run_started("advanced-chat", json!({}));
         let file = json!({"dify_model_identity": "__dify__file__", "id": null, "tenant_id": "t", "type": "image",
             "transfer_method": "local_file", "remote_url": null, "related_id": "f1", "filename": "cat.png",
             "extension": ".png", "mime_type": "image/png", "size": 3, "url": "/files/f1/file-preview?x"});
@@ -754,23 +745,7 @@ mod tests {
 
     #[test]
     fn auto_played_runs_end_with_tts_message_end() {
-        let run = RunStarted {
-            task_id: Uuid::from_u128(1),
-            app_id: Uuid::from_u128(2),
-            mode: "completion".into(),
-            end_user_id: Uuid::from_u128(3),
-            user: "u".into(),
-            conversation_id: None,
-            new_conversation: None,
-            message_id: Some(Uuid::from_u128(5)),
-            workflow_run_id: None,
-            workflow_id: None,
-            query: "q".into(),
-            inputs: Json::object(),
-            files: Json(json!([])),
-            streaming: true,
-            options: Json(json!({"tts": {"voice": "nova"}})),
-        };
+        let run = run_started("completion", json!({"tts": {"voice": "nova"}}));
         let events = [
             Event::RunStarted(Box::new(run)),
             Event::MessageEnded { answer: "hi".into(), usage: Usage::default(), latency: 0.1, stopped: false },

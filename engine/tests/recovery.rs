@@ -25,6 +25,13 @@ fn events(engine: &Engine, stream: &StreamId) -> Vec<Envelope> {
     records.iter().map(|r| Envelope::decode(&r.payload).unwrap()).collect()
 }
 
+/// The `event` names of the frames a run's events map to, and whether the mapping is done.
+fn frame_names(events: &[Envelope]) -> (Vec<String>, bool) {
+    let mut wire = WireRun::new();
+    let names = events.iter().flat_map(|e| wire.values(e)).map(|f| f["event"].as_str().unwrap().to_string()).collect();
+    (names, wire.is_done())
+}
+
 #[tokio::test]
 async fn interrupted_runs_are_closed_once_with_their_partial_answer() {
     let dir = tempfile::tempdir().unwrap();
@@ -160,11 +167,9 @@ async fn a_run_cut_while_speaking_is_closed_with_the_end_of_its_audio() {
     let closed = events(&engine, &cut);
     assert_eq!(closed.len(), 4);
     assert!(matches!(closed[3].event, Event::TtsEnded), "{:?}", closed[3].event);
-    let mut wire = WireRun::new();
-    let names: Vec<String> =
-        closed.iter().flat_map(|e| wire.values(e)).map(|f| f["event"].as_str().unwrap().to_string()).collect();
+    let (names, done) = frame_names(&closed);
     assert_eq!(names, ["message_end", "tts_message", "tts_message_end"]);
-    assert!(wire.is_done());
+    assert!(done);
     // Once only; the others are untouched.
     assert_eq!(engine.close_interrupted_runs().await.unwrap(), 0);
     assert_eq!(lengths(&engine), [4, 3, 2]);
@@ -208,11 +213,9 @@ async fn a_workflow_cut_while_speaking_is_closed_with_the_end_of_its_audio() {
     let closed = events(&engine, &cut);
     assert_eq!(closed.len(), 4);
     assert!(matches!(closed[3].event, Event::TtsEnded), "only the audio is ended: {:?}", closed[3].event);
-    let mut wire = WireRun::new();
-    let names: Vec<String> =
-        closed.iter().flat_map(|e| wire.values(e)).map(|f| f["event"].as_str().unwrap().to_string()).collect();
+    let (names, done) = frame_names(&closed);
     assert_eq!(names, ["workflow_started", "workflow_finished", "tts_message", "tts_message_end"]);
-    assert!(wire.is_done());
+    assert!(done);
     let row: WorkflowRunRow =
         engine.store().get_json(trees::WORKFLOW_RUNS, Uuid::from_u128(401).as_bytes()).unwrap().unwrap();
     assert_eq!(row.status, "succeeded");

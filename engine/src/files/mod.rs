@@ -229,9 +229,6 @@ impl Engine {
         Ok(self.file(id)?.filter(|f| f.app_id == app_id))
     }
 
-    /// The file behind `GET /files/:id/preview` (§2.12): some message of
-    /// this app must reference it; referenced only by another app's
-    /// messages → access denied; not referenced at all → not found.
     /// A signed link to a file (its `source_url` and `url`), good for the
     /// access timeout.
     pub fn file_url(&self, id: Uuid) -> String {
@@ -249,6 +246,9 @@ impl Engine {
         self.file(id)?.ok_or_else(invalid)
     }
 
+    /// The file behind `GET /files/:id/preview` (§2.12): some message of
+    /// this app must reference it; referenced only by another app's
+    /// messages → access denied; not referenced at all → not found.
     pub fn preview_file(&self, app_id: Uuid, id: Uuid) -> Result<FileRow> {
         let refs = self.store().scan(trees::FILE_REFS, id.as_bytes(), None, usize::MAX, false)?;
         if refs.is_empty() {

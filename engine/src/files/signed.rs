@@ -66,11 +66,6 @@ impl UrlSigner {
         UrlSigner::new(key.as_bytes(), timeout)
     }
 
-    /// How long a link stays good.
-    pub fn timeout(&self) -> Duration {
-        self.timeout
-    }
-
     /// The signature of a file id at a time with a nonce.
     pub fn sign(&self, file_id: &str, timestamp: &str, nonce: &str) -> String {
         base64::engine::general_purpose::URL_SAFE.encode(self.mac(file_id, timestamp, nonce).finalize().into_bytes())

@@ -608,11 +608,7 @@ async fn drive(rc: RunCx, user: &str, chat: bool, moderation: Option<&Moderation
     } else if !chat {
         // A workflow's auto-play speaks the text it streamed, after `workflow_finished`.
         if let Some(tts) = tts {
-            let spoken = if status == "stopped" { "" } else { answer.as_str() };
-            let mut audio = rc.engine.tts_events(spoken, &tts);
-            while let Some(event) = audio.next().await {
-                rc.emit(event);
-            }
+            speak(&rc, if status == "stopped" { "" } else { &answer }, &tts).await;
         }
     } else {
         // Output moderation: a flagged answer is replaced by the preset.
@@ -630,14 +626,19 @@ async fn drive(rc: RunCx, user: &str, chat: bool, moderation: Option<&Moderation
         let spoken = if stopped { String::new() } else { answer.clone() };
         rc.emit(Event::MessageEnded { answer, usage, latency: (rc.elapsed() * 1000.0).round() / 1000.0, stopped });
         if let Some(tts) = tts {
-            let mut audio = rc.engine.tts_events(&spoken, &tts);
-            while let Some(event) = audio.next().await {
-                rc.emit(event);
-            }
+            speak(&rc, &spoken, &tts).await;
         }
     }
     let conversation_after = chat.then(|| rc.root.owner("conversation").unwrap_or_default());
     Driven { conversation_after }
+}
+
+/// Auto-play: the audio of `text` as events on the run, always ending with `TtsEnded`.
+async fn speak(rc: &RunCx, text: &str, tts: &Value) {
+    let mut audio = rc.engine.tts_events(text, tts);
+    while let Some(event) = audio.next().await {
+        rc.emit(event);
+    }
 }
 
 impl Driven {
