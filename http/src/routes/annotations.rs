@@ -14,13 +14,13 @@ use uuid::Uuid;
 use warp::http::StatusCode;
 use warp::{Filter, Reply};
 
-use super::{respond, with_state};
+use super::{any_of, respond, with_state, Routes};
 use crate::auth::app_key;
 use crate::error::ApiError;
 use crate::request::{json_body, query};
 use crate::State;
 
-pub fn routes(state: State) -> impl Filter<Extract = (warp::reply::Response,), Error = warp::Rejection> + Clone {
+pub fn routes(state: State) -> Routes {
     let list = warp::path!("apps" / "annotations")
         .and(warp::get())
         .and(app_key(state.clone()))
@@ -65,7 +65,7 @@ pub fn routes(state: State) -> impl Filter<Extract = (warp::reply::Response,), E
         .and_then(|action: String, job: String, app: Arc<LoadedApp>, state: State| async move {
             respond(job_status(app, state, action, job))
         });
-    list.or(create).unify().or(update).unify().or(delete).unify().or(action).unify().or(status).unify()
+    any_of([list.boxed(), create.boxed(), update.boxed(), delete.boxed(), action.boxed(), status.boxed()])
 }
 
 /// A `page`/`limit` query value: an integer, else the default (as Flask's `type=int`).

@@ -9,11 +9,11 @@ use ferrify_engine::files::FileSettings;
 use serde_json::{json, Value};
 use warp::{Filter, Reply};
 
-use super::{respond, with_state};
+use super::{any_of, respond, with_state, Routes};
 use crate::auth::app_key;
 use crate::State;
 
-pub fn routes(state: State) -> impl Filter<Extract = (warp::reply::Response,), Error = warp::Rejection> + Clone {
+pub fn routes(state: State) -> Routes {
     let welcome = warp::path::end().and(warp::get()).map(|| {
         warp::reply::json(
             &json!({"welcome": "Dify OpenAPI", "api_version": "v1", "server_version": env!("CARGO_PKG_VERSION")}),
@@ -63,7 +63,7 @@ pub fn routes(state: State) -> impl Filter<Extract = (warp::reply::Response,), E
         }))
         .into_response()))
     });
-    welcome.or(info).unify().or(parameters).unify().or(meta).unify().or(site).unify()
+    any_of([welcome.boxed(), info.boxed(), parameters.boxed(), meta.boxed(), site.boxed()])
 }
 
 /// `GET /parameters` (§2.25): the app's front-end configuration, with Dify's defaults.

@@ -20,7 +20,7 @@ use uuid::Uuid;
 use warp::http::HeaderValue;
 use warp::{Filter, Reply};
 
-use super::{respond, with_state};
+use super::{any_of, respond, with_state, Routes};
 use crate::auth::app_key;
 use crate::error::ApiError;
 use crate::request::{field_bool, json_body, optional_user, user_field};
@@ -29,7 +29,7 @@ use crate::State;
 /// Longest non-file field of a transcription form.
 const MAX_FIELD: u64 = 4096;
 
-pub fn routes(state: State) -> impl Filter<Extract = (warp::reply::Response,), Error = warp::Rejection> + Clone {
+pub fn routes(state: State) -> Routes {
     let speech = warp::path!("text-to-audio")
         .and(warp::post())
         .and(app_key(state.clone()))
@@ -47,7 +47,7 @@ pub fn routes(state: State) -> impl Filter<Extract = (warp::reply::Response,), E
         .and_then(|app: Arc<LoadedApp>, state: State, content_type: Option<String>, body| async move {
             respond(audio_to_text(app, state, content_type, body).await)
         });
-    speech.or(transcription).unify()
+    any_of([speech.boxed(), transcription.boxed()])
 }
 
 /// An optional string field; anything but a string or null is refused.

@@ -9,7 +9,7 @@ use serde_json::{json, Map, Value};
 use uuid::Uuid;
 use warp::{Filter, Reply};
 
-use super::{respond, with_state};
+use super::{any_of, respond, with_state, Routes};
 use crate::auth::{app_key, caller, Caller};
 use crate::error::ApiError;
 use crate::request::{
@@ -18,7 +18,7 @@ use crate::request::{
 use crate::stream::{blocking, sse, wants_ids};
 use crate::State;
 
-pub fn routes(state: State) -> impl Filter<Extract = (warp::reply::Response,), Error = warp::Rejection> + Clone {
+pub fn routes(state: State) -> Routes {
     let send = warp::path!("chat-messages")
         .and(warp::post())
         .and(caller(state.clone()))
@@ -36,7 +36,7 @@ pub fn routes(state: State) -> impl Filter<Extract = (warp::reply::Response,), E
         .and_then(|task: String, app: Arc<LoadedApp>, state: State, body: Map<String, Value>| async move {
             respond(stop(app, state, task, body).await)
         });
-    send.or(stop).unify()
+    any_of([send.boxed(), stop.boxed()])
 }
 
 /// Headers and query of a generation request.

@@ -10,13 +10,13 @@ use serde_json::{Map, Value};
 use warp::Filter;
 
 use super::chat_messages::{message_request, reply, request_meta, stop_task, RequestMeta};
-use super::{respond, with_state};
+use super::{any_of, respond, with_state, Routes};
 use crate::auth::{app_key, caller, Caller};
 use crate::error::ApiError;
 use crate::request::{json_body, required_user};
 use crate::State;
 
-pub fn routes(state: State) -> impl Filter<Extract = (warp::reply::Response,), Error = warp::Rejection> + Clone {
+pub fn routes(state: State) -> Routes {
     let send = warp::path!("completion-messages")
         .and(warp::post())
         .and(caller(state.clone()))
@@ -34,7 +34,7 @@ pub fn routes(state: State) -> impl Filter<Extract = (warp::reply::Response,), E
         .and_then(|task: String, app: Arc<LoadedApp>, state: State, body: Map<String, Value>| async move {
             respond(stop(app, state, task, body).await)
         });
-    send.or(stop).unify()
+    any_of([send.boxed(), stop.boxed()])
 }
 
 async fn send(

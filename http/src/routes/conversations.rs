@@ -10,13 +10,13 @@ use serde_json::{Map, Value};
 use uuid::Uuid;
 use warp::{Filter, Reply};
 
-use super::{respond, with_state};
+use super::{any_of, respond, with_state, Routes};
 use crate::auth::app_key;
 use crate::error::ApiError;
 use crate::request::{field_bool, json_body, limit, optional_user, optional_uuid, q, query, user_field};
 use crate::State;
 
-pub fn routes(state: State) -> impl Filter<Extract = (warp::reply::Response,), Error = warp::Rejection> + Clone {
+pub fn routes(state: State) -> Routes {
     let list = warp::path!("conversations")
         .and(warp::get())
         .and(app_key(state.clone()))
@@ -49,7 +49,7 @@ pub fn routes(state: State) -> impl Filter<Extract = (warp::reply::Response,), E
         .and_then(|id: String, app: Arc<LoadedApp>, state: State, query: HashMap<String, String>| async move {
             respond(variables(app, state, id, query))
         });
-    list.or(delete).unify().or(rename).unify().or(variables).unify()
+    any_of([list.boxed(), delete.boxed(), rename.boxed(), variables.boxed()])
 }
 
 pub fn conversation_id(id: &str) -> Result<Uuid, ApiError> {

@@ -9,13 +9,13 @@ use serde_json::{json, Map, Value};
 use uuid::Uuid;
 use warp::{Filter, Reply};
 
-use super::{respond, with_state};
+use super::{any_of, respond, with_state, Routes};
 use crate::auth::app_key;
 use crate::error::ApiError;
 use crate::request::{json_body, limit, page, query, required_user};
 use crate::State;
 
-pub fn routes(state: State) -> impl Filter<Extract = (warp::reply::Response,), Error = warp::Rejection> + Clone {
+pub fn routes(state: State) -> Routes {
     let give = warp::path!("messages" / String / "feedbacks")
         .and(warp::post())
         .and(app_key(state.clone()))
@@ -32,7 +32,7 @@ pub fn routes(state: State) -> impl Filter<Extract = (warp::reply::Response,), E
         .and_then(|app: Arc<LoadedApp>, state: State, query: HashMap<String, String>| async move {
             respond(list(app, state, query))
         });
-    give.or(list).unify()
+    any_of([give.boxed(), list.boxed()])
 }
 
 /// A feedback request's fields.

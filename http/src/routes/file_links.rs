@@ -8,14 +8,14 @@ use std::collections::HashMap;
 use warp::Filter;
 
 use super::files::serve_file;
-use super::{respond, with_state};
+use super::{respond, with_state, Routes};
 use crate::error::ApiError;
 use crate::request::{q, query};
 use crate::State;
 
 /// `GET /files/:file_id/file-preview?timestamp&nonce&sign[&as_attachment]`,
 /// served at the root as Dify serves it.
-pub fn routes(state: State) -> impl Filter<Extract = (warp::reply::Response,), Error = warp::Rejection> + Clone {
+pub fn routes(state: State) -> Routes {
     warp::path!("files" / String / "file-preview")
         .and(warp::get())
         .and(with_state(state))
@@ -24,6 +24,7 @@ pub fn routes(state: State) -> impl Filter<Extract = (warp::reply::Response,), E
         .and_then(|id: String, state: State, query: HashMap<String, String>, range: Option<String>| async move {
             respond(signed_preview(state, id, query, range).await)
         })
+        .boxed()
 }
 
 async fn signed_preview(

@@ -20,7 +20,7 @@ use uuid::Uuid;
 use warp::http::{HeaderValue, StatusCode};
 use warp::{Filter, Reply};
 
-use super::{respond, with_state};
+use super::{any_of, respond, with_state, Routes};
 use crate::auth::app_key;
 use crate::error::ApiError;
 use crate::request::{optional_user, q, query};
@@ -29,7 +29,7 @@ use crate::State;
 /// Longest `user` field of an upload form.
 const MAX_USER: u64 = 4096;
 
-pub fn routes(state: State) -> impl Filter<Extract = (warp::reply::Response,), Error = warp::Rejection> + Clone {
+pub fn routes(state: State) -> Routes {
     let upload = warp::path!("files" / "upload")
         .and(warp::post())
         .and(app_key(state.clone()))
@@ -53,7 +53,7 @@ pub fn routes(state: State) -> impl Filter<Extract = (warp::reply::Response,), E
                  query: HashMap<String, String>,
                  range: Option<String>| async move { respond(preview(app, state, id, query, range).await) },
             );
-    upload.or(preview).unify()
+    any_of([upload.boxed(), preview.boxed()])
 }
 
 /// Where reading the form got to.

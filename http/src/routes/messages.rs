@@ -9,13 +9,13 @@ use serde_json::json;
 use uuid::Uuid;
 use warp::{Filter, Reply};
 
-use super::{respond, with_state};
+use super::{any_of, respond, with_state, Routes};
 use crate::auth::app_key;
 use crate::error::ApiError;
 use crate::request::{limit, optional_user, optional_uuid, q, query};
 use crate::State;
 
-pub fn routes(state: State) -> impl Filter<Extract = (warp::reply::Response,), Error = warp::Rejection> + Clone {
+pub fn routes(state: State) -> Routes {
     let list = warp::path!("messages")
         .and(warp::get())
         .and(app_key(state.clone()))
@@ -32,7 +32,7 @@ pub fn routes(state: State) -> impl Filter<Extract = (warp::reply::Response,), E
         .and_then(|id: String, app: Arc<LoadedApp>, state: State, query: HashMap<String, String>| async move {
             respond(suggested(app, state, id, query).await)
         });
-    list.or(suggested).unify()
+    any_of([list.boxed(), suggested.boxed()])
 }
 
 async fn suggested(

@@ -20,6 +20,7 @@ pub mod workflows;
 
 use std::convert::Infallible;
 
+use warp::filters::BoxedFilter;
 use warp::Filter;
 
 use crate::error::ApiError;
@@ -41,29 +42,31 @@ pub fn respond(r: Result<warp::reply::Response, ApiError>) -> Result<warp::reply
 }
 
 /// Every Service API route.
-pub fn service_api(state: State) -> warp::filters::BoxedFilter<(warp::reply::Response,)> {
-    let routes = app_info::routes(state.clone())
-        .or(chat_messages::routes(state.clone()))
-        .unify()
-        .or(completion_messages::routes(state.clone()))
-        .unify()
-        .or(messages::routes(state.clone()))
-        .unify()
-        .or(conversations::routes(state.clone()))
-        .unify()
-        .or(files::routes(state.clone()))
-        .unify()
-        .or(feedbacks::routes(state.clone()))
-        .unify()
-        .or(audio::routes(state.clone()))
-        .unify()
-        .or(workflows::routes(state.clone()))
-        .unify()
-        .or(resume::routes(state.clone()))
-        .unify()
-        .or(annotations::routes(state))
-        .unify()
-        .or(openapi_json::routes())
-        .unify();
+pub fn service_api(state: State) -> Routes {
+    let routes = any_of([
+        app_info::routes(state.clone()),
+        chat_messages::routes(state.clone()),
+        completion_messages::routes(state.clone()),
+        messages::routes(state.clone()),
+        conversations::routes(state.clone()),
+        files::routes(state.clone()),
+        feedbacks::routes(state.clone()),
+        audio::routes(state.clone()),
+        workflows::routes(state.clone()),
+        resume::routes(state.clone()),
+        annotations::routes(state),
+        openapi_json::routes(),
+    ]);
     api_prefix().and(routes).boxed()
+}
+
+/// Routes of one group, boxed: chaining boxed filters keeps the types (and
+/// this crate's build time) small.
+pub type Routes = BoxedFilter<(warp::reply::Response,)>;
+
+/// The first of `routes` that accepts a request.
+pub fn any_of<const N: usize>(routes: [Routes; N]) -> Routes {
+    let mut all = routes.into_iter();
+    let first = all.next().unwrap_or_else(|| warp::any().and_then(|| async { Err(warp::reject::not_found()) }).boxed());
+    all.fold(first, |acc, r| acc.or(r).unify().boxed())
 }

@@ -16,7 +16,7 @@ use uuid::Uuid;
 use warp::Filter;
 
 use super::chat_messages::{request_meta, RequestMeta};
-use super::{respond, with_state};
+use super::{respond, with_state, Routes};
 use crate::auth::app_key;
 use crate::error::ApiError;
 use crate::request::{cursor, optional_user, q};
@@ -31,7 +31,7 @@ enum Route {
     Completion,
 }
 
-pub fn routes(state: State) -> impl Filter<Extract = (warp::reply::Response,), Error = warp::Rejection> + Clone {
+pub fn routes(state: State) -> Routes {
     let workflow =
         warp::path!("workflow" / String / "events").and(warp::get()).map(|t| (t, Route::Workflow)).untuple_one();
     let chat =
@@ -51,6 +51,7 @@ pub fn routes(state: State) -> impl Filter<Extract = (warp::reply::Response,), E
         .and_then(|task: String, route: Route, app: Arc<LoadedApp>, state: State, meta: RequestMeta| async move {
             respond(resume(app, state, route, task, meta))
         })
+        .boxed()
 }
 
 fn resume(

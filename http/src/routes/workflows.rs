@@ -15,13 +15,13 @@ use uuid::Uuid;
 use warp::{Filter, Reply};
 
 use super::chat_messages::{reply, request_meta, RequestMeta};
-use super::{respond, with_state};
+use super::{any_of, respond, with_state, Routes};
 use crate::auth::{app_key, caller, Caller};
 use crate::error::ApiError;
 use crate::request::{files_field, inputs_field, json_body, limit, q, query, required_user, streaming, trace_id};
 use crate::State;
 
-pub fn routes(state: State) -> impl Filter<Extract = (warp::reply::Response,), Error = warp::Rejection> + Clone {
+pub fn routes(state: State) -> Routes {
     let run = warp::path!("workflows" / "run")
         .and(warp::post())
         .and(caller(state.clone()))
@@ -61,7 +61,7 @@ pub fn routes(state: State) -> impl Filter<Extract = (warp::reply::Response,), E
         .and_then(|app: Arc<LoadedApp>, state: State, query: HashMap<String, String>| async move {
             respond(logs(app, state, query))
         });
-    run.or(detail).unify().or(run_version).unify().or(stop).unify().or(logs).unify()
+    any_of([run.boxed(), detail.boxed(), run_version.boxed(), stop.boxed(), logs.boxed()])
 }
 
 async fn start(
