@@ -27,8 +27,26 @@ impl From<Value> for Json {
 
 impl Serialize for Json {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let text = serde_json::to_string(&self.0).map_err(serde::ser::Error::custom)?;
-        s.serialize_str(&text)
+        // The JSON text is written to a buffer kept per thread (events are
+        // encoded by the thousand), falling back to a fresh one if it is busy.
+        thread_local! {
+            static TEXT: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+        }
+        TEXT.with(|text| match text.try_borrow_mut() {
+            Ok(mut buf) => {
+                buf.clear();
+                serde_json::to_writer(&mut *buf, &self.0).map_err(serde::ser::Error::custom)?;
+                let out = std::str::from_utf8(&buf).map_err(serde::ser::Error::custom).and_then(|t| s.serialize_str(t));
+                if buf.capacity() > 1 << 20 {
+                    *buf = Vec::new();
+                }
+                out
+            }
+            Err(_) => {
+                let text = serde_json::to_string(&self.0).map_err(serde::ser::Error::custom)?;
+                s.serialize_str(&text)
+            }
+        })
     }
 }
 

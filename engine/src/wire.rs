@@ -6,7 +6,7 @@
 //! JSON frames (compact, UTF-8) that event yields, and [`WireRun::is_done`]
 //! turns true after the terminal frame.
 
-use std::collections::HashMap;
+use foldhash::HashMap;
 
 use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine as _;

@@ -54,11 +54,36 @@ pub enum CodecError {
 
 /// Encodes `value` in the current envelope.
 pub fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, CodecError> {
-    let mut out = Vec::with_capacity(64);
+    // Encoding goes through a scratch buffer kept per thread, so that the
+    // result is allocated once at its size instead of grown step by step.
+    thread_local! {
+        static SCRATCH: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+    }
+    SCRATCH.with(|scratch| match scratch.try_borrow_mut() {
+        Ok(mut buf) => {
+            buf.clear();
+            let encoded = encode_into(value, &mut buf).map(|()| buf.to_vec());
+            if buf.capacity() > MAX_SCRATCH {
+                *buf = Vec::new();
+            }
+            encoded
+        }
+        // A value whose serialisation encodes another value.
+        Err(_) => {
+            let mut out = Vec::new();
+            encode_into(value, &mut out).map(|()| out)
+        }
+    })
+}
+
+/// Largest scratch buffer kept between encodings.
+const MAX_SCRATCH: usize = 1 << 20;
+
+fn encode_into<T: Serialize>(value: &T, out: &mut Vec<u8>) -> Result<(), CodecError> {
     out.push(MAGIC);
     out.push(VERSION);
-    bincode::serde::encode_into_std_write(value, &mut out, config()).map_err(|e| CodecError::Encode(e.to_string()))?;
-    Ok(out)
+    bincode::serde::encode_into_std_write(value, out, config()).map_err(|e| CodecError::Encode(e.to_string()))?;
+    Ok(())
 }
 
 /// The version and body of an envelope.
@@ -133,6 +158,33 @@ mod tests {
         #[serde(with = "serde_bytes")]
         bytes: Vec<u8>,
         list: Vec<u32>,
+    }
+
+    /// A value whose serialisation encodes another value (the scratch
+    /// buffer is busy then).
+    struct Nested(Sample);
+
+    impl serde::Serialize for Nested {
+        fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+            let inner = encode(&self.0).map_err(serde::ser::Error::custom)?;
+            s.serialize_bytes(&inner)
+        }
+    }
+
+    #[test]
+    fn nested_and_large_encodings_round_trip() {
+        let small = Sample { name: "a".into(), bytes: vec![1, 2, 3], list: vec![7] };
+        let outer = encode(&Nested(Sample { name: "n".into(), bytes: vec![9], list: vec![] })).unwrap();
+        let inner: serde_bytes::ByteBuf = decode(&outer).unwrap();
+        let back: Sample = decode(&inner).unwrap();
+        assert_eq!(back, Sample { name: "n".into(), bytes: vec![9], list: vec![] });
+        // Past the scratch limit, then small again: each result is exactly its value.
+        let big = Sample { name: "b".into(), bytes: vec![5; 3 << 20], list: vec![1, 2] };
+        let encoded = encode(&big).unwrap();
+        assert_eq!(decode::<Sample>(&encoded).unwrap(), big);
+        let encoded = encode(&small).unwrap();
+        assert!(encoded.len() < 64, "{} bytes", encoded.len());
+        assert_eq!(decode::<Sample>(&encoded).unwrap(), small);
     }
 
     #[test]

@@ -131,7 +131,7 @@ impl Store {
             flush_interval: options.flush_interval,
             max_group: options.max_group.max(1),
             next_position: last + 1,
-            heads: HashMap::new(),
+            heads: foldhash::HashMap::default(),
             sync_tx: None,
         };
         let handle = std::thread::Builder::new().name("ferrify-writer".into()).spawn(move || writer.run(rx))?;

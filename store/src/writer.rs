@@ -25,7 +25,7 @@
 //! wait at most `flush_interval`, so that unwatched bulk work shares fsyncs.
 
 use crossbeam_channel::{Receiver, RecvTimeoutError};
-use std::collections::HashMap;
+use foldhash::HashMap;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -244,7 +244,7 @@ impl Writer {
         let at = now_micros();
         let mut overlay = Overlay::new();
         let mut ops = Vec::new();
-        let mut staged_heads: HashMap<StreamId, Seq> = HashMap::new();
+        let mut staged_heads: HashMap<StreamId, Seq> = HashMap::default();
         let mut staged = Vec::with_capacity(appends.len());
         let mut position = self.next_position;
         // Runs of records of one stream with consecutive positions.
@@ -410,7 +410,7 @@ fn group_by_stream<T>(appends: Vec<(Append, T)>) -> Vec<(Append, T)> {
     if appends.len() < 2 {
         return appends;
     }
-    let mut first_seen: HashMap<StreamId, usize> = HashMap::new();
+    let mut first_seen: HashMap<StreamId, usize> = HashMap::default();
     let mut keyed: Vec<(usize, usize, (Append, T))> = appends
         .into_iter()
         .enumerate()

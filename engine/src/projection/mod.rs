@@ -68,7 +68,20 @@ pub(crate) fn decode(record: &Record, kv: &mut KvTxn<'_>) -> Result<Arc<Envelope
 pub(crate) fn stream_id(record: &Record, kind: &str) -> Option<Uuid> {
     let name = record.stream.as_str();
     let rest = name.strip_prefix(kind)?.strip_prefix('/')?;
-    Uuid::parse_str(rest).ok()
+    // Every projection asks this of every record, and a run's records come
+    // one stream at a time: the last name parsed on this thread is kept.
+    thread_local! {
+        static LAST: std::cell::RefCell<(String, Option<Uuid>)> = const { std::cell::RefCell::new((String::new(), None)) };
+    }
+    LAST.with(|last| {
+        let mut last = last.borrow_mut();
+        if last.0 != rest {
+            last.0.clear();
+            last.0.push_str(rest);
+            last.1 = Uuid::parse_str(rest).ok();
+        }
+        last.1
+    })
 }
 
 /// Concatenates key parts.

@@ -15,7 +15,7 @@
 //! record that does not follow the previous one of its run (an append that
 //! was refused after this fold saw it) drops the run's state the same way.
 
-use std::collections::HashMap;
+use foldhash::HashMap;
 
 use ferrify_store::{KvTxn, Projector, Record, Result, Seq, Store};
 use parking_lot::Mutex;

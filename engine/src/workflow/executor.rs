@@ -11,7 +11,7 @@
 //! node's error strategy, retries and timeout, and observes stop requests at
 //! every node boundary.
 
-use std::collections::HashMap;
+use foldhash::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
@@ -314,7 +314,7 @@ pub fn run_scope<'a>(
         };
         let mut edges = vec![UNKNOWN; graph.edges.len()];
         let mut running = FuturesUnordered::new();
-        let mut live: HashMap<usize, (Uuid, Instant)> = HashMap::new();
+        let mut live: HashMap<usize, (Uuid, Instant)> = HashMap::default();
         let mut ready = vec![entry];
         loop {
             for idx in ready.drain(..) {

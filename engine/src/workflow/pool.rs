@@ -8,7 +8,7 @@
 //! variable go to the layer that holds it (conversation variables live in
 //! the run's root layer).
 
-use std::collections::HashMap;
+use foldhash::HashMap;
 use std::sync::Arc;
 
 use parking_lot::RwLock;
@@ -28,7 +28,7 @@ impl Pool {
 
     /// A layer over `parent`.
     pub fn child(parent: &Arc<Pool>) -> Arc<Pool> {
-        Arc::new(Pool { parent: Some(parent.clone()), vars: RwLock::new(HashMap::new()) })
+        Arc::new(Pool { parent: Some(parent.clone()), vars: RwLock::new(HashMap::default()) })
     }
 
     /// Sets every variable of `owner` in this layer (node outputs, `sys`, `env`).

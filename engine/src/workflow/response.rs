@@ -10,7 +10,7 @@
 //! other value whole once its node finished; a skipped node contributes
 //! nothing. See workflow-dsl.md §7.
 
-use std::collections::{HashMap, HashSet};
+use foldhash::{HashMap, HashSet};
 
 use crate::event::Event;
 
@@ -46,7 +46,7 @@ pub struct Coordinator {
 
 impl Coordinator {
     pub fn new(graph: &Graph, chat: bool) -> Coordinator {
-        let mut buffers = HashMap::new();
+        let mut buffers = HashMap::default();
         for &r in &graph.responses {
             for seg in graph.nodes[r].node.segments().unwrap_or(&[]) {
                 if let Segment::Var(sel) = seg {
@@ -58,8 +58,8 @@ impl Coordinator {
                 }
             }
         }
-        let mut waiting_on = HashMap::new();
-        let mut decides: HashMap<usize, Vec<usize>> = HashMap::new();
+        let mut waiting_on = HashMap::default();
+        let mut decides: HashMap<usize, Vec<usize>> = HashMap::default();
         for &r in &graph.responses {
             let ds = graph.deciders.get(&r).map(Vec::as_slice).unwrap_or(&[]);
             waiting_on.insert(r, ds.len());
@@ -72,10 +72,10 @@ impl Coordinator {
             pending: graph.responses.clone(),
             waiting_on,
             decides,
-            resolved: HashSet::new(),
+            resolved: HashSet::default(),
             active: Vec::new(),
-            finished: HashSet::new(),
-            skipped: HashSet::new(),
+            finished: HashSet::default(),
+            skipped: HashSet::default(),
             buffers,
             answer: String::new(),
         }
