@@ -5,6 +5,7 @@
 //!
 //!     cargo bench --bench streams                 # 1,000 streams
 //!     STREAMS=200 cargo bench --bench streams
+//!     FERRIFY_BIN=path/to/ferrify cargo bench --bench streams   # another server build
 
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -34,8 +35,13 @@ async fn main() {
     let n: usize = std::env::var("STREAMS").ok().and_then(|s| s.parse().ok()).unwrap_or(1000);
     let dir = tempfile::tempdir().unwrap();
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let mut server = Command::new(env!("CARGO_BIN_EXE_ferrify"))
-        .args(["serve", "--no-demo", "--admin-token", "bench", "--addr", &format!("127.0.0.1:{port}"), "--data"])
+    // FERRIFY_BIN: another build of the server, for A/B runs of one bench binary.
+    let bin = std::env::var_os("FERRIFY_BIN").unwrap_or_else(|| env!("CARGO_BIN_EXE_ferrify").into());
+    let mut server = Command::new(bin)
+        // Every stream is one run of one key: the admission caps (128 runs per
+        // key by default) would refuse most of them.
+        .args(["serve", "--no-demo", "--admin-token", "bench", "--max-concurrent-runs", "0"])
+        .args(["--max-concurrent-runs-per-key", "0", "--addr", &format!("127.0.0.1:{port}"), "--data"])
         .arg(dir.path())
         .env("RUST_LOG", "warn")
         .stdout(Stdio::null())
@@ -88,6 +94,9 @@ async fn main() {
                 .send()
                 .await
                 .ok()?;
+            if !r.status().is_success() {
+                return None;
+            }
             let mut arrivals = Vec::with_capacity(WORDS as usize);
             let mut buf = String::new();
             let mut ended = false;
@@ -115,9 +124,12 @@ async fn main() {
     }
     let mut gaps = Vec::new();
     let mut first = Vec::new();
-    let (mut complete, mut words) = (0, 0usize);
+    let (mut complete, mut words, mut refused) = (0, 0usize, 0usize);
     for t in tasks {
-        let Some((sent, arrivals, ended)) = t.await.unwrap() else { continue };
+        let Some((sent, arrivals, ended)) = t.await.unwrap() else {
+            refused += 1;
+            continue;
+        };
         if ended && arrivals.len() as u64 == WORDS {
             complete += 1;
         }
@@ -135,6 +147,9 @@ async fn main() {
     println!(
         "streams: {n} × {WORDS} words at {PACE_MS} ms; completed {complete}/{n}; {words} message frames in {wall:.2?}"
     );
+    if refused > 0 {
+        println!("REFUSED OR FAILED: {refused} streams got no 200 response (the figures below leave them out)");
+    }
     println!(
         "added delay per token: p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
         percentile(&gaps, 0.5),
