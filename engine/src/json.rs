@@ -2,6 +2,9 @@
 //! JSON text, so inputs, outputs and metadata of any shape survive the
 //! bincode codec (which cannot encode `serde_json::Value` directly).
 
+use std::cell::RefCell;
+
+use ferrify_store::codec::with_scratch;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::Value;
 
@@ -27,25 +30,13 @@ impl From<Value> for Json {
 
 impl Serialize for Json {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        // The JSON text is written to a buffer kept per thread (events are
-        // encoded by the thousand), falling back to a fresh one if it is busy.
+        // Events are encoded by the thousand: the text goes to a buffer kept per thread.
         thread_local! {
-            static TEXT: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+            static TEXT: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
         }
-        TEXT.with(|text| match text.try_borrow_mut() {
-            Ok(mut buf) => {
-                buf.clear();
-                serde_json::to_writer(&mut *buf, &self.0).map_err(serde::ser::Error::custom)?;
-                let out = std::str::from_utf8(&buf).map_err(serde::ser::Error::custom).and_then(|t| s.serialize_str(t));
-                if buf.capacity() > 1 << 20 {
-                    *buf = Vec::new();
-                }
-                out
-            }
-            Err(_) => {
-                let text = serde_json::to_string(&self.0).map_err(serde::ser::Error::custom)?;
-                s.serialize_str(&text)
-            }
+        with_scratch(&TEXT, |buf| {
+            serde_json::to_writer(&mut *buf, &self.0).map_err(serde::ser::Error::custom)?;
+            s.serialize_str(std::str::from_utf8(buf).map_err(serde::ser::Error::custom)?)
         })
     }
 }

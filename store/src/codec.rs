@@ -16,6 +16,9 @@
 //! Read models (which can always be rebuilt from the log) are stored as JSON,
 //! through [`to_json`] and [`from_json`], so their shape can grow freely.
 
+use std::cell::RefCell;
+use std::thread::LocalKey;
+
 use serde::{de::DeserializeOwned, Serialize};
 
 /// First byte of every envelope.
@@ -54,29 +57,32 @@ pub enum CodecError {
 
 /// Encodes `value` in the current envelope.
 pub fn encode<T: Serialize>(value: &T) -> Result<Vec<u8>, CodecError> {
-    // Encoding goes through a scratch buffer kept per thread, so that the
-    // result is allocated once at its size instead of grown step by step.
+    // The result is allocated once at its size instead of grown step by step.
     thread_local! {
-        static SCRATCH: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+        static SCRATCH: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
     }
-    SCRATCH.with(|scratch| match scratch.try_borrow_mut() {
+    with_scratch(&SCRATCH, |buf| encode_into(value, buf).map(|()| buf.to_vec()))
+}
+
+/// Runs `f` on the empty buffer `key` keeps for this thread (a fresh one when
+/// it is in use further up the stack), then drops the buffer's memory if it
+/// grew past 1 MiB. For hot encoders that would otherwise allocate and grow
+/// a buffer per value.
+pub fn with_scratch<R>(key: &'static LocalKey<RefCell<Vec<u8>>>, f: impl FnOnce(&mut Vec<u8>) -> R) -> R {
+    key.with(|scratch| match scratch.try_borrow_mut() {
         Ok(mut buf) => {
             buf.clear();
-            let encoded = encode_into(value, &mut buf).map(|()| buf.to_vec());
+            let out = f(&mut buf);
             if buf.capacity() > MAX_SCRATCH {
                 *buf = Vec::new();
             }
-            encoded
+            out
         }
-        // A value whose serialisation encodes another value.
-        Err(_) => {
-            let mut out = Vec::new();
-            encode_into(value, &mut out).map(|()| out)
-        }
+        Err(_) => f(&mut Vec::new()),
     })
 }
 
-/// Largest scratch buffer kept between encodings.
+/// Largest scratch buffer kept between uses.
 const MAX_SCRATCH: usize = 1 << 20;
 
 fn encode_into<T: Serialize>(value: &T, out: &mut Vec<u8>) -> Result<(), CodecError> {
