@@ -93,6 +93,10 @@ pub struct WireRun {
     /// Files in the outputs of a chatflow's answer and end nodes: its `message_end.files`.
     #[serde(default)]
     files: Vec<Value>,
+    /// A `message` frame's text up to its `answer` value: the same for every
+    /// chunk of the run, so it is rendered once (see [`WireRun::frames`]).
+    #[serde(skip)]
+    message_head: String,
 }
 
 impl WireRun {
@@ -187,8 +191,39 @@ impl WireRun {
     }
 
     /// The frames one event yields, as compact JSON text.
+    ///
+    /// Answer chunks, most of a chat stream's frames, skip the JSON tree: the
+    /// run's constant head is rendered once and each chunk appends its text.
+    /// The bytes are those of [`values`](Self::values), serialised.
     pub fn frames(&mut self, env: &Envelope) -> Vec<String> {
+        if let Event::AnswerChunk { text, from_variable_selector } = &env.event {
+            if !self.done && !self.is_workflow() {
+                self.answer.push_str(text);
+                return vec![self.message_frame(text, from_variable_selector)];
+            }
+        }
         self.values(env).into_iter().map(|v| v.to_string()).collect()
+    }
+
+    /// A `message` frame as text: the head `values` would start it with, then
+    /// `answer` and `from_variable_selector`.
+    fn message_frame(&mut self, text: &str, selector: &Option<Vec<String>>) -> String {
+        if self.message_head.is_empty() {
+            let mut head = self.envelope("message");
+            head.insert("task_id".into(), self.task_id.clone().into());
+            head.insert("id".into(), self.message_id.clone().into());
+            let mut text = Value::Object(head).to_string();
+            text.pop(); // the closing brace
+            text.push_str(",\"answer\":");
+            self.message_head = text;
+        }
+        let mut out = String::with_capacity(self.message_head.len() + text.len() + 40);
+        out.push_str(&self.message_head);
+        push_json(&mut out, &text);
+        out.push_str(",\"from_variable_selector\":");
+        push_json(&mut out, selector);
+        out.push('}');
+        out
     }
 
     /// The frames one event yields.
@@ -211,6 +246,7 @@ impl WireRun {
         }
         match &env.event {
             Event::RunStarted(run) => {
+                self.message_head.clear();
                 self.mode = run.mode.clone();
                 self.tts = run.options.0.get("tts").is_some();
                 self.task_id = run.task_id.to_string();
@@ -588,6 +624,15 @@ fn message_end_file(f: &Value) -> Value {
     })
 }
 
+/// Appends `v` as compact JSON (a value that cannot be serialised, which
+/// strings and lists of strings never are, as `null`).
+fn push_json(out: &mut String, v: &impl Serialize) {
+    match serde_json::to_string(v) {
+        Ok(json) => out.push_str(&json),
+        Err(_) => out.push_str("null"),
+    }
+}
+
 /// The keep-alive frame live streams send every 10 s (not part of a run's frames).
 pub const SSE_PING: &str = "event: ping\n\n";
 
@@ -773,6 +818,45 @@ mod tests {
         assert_eq!(frames[1]["task_id"], Uuid::from_u128(1).to_string());
         assert_eq!(frames[1]["message_id"], Uuid::from_u128(5).to_string());
         assert_eq!(frames[2]["audio"], "");
+    }
+
+    #[test]
+    fn message_frames_are_the_serialised_tree_byte_for_byte() {
+        let texts = ["plain ", "", "quote \" back\\slash", "line\nbreak\ttab\u{1}", "日本語 😀", "</script>"];
+        let selectors = [None, Some(vec!["1711".to_string(), "text".to_string()])];
+        for mode in ["chat", "completion", "advanced-chat", "agent-chat"] {
+            let start =
+                Envelope::new(1_700_000_000_500_000, None, Event::RunStarted(Box::new(run_started(mode, json!({})))));
+            let (mut fast, mut tree) = (WireRun::new(), WireRun::new());
+            fast.frames(&start);
+            tree.values(&start);
+            for text in texts {
+                for selector in &selectors {
+                    let env = Envelope::new(
+                        0,
+                        None,
+                        Event::AnswerChunk { text: text.into(), from_variable_selector: selector.clone() },
+                    );
+                    let expected: Vec<String> = tree.values(&env).iter().map(Value::to_string).collect();
+                    assert_eq!(fast.frames(&env), expected, "{mode} {text:?}");
+                }
+            }
+            // The folded answer is kept alike.
+            let end = Envelope::new(
+                0,
+                None,
+                Event::MessageEnded { answer: "x".into(), usage: Usage::default(), latency: 0.0, stopped: false },
+            );
+            assert_eq!(fast.frames(&end), tree.values(&end).iter().map(Value::to_string).collect::<Vec<_>>());
+            assert_eq!(fast.answer, tree.answer);
+        }
+        // A mapping restored from a checkpoint (the head is not serialised) renders alike.
+        let mut w = WireRun::new();
+        w.frames(&Envelope::new(0, None, Event::RunStarted(Box::new(run_started("chat", json!({}))))));
+        let chunk = Envelope::new(0, None, Event::AnswerChunk { text: "a".into(), from_variable_selector: None });
+        let first = w.frames(&chunk);
+        let mut restored: WireRun = serde_json::from_str(&serde_json::to_string(&w).unwrap()).unwrap();
+        assert_eq!(restored.frames(&chunk), first);
     }
 
     #[test]

@@ -87,7 +87,7 @@ pub fn load(log: &dyn EventLog, task: Uuid) -> Result<Run, TranscriptError> {
                 run.undecodable += 1;
                 continue;
             };
-            wire.values(&env);
+            wire.advance(&env);
             run.events.push(env);
             if wire.is_done() {
                 run.finished = true;

@@ -81,7 +81,7 @@ impl Engine {
         ];
         let mut wire = WireRun::new();
         for e in &events {
-            wire.values(e);
+            wire.advance(e);
         }
         self.append_run_tapped(&stream, events, t.tap.as_ref()).await?;
         let outcome = if t.streaming && t.tap.is_none() {

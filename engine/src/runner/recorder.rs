@@ -71,7 +71,7 @@ impl Recorder {
 
     /// Records one event.
     pub(crate) async fn push(&mut self, env: Envelope) -> Result<()> {
-        self.wire.values(&env);
+        self.wire.advance(&env);
         if let Some(held) = &self.held {
             let mut events = held.events.lock();
             if let Some(events) = events.as_mut() {

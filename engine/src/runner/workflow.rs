@@ -428,7 +428,7 @@ impl Engine {
         );
         let first = Envelope::new(self.now(), trace_id.clone(), Event::RunStarted(Box::new(started)));
         let mut wire = WireRun::new();
-        wire.values(&first);
+        wire.advance(&first);
         // Blocking or streaming, a workflow run is on the log from its first
         // event (a crash mid-run leaves a trace to recover), and its events
         // are written while the graph runs, on the writer's own thread.
@@ -716,7 +716,7 @@ impl Recording {
                         | Event::RunFailed { .. }
                         | Event::AnswerReplaced { .. }
                 ) {
-                    self.wire.values(e);
+                    self.wire.advance(e);
                 }
             }
             pending.push_back(self.engine.store().append(run_append(&self.stream, batch, self.tap.as_ref())?));
