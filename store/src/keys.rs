@@ -2,9 +2,10 @@
 //!
 //! ```text
 //! L <first position:be64>                 -> group: time, segments [(stream, first seq, payloads)]
-//! S <stream> 0x00 <first seq:be64>        -> group position:be64 + segment:be32 + count:be32
+//! S <stream> 0x00 <first seq:be64>        -> [group position:be64 + segment:be32 + count:be32]
 //! K <tree> 0x00 <key>                     -> read-model value                  (projections)
 //! P                                       -> [(projection name, applied position)] (cursors)
+//! I                                       -> position:be64, every group before it is indexed
 //! R                                       -> marker: a rebuild is in progress
 //! ```
 //!
@@ -15,8 +16,14 @@
 //! many records it holds (a token stream appended one chunk at a time still
 //! lands as one segment per commit).
 //!
-//! Segments, their stream index, the read-model updates they cause and the
-//! projection cursors are written in one atomic backend batch.
+//! An `S` value lists one or more segments with consecutive sequence numbers.
+//! The writer holds a stream's entries back while its appends are not
+//! durable (a token stream would otherwise add one key per commit) and
+//! writes them as one `S` key; `I` bounds what recovery has to re-index after
+//! a crash lost entries held back (see `crate::writer`).
+//!
+//! Segments, the read-model updates they cause, the projection cursors and
+//! the index entries written with them are one atomic backend batch.
 
 use crate::codec::u64_key;
 
@@ -63,6 +70,11 @@ pub fn kv(tree: &str, key: &[u8]) -> Vec<u8> {
 /// The one key holding every projection's cursor (one write per commit).
 pub fn cursors() -> Vec<u8> {
     vec![PROJECTION]
+}
+
+/// The stream-index cursor: groups before it have their index entries.
+pub fn index_cursor() -> Vec<u8> {
+    vec![b'I']
 }
 
 /// The marker of an interrupted rebuild.

@@ -20,7 +20,7 @@ use crate::notify::{Notifier, Tail};
 use crate::reader;
 use crate::record::{Append, Appended, Position, Record, Seq, StreamId};
 use crate::stats::{Stats, StatsSnapshot};
-use crate::writer::{Command, Progress, Writer};
+use crate::writer::{Command, HeldIndex, Progress, Writer};
 use crate::{codec, keys};
 
 /// An append-only log of streams of opaque records.
@@ -82,6 +82,8 @@ struct Inner {
     writer: Mutex<Option<JoinHandle<()>>>,
     notifier: Arc<Notifier>,
     stats: Arc<Stats>,
+    /// Index entries the writer holds back (reads go through them).
+    held: HeldIndex,
     /// Holds the data directory's lock for the store's lifetime.
     _lock: Option<File>,
 }
@@ -114,13 +116,24 @@ impl Store {
             }
         }
         let projectors = Arc::new(projectors);
+        let last = reader::last_position(backend.as_ref())?;
+        // Index entries a crash lost (held back by the writer); a log without
+        // a cursor was indexed as it was written.
+        if let Some(cursor) = reader::index_cursor(backend.as_ref())? {
+            let indexed = reader::reindex(backend.as_ref(), cursor)?;
+            if indexed > 0 {
+                tracing::info!(segments = indexed, "stream index recovered");
+            }
+        }
+        backend.commit(vec![reader::index_cursor_op(last + 1)])?;
+        backend.sync()?;
         let caught_up = reader::catch_up(backend.as_ref(), &projectors)?;
         if caught_up > 0 {
             backend.sync()?;
             tracing::info!(records = caught_up, "read models caught up with the log");
         }
-        let last = reader::last_position(backend.as_ref())?;
         let notifier = Arc::new(Notifier::new(last));
+        let held = HeldIndex::default();
         let stats = Arc::new(Stats::default());
         let (tx, rx) = crossbeam_channel::unbounded();
         let writer = Writer {
@@ -133,6 +146,9 @@ impl Store {
             next_position: last + 1,
             heads: foldhash::HashMap::default(),
             sync_tx: None,
+            held: held.clone(),
+            held_since: Default::default(),
+            index_cursor: last + 1,
         };
         let handle = std::thread::Builder::new().name("ferrify-writer".into()).spawn(move || writer.run(rx))?;
         Ok(Store {
@@ -142,6 +158,7 @@ impl Store {
                 writer: Mutex::new(Some(handle)),
                 notifier,
                 stats,
+                held,
                 _lock: lock,
             }),
         })
@@ -262,7 +279,9 @@ impl EventLog for Store {
     }
 
     fn read_stream(&self, stream: &StreamId, from: Seq, limit: usize) -> Result<Vec<Record>> {
-        reader::read_stream(self.inner.backend.as_ref(), stream, from.max(1), limit)
+        // Held entries first: one the writer writes out meanwhile is then in both.
+        let held = self.inner.held.lock().get(stream).cloned().unwrap_or_default();
+        reader::read_stream(self.inner.backend.as_ref(), stream, from.max(1), limit, &held)
     }
 
     fn read_all(&self, from: Position, limit: usize) -> Result<Vec<Record>> {
@@ -270,6 +289,9 @@ impl EventLog for Store {
     }
 
     fn stream_head(&self, stream: &StreamId) -> Result<Seq> {
+        if let Some(e) = self.inner.held.lock().get(stream).and_then(|h| h.last()) {
+            return Ok(e.first_seq + e.count as u64 - 1);
+        }
         reader::stream_head(self.inner.backend.as_ref(), stream)
     }
 
@@ -496,5 +518,64 @@ mod tests {
         let all = rt.block_on(late.next_batch()).unwrap();
         assert!(all.iter().all(|r| r.position <= durable.load(SeqCst)));
         store.close().unwrap();
+    }
+
+    /// Index keys of `stream` in the backend.
+    fn index_keys(store: &Store, stream: &StreamId) -> usize {
+        let prefix = keys::stream_prefix(stream.as_str());
+        let end = keys::prefix_end(&prefix);
+        store.inner.backend.scan(&prefix, end.as_deref(), usize::MAX, false).unwrap().len()
+    }
+
+    #[test]
+    fn held_index_entries_are_read_through_and_written_together() {
+        let store = Store::open_memory(Vec::new(), Options::default()).unwrap();
+        let (tokens, other) = (StreamId::new("run/tokens").unwrap(), StreamId::new("run/other").unwrap());
+        // One commit per append (each is waited for), none durable: entries are held.
+        for i in 1..=100u64 {
+            let a = store.append(Append::new(tokens.clone(), vec![i.to_le_bytes().to_vec()])).wait().unwrap();
+            assert_eq!(a.first_seq, i);
+            store.append(Append::new(other.clone(), vec![b"o".to_vec()])).wait().unwrap();
+            assert_eq!(store.stream_head(&tokens).unwrap(), i);
+            let back = store.read_stream(&tokens, 1, usize::MAX).unwrap();
+            assert_eq!(back.len() as u64, i, "every acknowledged record is readable");
+            assert_eq!(back.last().unwrap().payload, i.to_le_bytes().to_vec());
+        }
+        // Held lists are written once they reach MAX_HELD entries: 64, then 36 held.
+        assert_eq!(index_keys(&store, &tokens), 1);
+        let middle = store.read_stream(&tokens, 60, 10).unwrap();
+        assert_eq!(middle.iter().map(|r| r.seq).collect::<Vec<_>>(), (60..70).collect::<Vec<_>>());
+        // A durable append writes the stream's held entries with its own.
+        store.append(Append::new(tokens.clone(), vec![b"end".to_vec()]).durable()).wait().unwrap();
+        assert_eq!(index_keys(&store, &tokens), 2);
+        assert!(store.inner.held.lock().get(&tokens).is_none());
+        assert!(store.inner.held.lock().get(&other).is_some());
+        let all = store.read_stream(&tokens, 1, usize::MAX).unwrap();
+        assert_eq!(all.iter().map(|r| r.seq).collect::<Vec<_>>(), (1..=101).collect::<Vec<_>>());
+        // Closing writes what is still held, and the cursor.
+        let backend = store.inner.backend.clone();
+        store.close().unwrap();
+        assert_eq!(reader::stream_head(backend.as_ref(), &other).unwrap(), 100);
+        assert_eq!(reader::index_cursor(backend.as_ref()).unwrap(), Some(202));
+        assert_eq!(reader::read_stream(backend.as_ref(), &other, 1, usize::MAX, &[]).unwrap().len(), 100);
+    }
+
+    #[test]
+    fn recovery_indexes_what_a_crash_lost() {
+        let store = Store::open_memory(Vec::new(), Options::default()).unwrap();
+        let s = StreamId::new("run/lost").unwrap();
+        for i in 0..10u8 {
+            store.append(Append::new(s.clone(), vec![vec![i]])).wait().unwrap();
+        }
+        let backend = store.inner.backend.clone();
+        // What a crash leaves: the log and no index for the held entries.
+        assert_eq!(reader::stream_head(backend.as_ref(), &s).unwrap(), 0);
+        let cursor = reader::index_cursor(backend.as_ref()).unwrap().unwrap();
+        assert_eq!(reader::reindex(backend.as_ref(), cursor).unwrap(), 10);
+        assert_eq!(reader::stream_head(backend.as_ref(), &s).unwrap(), 10);
+        let back = reader::read_stream(backend.as_ref(), &s, 1, usize::MAX, &[]).unwrap();
+        assert_eq!(back.iter().map(|r| r.payload[0]).collect::<Vec<_>>(), (0..10).collect::<Vec<u8>>());
+        // Run again, it finds nothing missing.
+        assert_eq!(reader::reindex(backend.as_ref(), cursor).unwrap(), 0);
     }
 }

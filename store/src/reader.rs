@@ -74,23 +74,55 @@ pub(crate) fn encode_group(segments: &[Vec<Record>]) -> Result<Vec<u8>> {
     Ok(codec::encode(&group)?)
 }
 
-/// The value of a stream-index entry: the group's first position, the
-/// segment's index in it, its record count.
-pub(crate) fn index_value(group_position: Position, segment: u32, count: u32) -> Vec<u8> {
-    let mut v = codec::u64_key(group_position).to_vec();
-    v.extend_from_slice(&segment.to_be_bytes());
-    v.extend_from_slice(&count.to_be_bytes());
+/// Where one segment of a stream sits: its first sequence number, the group
+/// holding it (by first position), its index in that group, its record count.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct IndexEntry {
+    pub first_seq: Seq,
+    pub group: Position,
+    pub segment: u32,
+    pub count: u32,
+}
+
+impl IndexEntry {
+    /// The sequence number after the segment's last record.
+    fn end(&self) -> Seq {
+        self.first_seq + self.count as u64
+    }
+}
+
+/// The value of a stream-index entry: one or more segments with consecutive
+/// sequence numbers, the first starting at the key's sequence number; 16
+/// bytes each (group position, segment index, record count).
+pub(crate) fn index_value(entries: &[IndexEntry]) -> Vec<u8> {
+    let mut v = Vec::with_capacity(16 * entries.len());
+    for e in entries {
+        v.extend_from_slice(&codec::u64_key(e.group));
+        v.extend_from_slice(&e.segment.to_be_bytes());
+        v.extend_from_slice(&e.count.to_be_bytes());
+    }
     v
 }
 
-fn parse_index_value(v: &[u8]) -> Option<(Position, usize, u64)> {
-    if v.len() != 16 {
+/// The entries of an index value whose key names `first_seq`.
+fn parse_index_value(first_seq: Seq, v: &[u8]) -> Option<Vec<IndexEntry>> {
+    if v.is_empty() || v.len() % 16 != 0 || first_seq == 0 {
         return None;
     }
-    let pos = codec::key_u64(&v[..8])?;
-    let segment = u32::from_be_bytes(v[8..12].try_into().ok()?) as usize;
-    let count = u32::from_be_bytes(v[12..].try_into().ok()?) as u64;
-    Some((pos, segment, count))
+    let mut next = first_seq;
+    let mut out = Vec::with_capacity(v.len() / 16);
+    for chunk in v.chunks_exact(16) {
+        let group = codec::key_u64(&chunk[..8])?;
+        let segment = u32::from_be_bytes(chunk[8..12].try_into().ok()?);
+        let count = u32::from_be_bytes(chunk[12..].try_into().ok()?);
+        if count == 0 {
+            return None;
+        }
+        let entry = IndexEntry { first_seq: next, group, segment, count };
+        next = entry.end();
+        out.push(entry);
+    }
+    Some(out)
 }
 
 fn corrupt_at(position: Position, stream: Option<String>, reason: String) -> Error {
@@ -150,7 +182,8 @@ fn corrupt_index(stream: &StreamId) -> Error {
     }
 }
 
-/// The last sequence number of `stream` (0 when it has none).
+/// The last sequence number of `stream` its written index knows (0 when
+/// none: the writer may hold later entries back, see `crate::writer`).
 pub(crate) fn stream_head(backend: &dyn Backend, stream: &StreamId) -> Result<Seq> {
     let prefix = keys::stream_prefix(stream.as_str());
     let end = keys::prefix_end(&prefix);
@@ -161,8 +194,8 @@ pub(crate) fn stream_head(backend: &dyn Backend, stream: &StreamId) -> Result<Se
     match backend.scan(&prefix, end.as_deref(), 1, true)?.pop() {
         Some((k, v)) => {
             let first = codec::key_u64(&k[prefix.len()..]).ok_or_else(|| corrupt_index(stream))?;
-            let (_, _, count) = parse_index_value(&v).ok_or_else(|| corrupt_index(stream))?;
-            Ok(first + count - 1)
+            let entries = parse_index_value(first, &v).ok_or_else(|| corrupt_index(stream))?;
+            Ok(entries.last().map(|e| e.end() - 1).unwrap_or(0))
         }
         None => Ok(0),
     }
@@ -191,18 +224,27 @@ pub(crate) fn last_position(backend: &dyn Backend) -> Result<Position> {
 /// Index entries fetched per scan while reading.
 const INDEX_PAGE: usize = 256;
 
-/// Up to `limit` records of `stream` with `seq >= from`.
-pub(crate) fn read_stream(backend: &dyn Backend, stream: &StreamId, from: Seq, limit: usize) -> Result<Vec<Record>> {
+/// Up to `limit` records of `stream` with `seq >= from`: the written index,
+/// then `held`, the entries the writer holds back (a snapshot taken before
+/// this read: an entry in both is read once).
+pub(crate) fn read_stream(
+    backend: &dyn Backend,
+    stream: &StreamId,
+    from: Seq,
+    limit: usize,
+    held: &[IndexEntry],
+) -> Result<Vec<Record>> {
     let prefix = keys::stream_prefix(stream.as_str());
     let end = keys::prefix_end(&prefix);
-    // The segment holding `from` starts at or before it.
+    // The entry holding `from` starts at or before it.
     let upto = keys::stream(stream.as_str(), from.saturating_add(1));
     let mut start = match backend.scan(&prefix, Some(&upto), 1, true)?.pop() {
         Some((k, _)) => k,
         None => keys::stream(stream.as_str(), from),
     };
     let mut out = Vec::new();
-    while out.len() < limit {
+    let mut next_seq = from;
+    'pages: while out.len() < limit {
         let entries = backend.scan(&start, end.as_deref(), INDEX_PAGE, false)?;
         let Some(last) = entries.last() else { break };
         let mut next = last.0.clone();
@@ -210,28 +252,11 @@ pub(crate) fn read_stream(backend: &dyn Backend, stream: &StreamId, from: Seq, l
         let full_page = entries.len() == INDEX_PAGE;
         for (k, v) in entries {
             let first_seq = codec::key_u64(&k[prefix.len()..]).ok_or_else(|| corrupt_index(stream))?;
-            let (position, index, count) = parse_index_value(&v).ok_or_else(|| corrupt_index(stream))?;
-            if first_seq + count <= from {
-                continue;
-            }
-            let bytes = backend.get(&keys::log(position))?.ok_or_else(|| Error::Corrupt {
-                at: Location { stream: Some(stream.to_string()), position: Some(position) },
-                reason: format!("seq {first_seq} points at a missing group"),
-            })?;
-            let records = segment_records(position, &view(position, &bytes)?, index)?;
-            if records.len() as u64 != count || records[0].stream != *stream || records[0].seq != first_seq {
-                return Err(Error::Corrupt {
-                    at: Location { stream: Some(stream.to_string()), position: Some(position) },
-                    reason: format!("index says seq {first_seq} x{count}, segment disagrees"),
-                });
-            }
-            for r in records {
-                if r.seq >= from && out.len() < limit {
-                    out.push(r);
+            for entry in parse_index_value(first_seq, &v).ok_or_else(|| corrupt_index(stream))? {
+                read_segment(backend, stream, entry, &mut next_seq, limit, &mut out)?;
+                if out.len() >= limit {
+                    break 'pages;
                 }
-            }
-            if out.len() >= limit {
-                break;
             }
         }
         if !full_page {
@@ -239,7 +264,126 @@ pub(crate) fn read_stream(backend: &dyn Backend, stream: &StreamId, from: Seq, l
         }
         start = next;
     }
+    for entry in held {
+        if out.len() >= limit {
+            break;
+        }
+        read_segment(backend, stream, *entry, &mut next_seq, limit, &mut out)?;
+    }
     Ok(out)
+}
+
+/// Appends the records of one indexed segment from `next_seq` on (up to
+/// `limit` in all) and moves `next_seq` past them.
+fn read_segment(
+    backend: &dyn Backend,
+    stream: &StreamId,
+    entry: IndexEntry,
+    next_seq: &mut Seq,
+    limit: usize,
+    out: &mut Vec<Record>,
+) -> Result<()> {
+    if entry.end() <= *next_seq {
+        return Ok(());
+    }
+    let IndexEntry { first_seq, group, segment, count } = entry;
+    let bytes = backend.get(&keys::log(group))?.ok_or_else(|| Error::Corrupt {
+        at: Location { stream: Some(stream.to_string()), position: Some(group) },
+        reason: format!("seq {first_seq} points at a missing group"),
+    })?;
+    let records = segment_records(group, &view(group, &bytes)?, segment as usize)?;
+    if records.len() as u64 != count as u64 || records[0].stream != *stream || records[0].seq != first_seq {
+        return Err(Error::Corrupt {
+            at: Location { stream: Some(stream.to_string()), position: Some(group) },
+            reason: format!("index says seq {first_seq} x{count}, segment disagrees"),
+        });
+    }
+    for r in records {
+        if r.seq >= *next_seq && out.len() < limit {
+            *next_seq = r.seq + 1;
+            out.push(r);
+        }
+    }
+    Ok(())
+}
+
+/// Where recovery of the stream index starts: every group before it has its
+/// index entries written. `None` for a log whose writer indexed every
+/// segment as it committed it (written before the cursor existed).
+pub(crate) fn index_cursor(backend: &dyn Backend) -> Result<Option<Position>> {
+    match backend.get(&keys::index_cursor())? {
+        Some(v) => codec::key_u64(&v).map(Some).ok_or_else(|| Error::Corrupt {
+            at: Location { stream: None, position: None },
+            reason: "malformed stream-index cursor".into(),
+        }),
+        None => Ok(None),
+    }
+}
+
+/// The write that sets the stream-index cursor.
+pub(crate) fn index_cursor_op(position: Position) -> Op {
+    Op::Put(keys::index_cursor(), codec::u64_key(position).to_vec())
+}
+
+/// Recovery after a crash: writes the index entries that segments of the
+/// groups from `from` on lack (the writer holds a stream's entries back
+/// until it writes them together, and a crash loses what it held). Returns
+/// how many segments were indexed.
+pub(crate) fn reindex(backend: &dyn Backend, from: Position) -> Result<u64> {
+    let mut found: std::collections::BTreeMap<String, Vec<IndexEntry>> = Default::default();
+    let mut start = keys::log(from);
+    loop {
+        let pairs = backend.scan(&start, Some(&[keys::LOG + 1]), INDEX_PAGE, false)?;
+        let Some(last) = pairs.last() else { break };
+        let mut next = last.0.clone();
+        next.push(0);
+        let full_page = pairs.len() == INDEX_PAGE;
+        for (k, v) in pairs {
+            let position = codec::key_u64(&k[1..]).ok_or_else(|| Error::Corrupt {
+                at: Location { stream: None, position: None },
+                reason: "malformed log key".into(),
+            })?;
+            for (i, seg) in view(position, &v)?.segments.iter().enumerate() {
+                found.entry(seg.stream.to_string()).or_default().push(IndexEntry {
+                    first_seq: seg.first_seq,
+                    group: position,
+                    segment: i as u32,
+                    count: seg.count,
+                });
+            }
+        }
+        if !full_page {
+            break;
+        }
+        start = next;
+    }
+    let mut ops = Vec::new();
+    let mut indexed = 0u64;
+    for (name, entries) in found {
+        let stream = StreamId::new(name.as_str()).map_err(|e| corrupt_at(from, Some(name.clone()), e.to_string()))?;
+        let head = stream_head(backend, &stream)?;
+        let missing: Vec<IndexEntry> = entries.into_iter().filter(|e| e.first_seq > head).collect();
+        // Consecutive runs, one index entry each (a gap would be a torn log: kept apart).
+        let mut run: Vec<IndexEntry> = Vec::new();
+        for e in missing {
+            if run.last().is_some_and(|l| l.end() != e.first_seq) {
+                ops.push(Op::Put(keys::stream(stream.as_str(), run[0].first_seq), index_value(&run)));
+                run.clear();
+            }
+            indexed += 1;
+            run.push(e);
+        }
+        if let Some(first) = run.first() {
+            ops.push(Op::Put(keys::stream(stream.as_str(), first.first_seq), index_value(&run)));
+        }
+        if ops.len() >= CHUNK {
+            backend.commit(std::mem::take(&mut ops))?;
+        }
+    }
+    if !ops.is_empty() {
+        backend.commit(ops)?;
+    }
+    Ok(indexed)
 }
 
 /// Up to `limit` records of the global log with `position >= from`.

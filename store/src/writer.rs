@@ -14,6 +14,16 @@
 //!                                                 commit order and ack durable appends
 //! ```
 //!
+//! Stream index: a segment's `S` entry is written with the commit when the
+//! stream gets a durable append in it; otherwise the writer holds it back
+//! (shared with readers, who read through it) and writes a stream's held
+//! entries as one `S` key at its next durable append, or once it holds
+//! [`MAX_HELD`] of them, or once its oldest is [`MAX_LAG`] positions behind,
+//! or when the store closes. A token stream so costs one index key per
+//! message, not one per commit. The `I` cursor, written with the batches,
+//! says where recovery has to look for entries a crash lost (see
+//! `reader::reindex`).
+//!
 //! Group commit: while the syncer fsyncs, the writer goes on committing, and
 //! the next fsync covers every commit made meanwhile, so one fsync serves
 //! every durable append that was waiting.
@@ -25,7 +35,9 @@
 //! wait at most `flush_interval`, so that unwatched bulk work shares fsyncs.
 
 use crossbeam_channel::{Receiver, RecvTimeoutError};
-use foldhash::HashMap;
+use foldhash::{HashMap, HashSet};
+use parking_lot::Mutex;
+use std::collections::BTreeSet;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -36,6 +48,7 @@ use crate::error::{Error, Result};
 use crate::kv::{projection_error, KvTxn, Overlay, Projector};
 use crate::notify::Notifier;
 use crate::record::{Append, Appended, Expected, Position, Record, Seq, StreamId};
+use crate::reader::IndexEntry;
 use crate::stats::Stats;
 use crate::{keys, reader};
 
@@ -51,6 +64,17 @@ pub(crate) enum Command {
 /// Heads cache bound: past this many streams the cache is cleared.
 const MAX_CACHED_HEADS: usize = 100_000;
 
+/// Most index entries a stream's held back list reaches before it is written.
+const MAX_HELD: usize = 64;
+/// A stream whose oldest held entry is this many positions behind the end of
+/// the log has its entries written (this bounds recovery's scan).
+const MAX_LAG: u64 = 1 << 16;
+/// The index cursor is rewritten once it can move this far.
+const CURSOR_STEP: u64 = 1 << 12;
+
+/// Index entries held back, per stream (shared with readers).
+pub(crate) type HeldIndex = Arc<Mutex<HashMap<StreamId, Vec<IndexEntry>>>>;
+
 pub(crate) struct Writer {
     pub backend: Arc<dyn Backend>,
     pub projectors: Arc<Vec<Arc<dyn Projector>>>,
@@ -62,6 +86,20 @@ pub(crate) struct Writer {
     pub heads: HashMap<StreamId, Seq>,
     /// The syncer's queue (set while `run` runs).
     pub sync_tx: Option<crossbeam_channel::Sender<SyncJob>>,
+    /// Index entries held back, and each such stream by its oldest entry's group.
+    pub held: HeldIndex,
+    pub held_since: BTreeSet<(Position, StreamId)>,
+    /// The stream-index cursor as last written.
+    pub index_cursor: Position,
+}
+
+/// What one commit does to the held index: streams whose entries it writes,
+/// entries it holds back.
+#[derive(Default)]
+struct IndexPlan {
+    written: HashSet<StreamId>,
+    held: Vec<(StreamId, IndexEntry)>,
+    cursor: Option<Position>,
 }
 
 /// An append staged in the current group, waiting for the commit.
@@ -200,6 +238,7 @@ impl Writer {
             }
             self.handle_group(group);
         }
+        self.write_held_index();
         // Closing the syncer's channel makes it fsync and publish what is left, and stop.
         self.sync_tx = None;
         let _ = handle.join();
@@ -246,6 +285,7 @@ impl Writer {
         let mut ops = Vec::new();
         let mut staged_heads: HashMap<StreamId, Seq> = HashMap::default();
         let mut staged = Vec::with_capacity(appends.len());
+        let mut durable_streams: HashSet<StreamId> = HashSet::default();
         let mut position = self.next_position;
         // Runs of records of one stream with consecutive positions.
         let mut segments: Vec<Vec<Record>> = Vec::new();
@@ -255,7 +295,12 @@ impl Writer {
                 segments.push(std::mem::take(&mut segment));
             }
             match self.stage(&mut append, at, &mut position, &mut staged_heads, &mut overlay, &mut segment) {
-                Ok(appended) => staged.push(Staged { ack, appended, durable: append.durable }),
+                Ok(appended) => {
+                    if append.durable && !durable_streams.contains(&append.stream) {
+                        durable_streams.insert(append.stream.clone());
+                    }
+                    staged.push(Staged { ack, appended, durable: append.durable })
+                }
                 Err(e) => {
                     self.stats.failed_appends.fetch_add(1, Relaxed);
                     let _ = ack.send(Err(e));
@@ -267,11 +312,14 @@ impl Writer {
             return;
         }
         segments.retain(|s| !s.is_empty());
-        if let Err(e) = push_group(&mut ops, &segments) {
-            self.fail_all(staged, &e);
-            self.reload();
-            return;
-        }
+        let plan = match self.push_group(&mut ops, &segments, &durable_streams, position) {
+            Ok(plan) => plan,
+            Err(e) => {
+                self.fail_all(staged, &e);
+                self.reload();
+                return;
+            }
+        };
         let last_position = position - 1;
         if !self.projectors.is_empty() {
             match reader::cursors_op(&self.projectors, &vec![last_position; self.projectors.len()]) {
@@ -294,6 +342,7 @@ impl Writer {
         }
         self.stats.commits.fetch_add(1, Relaxed);
         self.next_position = position;
+        self.apply_index_plan(plan);
         if self.heads.len() + staged_heads.len() > MAX_CACHED_HEADS {
             self.heads.clear();
         }
@@ -330,7 +379,10 @@ impl Writer {
         }
         let head = match staged_heads.get(&append.stream).or_else(|| self.heads.get(&append.stream)) {
             Some(h) => *h,
-            None => reader::stream_head(self.backend.as_ref(), &append.stream)?,
+            None => match self.held.lock().get(&append.stream).and_then(|h| h.last()) {
+                Some(e) => e.first_seq + e.count as u64 - 1,
+                None => reader::stream_head(self.backend.as_ref(), &append.stream)?,
+            },
         };
         match append.expected {
             Expected::Any => {}
@@ -379,6 +431,107 @@ impl Writer {
         Ok(appended)
     }
 
+    /// Writes a group commit's records as one log value and decides its
+    /// segments' index entries: written now (with the entries the stream
+    /// held back) or held back. `end` is the position after the group.
+    fn push_group(
+        &self,
+        ops: &mut Vec<Op>,
+        segments: &[Vec<Record>],
+        durable: &HashSet<StreamId>,
+        end: Position,
+    ) -> Result<IndexPlan> {
+        let mut plan = IndexPlan::default();
+        let Some(first) = segments.first().and_then(|s| s.first()) else { return Ok(plan) };
+        let group = first.position;
+        ops.push(Op::Put(keys::log(group), reader::encode_group(segments)?));
+        let held = self.held.lock();
+        // Streams held too long are written now, with this commit's segment if it has one.
+        let horizon = end.saturating_sub(MAX_LAG);
+        let mut lagging: HashSet<&StreamId> =
+            self.held_since.iter().take_while(|(p, _)| *p < horizon).map(|(_, s)| s).collect();
+        let write = |ops: &mut Vec<Op>, stream: &StreamId, entries: &[IndexEntry]| {
+            if let Some(first) = entries.first() {
+                ops.push(Op::Put(keys::stream(stream.as_str(), first.first_seq), reader::index_value(entries)));
+            }
+        };
+        for (i, records) in segments.iter().enumerate() {
+            let Some(r) = records.first() else { continue };
+            let entry = IndexEntry { first_seq: r.seq, group, segment: i as u32, count: records.len() as u32 };
+            let before = held.get(&r.stream).map(Vec::as_slice).unwrap_or(&[]);
+            if durable.contains(&r.stream) || lagging.remove(&r.stream) || before.len() + 1 >= MAX_HELD {
+                let mut entries = before.to_vec();
+                entries.push(entry);
+                write(ops, &r.stream, &entries);
+                plan.written.insert(r.stream.clone());
+            } else {
+                plan.held.push((r.stream.clone(), entry));
+            }
+        }
+        for stream in lagging {
+            write(ops, stream, held.get(stream).map(Vec::as_slice).unwrap_or(&[]));
+            plan.written.insert(stream.clone());
+        }
+        // The cursor: the oldest group with an entry still held after this commit.
+        let oldest = self
+            .held_since
+            .iter()
+            .find(|(_, s)| !plan.written.contains(s))
+            .map(|(p, _)| *p)
+            .or_else(|| plan.held.first().map(|_| group))
+            .unwrap_or(end);
+        if oldest >= self.index_cursor + CURSOR_STEP {
+            ops.push(reader::index_cursor_op(oldest));
+            plan.cursor = Some(oldest);
+        }
+        Ok(plan)
+    }
+
+    /// After the commit of `plan`: forgets the entries it wrote, holds the others.
+    fn apply_index_plan(&mut self, plan: IndexPlan) {
+        if plan.written.is_empty() && plan.held.is_empty() {
+            return;
+        }
+        let mut held = self.held.lock();
+        for stream in &plan.written {
+            if let Some(first) = held.remove(stream).and_then(|entries| entries.first().copied()) {
+                self.held_since.remove(&(first.group, stream.clone()));
+            }
+        }
+        for (stream, entry) in plan.held {
+            let entries = held.entry(stream.clone()).or_default();
+            if entries.is_empty() {
+                self.held_since.insert((entry.group, stream));
+            }
+            entries.push(entry);
+        }
+        if let Some(c) = plan.cursor {
+            self.index_cursor = c;
+        }
+    }
+
+    /// Writes every held entry and moves the cursor to the end of the log (on close).
+    fn write_held_index(&mut self) {
+        let held = std::mem::take(&mut *self.held.lock());
+        let mut ops: Vec<Op> = held
+            .iter()
+            .filter_map(|(stream, entries)| {
+                let first = entries.first()?;
+                Some(Op::Put(keys::stream(stream.as_str(), first.first_seq), reader::index_value(entries)))
+            })
+            .collect();
+        ops.push(reader::index_cursor_op(self.next_position));
+        let result = self.backend.commit(ops).and_then(|()| self.backend.sync());
+        match result {
+            Ok(()) => {
+                self.held_since.clear();
+                self.index_cursor = self.next_position;
+            }
+            // The log still has the segments: the next open re-indexes them.
+            Err(e) => tracing::error!("cannot write the held stream index on close: {e}"),
+        }
+    }
+
     fn fail_all(&self, staged: Vec<Staged>, e: &Error) {
         self.stats.failed_appends.fetch_add(staged.len() as u64, Relaxed);
         for s in staged {
@@ -422,23 +575,6 @@ fn group_by_stream<T>(appends: Vec<(Append, T)>) -> Vec<(Append, T)> {
         .collect();
     keyed.sort_by_key(|(rank, i, _)| (*rank, *i));
     keyed.into_iter().map(|(_, _, a)| a).collect()
-}
-
-/// Writes a group commit's records as one log value, and one stream-index
-/// entry per segment (run of one stream's records).
-fn push_group(ops: &mut Vec<Op>, segments: &[Vec<Record>]) -> Result<()> {
-    let Some(first) = segments.first().and_then(|s| s.first()) else { return Ok(()) };
-    let group_position = first.position;
-    ops.push(Op::Put(keys::log(group_position), reader::encode_group(segments)?));
-    for (i, records) in segments.iter().enumerate() {
-        if let Some(r) = records.first() {
-            ops.push(Op::Put(
-                keys::stream(r.stream.as_str(), r.seq),
-                reader::index_value(group_position, i as u32, records.len() as u32),
-            ));
-        }
-    }
-    Ok(())
 }
 
 pub(crate) fn now_micros() -> i64 {
