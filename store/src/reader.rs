@@ -106,7 +106,7 @@ pub(crate) fn index_value(entries: &[IndexEntry]) -> Vec<u8> {
 
 /// The entries of an index value whose key names `first_seq`.
 fn parse_index_value(first_seq: Seq, v: &[u8]) -> Option<Vec<IndexEntry>> {
-    if v.is_empty() || v.len() % 16 != 0 || first_seq == 0 {
+    if v.is_empty() || !v.len().is_multiple_of(16) || first_seq == 0 {
         return None;
     }
     let mut next = first_seq;

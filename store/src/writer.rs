@@ -47,8 +47,8 @@ use crate::backend::{Backend, Op};
 use crate::error::{Error, Result};
 use crate::kv::{projection_error, KvTxn, Overlay, Projector};
 use crate::notify::Notifier;
-use crate::record::{Append, Appended, Expected, Position, Record, Seq, StreamId};
 use crate::reader::IndexEntry;
+use crate::record::{Append, Appended, Expected, Position, Record, Seq, StreamId};
 use crate::stats::Stats;
 use crate::{keys, reader};
 
