@@ -31,8 +31,11 @@ pub const MAX_STREAM_LEN: usize = 200;
 ///
 /// Names are 1 to 200 printable ASCII bytes (no spaces, no control bytes), so
 /// they can sit inside keys followed by a `0x00` separator.
-#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-pub struct StreamId(String);
+///
+/// Shared, not copied: every record of a stream, its tail and its index
+/// entries hold the same name.
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct StreamId(Arc<str>);
 
 impl StreamId {
     /// Validates and wraps a stream name.
@@ -44,7 +47,7 @@ impl StreamId {
         if !name.bytes().all(|b| b.is_ascii_graphic()) {
             return Err(Error::Invalid(format!("stream name {name:?} has non-printable bytes")));
         }
-        Ok(StreamId(name))
+        Ok(StreamId(name.into()))
     }
 
     /// `kind/id`, e.g. `StreamId::of("run", uuid)`.
@@ -59,6 +62,22 @@ impl StreamId {
     /// The part before the first `/` (`run` for `run/…`).
     pub fn kind(&self) -> &str {
         self.0.split('/').next().unwrap_or("")
+    }
+}
+
+/// Serialised as the bare name, as a newtype of `String` would be.
+impl Serialize for StreamId {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        s.serialize_newtype_struct("StreamId", &*self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for StreamId {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(rename = "StreamId")]
+        struct Name(String);
+        Name::deserialize(d).map(|n| StreamId(n.0.into()))
     }
 }
 
@@ -167,5 +186,15 @@ mod tests {
         assert!(StreamId::new("a\0b").is_err());
         assert!(StreamId::new("x".repeat(201)).is_err());
         assert_eq!(StreamId::new("run/abc").unwrap().kind(), "run");
+    }
+
+    #[test]
+    fn stream_ids_encode_as_their_name() {
+        let id = StreamId::new("run/abc").unwrap();
+        assert_eq!(serde_json::to_string(&id).unwrap(), "\"run/abc\"");
+        let bytes = crate::codec::encode(&id).unwrap();
+        assert_eq!(bytes, crate::codec::encode(&"run/abc".to_string()).unwrap());
+        assert_eq!(crate::codec::decode::<StreamId>(&bytes).unwrap(), id);
+        assert_eq!(serde_json::from_str::<StreamId>("\"run/abc\"").unwrap(), id);
     }
 }
