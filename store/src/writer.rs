@@ -455,11 +455,14 @@ impl Writer {
                 ops.push(Op::Put(keys::stream(stream.as_str(), first.first_seq), reader::index_value(entries)));
             }
         };
+        // A commit has one segment per stream (`group_by_stream`), so `held`
+        // is the stream's whole list before this segment.
         for (i, records) in segments.iter().enumerate() {
             let Some(r) = records.first() else { continue };
             let entry = IndexEntry { first_seq: r.seq, group, segment: i as u32, count: records.len() as u32 };
             let before = held.get(&r.stream).map(Vec::as_slice).unwrap_or(&[]);
-            if durable.contains(&r.stream) || lagging.remove(&r.stream) || before.len() + 1 >= MAX_HELD {
+            let lags = lagging.remove(&r.stream);
+            if lags || durable.contains(&r.stream) || before.len() + 1 >= MAX_HELD {
                 let mut entries = before.to_vec();
                 entries.push(entry);
                 write(ops, &r.stream, &entries);
