@@ -50,6 +50,19 @@ pub struct CreatedKey {
 }
 
 /// SHA-256 of a token, hex.
+/// Live API keys by token hash, so that a request does not read the key's
+/// row. Every change of an app's stream drops its keys and bumps the
+/// generation; a row read from the store under an older generation may be
+/// stale and is not kept. Unknown tokens are never cached.
+#[derive(Default)]
+pub struct KeyCache {
+    pub(crate) generation: u64,
+    pub(crate) rows: std::collections::HashMap<String, ApiKeyRow>,
+}
+
+/// Keys cached at most (past it the cache starts over).
+const MAX_CACHED_KEYS: usize = 10_000;
+
 pub fn hash_token(token: &str) -> String {
     hex::encode(Sha256::digest(token.as_bytes()))
 }
@@ -156,6 +169,12 @@ impl Engine {
             .map_err(ferrify_store::Error::from)?;
         let r = self.store().append(Append::new(Self::app_stream(app_id)?, payloads).expect(expected).durable()).await;
         self.inner.apps.write().remove(&app_id);
+        {
+            // Before the change is answered: a revoked key (or a deleted app's) fails from now on.
+            let mut keys = self.inner.api_keys.write();
+            keys.generation += 1;
+            keys.rows.retain(|_, row| row.app_id != app_id);
+        }
         r?;
         Ok(())
     }
@@ -241,9 +260,29 @@ impl Engine {
 
     /// The key row (found by the token's hash) and app of a live key of a live app.
     pub fn authenticate_key(&self, token: &str) -> Result<Option<(ApiKeyRow, Arc<LoadedApp>)>> {
-        let Some(row) = self.store().get_json::<ApiKeyRow>(trees::API_KEYS, hash_token(token).as_bytes())? else {
+        let hash = hash_token(token);
+        let generation = {
+            let cache = self.inner.api_keys.read();
+            if let Some(row) = cache.rows.get(&hash) {
+                let row = row.clone();
+                drop(cache);
+                return Ok(self.app(row.app_id)?.map(|app| (row, app)));
+            }
+            cache.generation
+        };
+        let Some(row) = self.store().get_json::<ApiKeyRow>(trees::API_KEYS, hash.as_bytes())? else {
             return Ok(None);
         };
+        {
+            // Read before a change of the app's keys: it may be stale, so it is not kept.
+            let mut cache = self.inner.api_keys.write();
+            if cache.generation == generation {
+                if cache.rows.len() >= MAX_CACHED_KEYS {
+                    cache.rows.clear();
+                }
+                cache.rows.insert(hash, row.clone());
+            }
+        }
         Ok(self.app(row.app_id)?.map(|app| (row, app)))
     }
 }

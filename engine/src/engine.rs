@@ -86,6 +86,8 @@ pub(crate) struct Inner {
     pub store: Store,
     pub providers: Providers,
     pub apps: RwLock<HashMap<Uuid, Arc<LoadedApp>>>,
+    /// Live API keys by token hash (see [`crate::apps::KeyCache`]).
+    pub api_keys: RwLock<crate::apps::KeyCache>,
     pub running: Mutex<HashMap<Uuid, Stoppable>>,
     pub conversation_locks: Mutex<HashMap<Uuid, Arc<tokio::sync::Mutex<()>>>>,
     pub workflow_settings: Arc<WorkflowSettings>,
@@ -141,6 +143,7 @@ impl Engine {
                 store,
                 providers: config.providers.clone(),
                 apps: RwLock::new(HashMap::new()),
+                api_keys: RwLock::new(crate::apps::KeyCache::default()),
                 running: Mutex::new(HashMap::new()),
                 conversation_locks: Mutex::new(HashMap::new()),
                 workflow_settings: Arc::new(config.workflow.clone()),

@@ -173,6 +173,7 @@ impl Engine {
                 store,
                 providers: self.inner.providers.clone(),
                 apps: Default::default(),
+                api_keys: Default::default(),
                 running: Default::default(),
                 conversation_locks: Default::default(),
                 workflow_settings: self.inner.workflow_settings.clone(),
