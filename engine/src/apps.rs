@@ -49,7 +49,6 @@ pub struct CreatedKey {
     pub token: String,
 }
 
-/// SHA-256 of a token, hex.
 /// Live API keys by token hash, so that a request does not read the key's
 /// row. Every change of an app's stream drops its keys and bumps the
 /// generation; a row read from the store under an older generation may be
@@ -63,6 +62,7 @@ pub struct KeyCache {
 /// Keys cached at most (past it the cache starts over).
 const MAX_CACHED_KEYS: usize = 10_000;
 
+/// SHA-256 of a token, hex.
 pub fn hash_token(token: &str) -> String {
     hex::encode(Sha256::digest(token.as_bytes()))
 }
