@@ -517,14 +517,16 @@ async fn run(plan: Plan) {
         (id, Box::pin(async move { title_for(&model, &query).await }))
     });
     let flagged = match &moderation {
-        Some(m) => m.check_inputs(&providers, &inputs, &query).await.map(|p| p.map(|p| (m.kind.as_str(), p))),
+        // Rare paths are boxed: the run's task is as large as its largest
+        // await, and it lives as long as the answer streams.
+        Some(m) => Box::pin(m.check_inputs(&providers, &inputs, &query)).await.map(|p| p.map(|p| (m.kind.as_str(), p))),
         None => Ok(None),
     };
     let result = match flagged {
         Ok(Some((kind, preset))) => {
             // Flagged text goes to no model, not even for a title: the conversation keeps its default name.
             title = None;
-            answer_preset(&engine, &mut recorder, &trace_id, kind, preset, tts.as_ref()).await
+            Box::pin(answer_preset(&engine, &mut recorder, &trace_id, kind, preset, tts.as_ref())).await
         }
         Ok(None) => {
             let output = moderation.as_ref().map(|m| (m, &providers));
@@ -565,7 +567,7 @@ async fn run(plan: Plan) {
         let _ = tx.send(result);
     }
     if let Some((conversation_id, name)) = late_title {
-        rename_conversation(&engine, conversation_id, name).await;
+        Box::pin(rename_conversation(&engine, conversation_id, name)).await;
     }
     if let Some((conversation_id, fut)) = title {
         engine.clone().spawn(async move {
