@@ -119,14 +119,18 @@ impl Store {
         let last = reader::last_position(backend.as_ref())?;
         // Index entries a crash lost (held back by the writer); a log without
         // a cursor was indexed as it was written.
-        if let Some(cursor) = reader::index_cursor(backend.as_ref())? {
+        let cursor = reader::index_cursor(backend.as_ref())?;
+        if let Some(cursor) = cursor {
             let indexed = reader::reindex(backend.as_ref(), cursor)?;
             if indexed > 0 {
                 tracing::info!(segments = indexed, "stream index recovered");
             }
         }
-        backend.commit(vec![reader::index_cursor_op(last + 1)])?;
-        backend.sync()?;
+        // After a clean close the cursor is at the end already.
+        if cursor != Some(last + 1) {
+            backend.commit(vec![reader::index_cursor_op(last + 1)])?;
+            backend.sync()?;
+        }
         let caught_up = reader::catch_up(backend.as_ref(), &projectors)?;
         if caught_up > 0 {
             backend.sync()?;
@@ -290,7 +294,7 @@ impl EventLog for Store {
 
     fn stream_head(&self, stream: &StreamId) -> Result<Seq> {
         if let Some(e) = self.inner.held.lock().get(stream).and_then(|h| h.last()) {
-            return Ok(e.first_seq + e.count as u64 - 1);
+            return Ok(e.end() - 1);
         }
         reader::stream_head(self.inner.backend.as_ref(), stream)
     }

@@ -86,7 +86,7 @@ pub(crate) struct IndexEntry {
 
 impl IndexEntry {
     /// The sequence number after the segment's last record.
-    fn end(&self) -> Seq {
+    pub fn end(&self) -> Seq {
         self.first_seq + self.count as u64
     }
 }
@@ -102,6 +102,12 @@ pub(crate) fn index_value(entries: &[IndexEntry]) -> Vec<u8> {
         v.extend_from_slice(&e.count.to_be_bytes());
     }
     v
+}
+
+/// The write of `entries` (consecutive segments of `stream`) as one index key.
+pub(crate) fn index_op(stream: &StreamId, entries: &[IndexEntry]) -> Option<Op> {
+    let first = entries.first()?;
+    Some(Op::Put(keys::stream(stream.as_str(), first.first_seq), index_value(entries)))
 }
 
 /// The entries of an index value whose key names `first_seq`.
@@ -367,15 +373,13 @@ pub(crate) fn reindex(backend: &dyn Backend, from: Position) -> Result<u64> {
         let mut run: Vec<IndexEntry> = Vec::new();
         for e in missing {
             if run.last().is_some_and(|l| l.end() != e.first_seq) {
-                ops.push(Op::Put(keys::stream(stream.as_str(), run[0].first_seq), index_value(&run)));
+                ops.extend(index_op(&stream, &run));
                 run.clear();
             }
             indexed += 1;
             run.push(e);
         }
-        if let Some(first) = run.first() {
-            ops.push(Op::Put(keys::stream(stream.as_str(), first.first_seq), index_value(&run)));
-        }
+        ops.extend(index_op(&stream, &run));
         if ops.len() >= CHUNK {
             backend.commit(std::mem::take(&mut ops))?;
         }

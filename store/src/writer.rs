@@ -380,7 +380,7 @@ impl Writer {
         let head = match staged_heads.get(&append.stream).or_else(|| self.heads.get(&append.stream)) {
             Some(h) => *h,
             None => match self.held.lock().get(&append.stream).and_then(|h| h.last()) {
-                Some(e) => e.first_seq + e.count as u64 - 1,
+                Some(e) => e.end() - 1,
                 None => reader::stream_head(self.backend.as_ref(), &append.stream)?,
             },
         };
@@ -450,11 +450,6 @@ impl Writer {
         let horizon = end.saturating_sub(MAX_LAG);
         let mut lagging: HashSet<&StreamId> =
             self.held_since.iter().take_while(|(p, _)| *p < horizon).map(|(_, s)| s).collect();
-        let write = |ops: &mut Vec<Op>, stream: &StreamId, entries: &[IndexEntry]| {
-            if let Some(first) = entries.first() {
-                ops.push(Op::Put(keys::stream(stream.as_str(), first.first_seq), reader::index_value(entries)));
-            }
-        };
         // A commit has one segment per stream (`group_by_stream`), so `held`
         // is the stream's whole list before this segment.
         for (i, records) in segments.iter().enumerate() {
@@ -465,14 +460,14 @@ impl Writer {
             if lags || durable.contains(&r.stream) || before.len() + 1 >= MAX_HELD {
                 let mut entries = before.to_vec();
                 entries.push(entry);
-                write(ops, &r.stream, &entries);
+                ops.extend(reader::index_op(&r.stream, &entries));
                 plan.written.insert(r.stream.clone());
             } else {
                 plan.held.push((r.stream.clone(), entry));
             }
         }
         for stream in lagging {
-            write(ops, stream, held.get(stream).map(Vec::as_slice).unwrap_or(&[]));
+            ops.extend(reader::index_op(stream, held.get(stream).map(Vec::as_slice).unwrap_or(&[])));
             plan.written.insert(stream.clone());
         }
         // The cursor: the oldest group with an entry still held after this commit.
@@ -516,13 +511,7 @@ impl Writer {
     /// Writes every held entry and moves the cursor to the end of the log (on close).
     fn write_held_index(&mut self) {
         let held = std::mem::take(&mut *self.held.lock());
-        let mut ops: Vec<Op> = held
-            .iter()
-            .filter_map(|(stream, entries)| {
-                let first = entries.first()?;
-                Some(Op::Put(keys::stream(stream.as_str(), first.first_seq), reader::index_value(entries)))
-            })
-            .collect();
+        let mut ops: Vec<Op> = held.iter().filter_map(|(stream, entries)| reader::index_op(stream, entries)).collect();
         ops.push(reader::index_cursor_op(self.next_position));
         let result = self.backend.commit(ops).and_then(|()| self.backend.sync());
         match result {
