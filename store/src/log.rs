@@ -340,6 +340,15 @@ impl PendingAppend {
     pub fn wait(self) -> Result<Appended> {
         self.rx.blocking_recv().map_err(|_| Error::Closed)?
     }
+
+    /// The outcome if the writer already answered, without waiting.
+    pub fn try_take(&mut self) -> Option<Result<Appended>> {
+        match self.rx.try_recv() {
+            Ok(r) => Some(r),
+            Err(oneshot::error::TryRecvError::Empty) => None,
+            Err(oneshot::error::TryRecvError::Closed) => Some(Err(Error::Closed)),
+        }
+    }
 }
 
 impl Future for PendingAppend {

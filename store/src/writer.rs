@@ -33,6 +33,8 @@
 //! the process or the machine. A commit with a durable append, or one to a
 //! stream somebody follows, is fsynced as soon as the syncer is free; others
 //! wait at most `flush_interval`, so that unwatched bulk work shares fsyncs.
+//! A volatile backend (memory) has nothing to fsync: there is no syncer, and
+//! the writer publishes and acknowledges each commit itself.
 
 use crossbeam_channel::{Receiver, RecvTimeoutError};
 use foldhash::{HashMap, HashSet};
@@ -212,6 +214,13 @@ fn finish(notifier: &Notifier, jobs: Vec<SyncJob>, result: &Result<()>) {
 
 impl Writer {
     pub fn run(mut self, rx: Receiver<Command>) {
+        if self.backend.volatile() {
+            // Nothing to fsync: commits are published and acknowledged here.
+            self.serve(&rx);
+            self.write_held_index();
+            self.notifier.close();
+            return;
+        }
         let (sync_tx, sync_rx) = crossbeam_channel::unbounded();
         let syncer = Syncer {
             backend: self.backend.clone(),
@@ -228,6 +237,16 @@ impl Writer {
             }
         };
         self.sync_tx = Some(sync_tx);
+        self.serve(&rx);
+        self.write_held_index();
+        // Closing the syncer's channel makes it fsync and publish what is left, and stop.
+        self.sync_tx = None;
+        let _ = handle.join();
+        self.notifier.close();
+    }
+
+    /// Commits groups of commands until every sender is gone.
+    fn serve(&mut self, rx: &Receiver<Command>) {
         while let Ok(first) = rx.recv() {
             let mut group = vec![first];
             while group.len() < self.max_group {
@@ -238,24 +257,23 @@ impl Writer {
             }
             self.handle_group(group);
         }
-        self.write_held_index();
-        // Closing the syncer's channel makes it fsync and publish what is left, and stop.
-        self.sync_tx = None;
-        let _ = handle.join();
-        self.notifier.close();
     }
 
     fn to_syncer(&self, job: SyncJob) {
         if let Some(tx) = &self.sync_tx {
             if let Err(crossbeam_channel::SendError(job)) = tx.send(job) {
                 // The syncer is gone: fsync here instead.
-                let result = self.backend.sync();
-                finish(&self.notifier, vec![job], &result);
+                self.sync_here(job);
             }
         } else {
-            let result = self.backend.sync();
-            finish(&self.notifier, vec![job], &result);
+            self.sync_here(job);
         }
+    }
+
+    fn sync_here(&self, job: SyncJob) {
+        let result = self.backend.sync();
+        self.stats.fsyncs.fetch_add(1, Relaxed);
+        finish(&self.notifier, vec![job], &result);
     }
 
     fn handle_group(&mut self, group: Vec<Command>) {

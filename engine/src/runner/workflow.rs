@@ -1,7 +1,7 @@
 //! Workflow and advanced-chat runs: accept the request (version, inputs,
 //! conversation), seed the variable pool, run the graph engine in its own
-//! task, and record its events (batched per scheduling step) on the run
-//! stream.
+//! task, and record its events on the run stream (held while the run is
+//! busy, handed to the writer in batches).
 //!
 //! ```text
 //! RunStarted ─ (NodeStarted │ NodeFinished │ Container* │ ModelCalled │ ModelAnswered │ TextChunk │ AnswerChunk)*
@@ -17,8 +17,10 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use ferrify_store::{EventLog, PendingAppend, StreamId};
+use parking_lot::Mutex;
 use serde_json::{json, Map, Value};
-use tokio::sync::{mpsc, oneshot};
+use std::collections::VecDeque;
+use tokio::sync::oneshot;
 use uuid::Uuid;
 
 use super::easy::{Accepted, MessageRequest};
@@ -38,7 +40,7 @@ use crate::moderation::{self, Moderation};
 use crate::projection::trees;
 use crate::provider::{PromptMessage, Providers};
 use crate::wire::{Outcome, WireRun};
-use crate::workflow::executor::{run_scope, RunCx, ScopePos, StopSignal};
+use crate::workflow::executor::{run_scope, EventSink, RunCx, ScopePos, StopSignal};
 use crate::workflow::nodes::NodeError;
 use crate::workflow::pool::Pool;
 use crate::workflow::replay::RecordedOutcomes;
@@ -58,8 +60,9 @@ pub struct WorkflowRequest {
     pub key: Option<Uuid>,
 }
 
-/// Most events recorded in one append.
-const BATCH: usize = 512;
+/// Most events a busy run holds before handing them to the writer: small
+/// enough that the writer records them while the graph goes on running.
+const BATCH: usize = 64;
 
 impl Engine {
     /// The compiled workflow version `id` of an app, or its latest.
@@ -452,15 +455,16 @@ impl Engine {
         }
         root.set_owner(&wf.graph.nodes[wf.graph.start].id, inputs);
 
-        let (tx, rx) = mpsc::unbounded_channel();
+        let recording = Arc::new(Mutex::new(Recording::new(self.clone(), stream.clone(), wire, tap)));
         let settings = self.inner.workflow_settings.clone();
-        let rc = RunCx::new(self.clone(), app_id, mode, settings, wf.graph.clone(), root, history, trace_id, stop, tx);
+        let sink: Arc<Mutex<dyn EventSink>> = recording.clone();
+        let rc =
+            RunCx::new(self.clone(), app_id, mode, settings, wf.graph.clone(), root, history, trace_id, stop, sink);
         let rc = match rerun {
             Some(r) => rc.replaying(providers, r.outcomes),
             None => rc,
         };
         let engine = self.clone();
-        let recorder = Recording { engine: self.clone(), stream: stream.clone(), wire, tap };
         // Past its wall time the run is stopped, the error naming the limit.
         let max_time = self.limits().max_run_time;
         let timer = {
@@ -474,16 +478,12 @@ impl Engine {
             })
         };
         self.spawn(async move {
-            let recording = engine.spawn(recorder.run(rx));
             drive(rc, &user, chat, moderation.as_ref(), tts)
                 .await
                 .finish(&engine, &wf, conversation, conv_values)
                 .await;
             timer.abort();
-            let outcome = match recording.await {
-                Ok(r) => r,
-                Err(_) => Err(EngineError::AppUnavailable("the run's recorder failed".into())),
-            };
+            let outcome = recorded(&recording).await;
             if let Err(e) = &outcome {
                 tracing::error!(task = %task_id, "run could not be recorded: {e}");
             }
@@ -683,55 +683,95 @@ impl Driven {
     }
 }
 
-/// Appends a run's events as they come, a batch per wake-up (pipelined:
-/// it does not wait for each acknowledgement; the log keeps their order),
+/// Appends a run's events to its stream in the order they were emitted,
+/// without waiting for each acknowledgement (the log keeps their order),
 /// folding the terminal ones through the wire mapping for the blocking
-/// response.
+/// response. Events the run holds (see [`RunCx::holding`]) go as one
+/// append per batch.
 struct Recording {
     engine: Engine,
     stream: StreamId,
     wire: WireRun,
     /// Re-execution: where the run's events go besides the log.
     tap: Option<Tap>,
+    held: Vec<Envelope>,
+    /// Appends not acknowledged yet, oldest first.
+    pending: VecDeque<PendingAppend>,
+    /// The first append that failed: nothing more is recorded.
+    failed: Option<EngineError>,
 }
 
 impl Recording {
-    async fn run(mut self, mut rx: mpsc::UnboundedReceiver<Envelope>) -> Result<Outcome> {
-        let mut pending: std::collections::VecDeque<PendingAppend> = Default::default();
-        while let Some(first) = rx.recv().await {
-            let mut batch = vec![first];
-            while batch.len() < BATCH {
-                match rx.try_recv() {
-                    Ok(e) => batch.push(e),
-                    Err(_) => break,
-                }
-            }
-            for e in &batch {
-                // Only what the blocking response is folded from; node
-                // progress frames are built by the streams that show them.
-                if matches!(
-                    e.event,
-                    Event::WorkflowFinished(_)
-                        | Event::MessageEnded { .. }
-                        | Event::RunFailed { .. }
-                        | Event::AnswerReplaced { .. }
-                ) {
-                    self.wire.advance(e);
-                }
-            }
-            pending.push_back(self.engine.store().append(run_append(&self.stream, batch, self.tap.as_ref())?));
-            while pending.len() > 64 {
-                if let Some(p) = pending.pop_front() {
-                    p.await?;
-                }
-            }
-        }
-        for p in pending {
-            p.await?;
-        }
-        self.wire
-            .outcome()
-            .cloned()
-            .ok_or_else(|| EngineError::AppUnavailable("the run ended without a terminal event".into()))
+    fn new(engine: Engine, stream: StreamId, wire: WireRun, tap: Option<Tap>) -> Recording {
+        Recording { engine, stream, wire, tap, held: Vec::new(), pending: VecDeque::new(), failed: None }
     }
+
+    /// Everything handed over, the appends to wait for, and what failed.
+    fn close(&mut self) -> (VecDeque<PendingAppend>, Option<EngineError>) {
+        self.flush();
+        (std::mem::take(&mut self.pending), self.failed.take())
+    }
+}
+
+impl EventSink for Recording {
+    fn push(&mut self, event: Envelope, hold: bool) {
+        if self.failed.is_some() {
+            return;
+        }
+        // Only what the blocking response is folded from; node progress
+        // frames are built by the streams that show them.
+        if matches!(
+            event.event,
+            Event::WorkflowFinished(_)
+                | Event::MessageEnded { .. }
+                | Event::RunFailed { .. }
+                | Event::AnswerReplaced { .. }
+        ) {
+            self.wire.advance(&event);
+        }
+        self.held.push(event);
+        if !hold || self.held.len() >= BATCH {
+            self.flush();
+        }
+    }
+
+    fn flush(&mut self) {
+        if self.held.is_empty() || self.failed.is_some() {
+            return;
+        }
+        let batch = std::mem::take(&mut self.held);
+        match run_append(&self.stream, batch, self.tap.as_ref()) {
+            Ok(append) => self.pending.push_back(self.engine.store().append(append)),
+            Err(e) => self.failed = Some(e),
+        }
+        // Forget what the writer already acknowledged.
+        while let Some(front) = self.pending.front_mut() {
+            match front.try_take() {
+                None => break,
+                Some(r) => {
+                    self.pending.pop_front();
+                    if let Err(e) = r {
+                        self.failed.get_or_insert(e.into());
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Waits for a run's appends; the outcome its terminal events give.
+async fn recorded(recording: &Mutex<Recording>) -> Result<Outcome> {
+    let (pending, failed) = recording.lock().close();
+    if let Some(e) = failed {
+        return Err(e);
+    }
+    for p in pending {
+        p.await?;
+    }
+    recording
+        .lock()
+        .wire
+        .outcome()
+        .cloned()
+        .ok_or_else(|| EngineError::AppUnavailable("the run ended without a terminal event".into()))
 }

@@ -10,9 +10,17 @@
 //! `node_started` / `node_finished` (and `node_retry`) events, applies each
 //! node's error strategy, retries and timeout, and observes stop requests at
 //! every node boundary.
+//!
+//! Events go to the run's [`EventSink`] in the order they are emitted.
+//! While the run's task is busy (inside [`RunCx::holding`]) they are held and
+//! handed over in batches, whenever the task is about to wait and when a
+//! batch is full, so a graph that runs without waiting does not pay one
+//! hand-over to the writer per event, and one that waits (a model, a
+//! request) has everything it emitted on the log before it sleeps.
 
 use foldhash::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::future::Future;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -20,7 +28,7 @@ use futures_util::future::BoxFuture;
 use futures_util::stream::{FuturesUnordered, StreamExt};
 use parking_lot::Mutex;
 use serde_json::{json, Map, Value};
-use tokio::sync::{mpsc, Notify};
+use tokio::sync::Notify;
 use uuid::Uuid;
 
 use super::graph::{ErrorStrategy, Graph};
@@ -101,6 +109,15 @@ pub struct Totals {
     pub outputs: Map<String, Value>,
 }
 
+/// Where a run's events go, in the order they were emitted.
+pub trait EventSink: Send {
+    /// Takes one event. `hold`: the run's task is mid-poll and calls
+    /// [`EventSink::flush`] before it waits, so the event may be held.
+    fn push(&mut self, event: Envelope, hold: bool);
+    /// Hands everything held over.
+    fn flush(&mut self);
+}
+
 /// What every node of a run shares.
 pub struct RunCx {
     pub engine: Engine,
@@ -119,7 +136,9 @@ pub struct RunCx {
     pub providers: Providers,
     /// Re-execution: the recorded outcomes of nodes that reach outside.
     pub replay: Option<Arc<RecordedOutcomes>>,
-    events: mpsc::UnboundedSender<Envelope>,
+    events: Arc<Mutex<dyn EventSink>>,
+    /// How many [`RunCx::holding`] polls are on the stack.
+    polling: AtomicUsize,
     response: Mutex<Coordinator>,
     index: AtomicU64,
     started: Instant,
@@ -159,7 +178,7 @@ impl RunCx {
         history: Vec<PromptMessage>,
         trace_id: Option<String>,
         stop: StopSignal,
-        events: mpsc::UnboundedSender<Envelope>,
+        events: Arc<Mutex<dyn EventSink>>,
     ) -> RunCx {
         let response = Coordinator::new(&graph, mode == AppMode::AdvancedChat);
         RunCx {
@@ -176,6 +195,7 @@ impl RunCx {
             root,
             totals: Mutex::new(Totals::default()),
             events,
+            polling: AtomicUsize::new(0),
             response: Mutex::new(response),
             index: AtomicU64::new(0),
             started: Instant::now(),
@@ -202,7 +222,29 @@ impl RunCx {
 
     /// Records an event of the run.
     pub fn emit(&self, event: Event) {
-        let _ = self.events.send(Envelope::new(self.engine.now(), None, event));
+        let hold = self.polling.load(Ordering::Relaxed) > 0;
+        self.events.lock().push(Envelope::new(self.engine.now(), None, event), hold);
+    }
+
+    /// Hands the events held so far to the log.
+    pub fn flush(&self) {
+        self.events.lock().flush();
+    }
+
+    /// Polls `fut` with the run's events held back, handing them over each
+    /// time it has to wait, and when the outermost such poll is done.
+    pub async fn holding<F: Future>(&self, fut: F) -> F::Output {
+        let mut fut = std::pin::pin!(fut);
+        std::future::poll_fn(|cx| {
+            self.polling.fetch_add(1, Ordering::Relaxed);
+            let r = fut.as_mut().poll(cx);
+            let outer = self.polling.fetch_sub(1, Ordering::Relaxed) == 1;
+            if r.is_pending() || outer {
+                self.flush();
+            }
+            r
+        })
+        .await
     }
 
     fn emit_all(&self, events: Vec<Event>) {
@@ -303,7 +345,7 @@ pub fn run_scope<'a>(
     pool: &'a Arc<Pool>,
     pos: &'a ScopePos,
 ) -> BoxFuture<'a, ScopeResult> {
-    Box::pin(async move {
+    Box::pin(rc.holding(async move {
         let graph = &*rc.graph;
         let entry = match container {
             None => graph.start,
@@ -388,7 +430,7 @@ pub fn run_scope<'a>(
             return Err(NodeError::Stopped);
         }
         Ok(())
-    })
+    }))
 }
 
 /// Closes the node executions still running when a scope ends early.

@@ -56,4 +56,8 @@ impl Backend for MemoryBackend {
     fn sync(&self) -> Result<()> {
         Ok(())
     }
+
+    fn volatile(&self) -> bool {
+        true
+    }
 }

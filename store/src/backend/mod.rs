@@ -29,4 +29,9 @@ pub trait Backend: Send + Sync + 'static {
     fn commit(&self, ops: Vec<Op>) -> Result<()>;
     /// Makes every committed batch durable.
     fn sync(&self) -> Result<()>;
+    /// Whether nothing outlives the process, so [`Backend::sync`] has nothing
+    /// to wait for (the writer then needs no fsync thread).
+    fn volatile(&self) -> bool {
+        false
+    }
 }
