@@ -175,6 +175,7 @@ impl Engine {
             keys.generation += 1;
             keys.rows.retain(|_, row| row.app_id != app_id);
         }
+        self.inner.annotation_settings.write().invalidate(app_id);
         r?;
         Ok(())
     }

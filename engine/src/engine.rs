@@ -88,6 +88,8 @@ pub(crate) struct Inner {
     pub apps: RwLock<HashMap<Uuid, Arc<LoadedApp>>>,
     /// Live API keys by token hash (see [`crate::apps::KeyCache`]).
     pub api_keys: RwLock<crate::apps::KeyCache>,
+    /// Annotation reply settings by app (see [`crate::annotation::SettingCache`]).
+    pub annotation_settings: RwLock<crate::annotation::SettingCache>,
     pub running: Mutex<HashMap<Uuid, Stoppable>>,
     pub conversation_locks: Mutex<HashMap<Uuid, Arc<tokio::sync::Mutex<()>>>>,
     pub workflow_settings: Arc<WorkflowSettings>,
@@ -144,6 +146,7 @@ impl Engine {
                 providers: config.providers.clone(),
                 apps: RwLock::new(HashMap::new()),
                 api_keys: RwLock::new(crate::apps::KeyCache::default()),
+                annotation_settings: RwLock::new(Default::default()),
                 running: Mutex::new(HashMap::new()),
                 conversation_locks: Mutex::new(HashMap::new()),
                 workflow_settings: Arc::new(config.workflow.clone()),

@@ -174,6 +174,7 @@ impl Engine {
                 providers: self.inner.providers.clone(),
                 apps: Default::default(),
                 api_keys: Default::default(),
+                annotation_settings: Default::default(),
                 running: Default::default(),
                 conversation_locks: Default::default(),
                 workflow_settings: self.inner.workflow_settings.clone(),
