@@ -9,6 +9,7 @@ use std::sync::Arc;
 
 use ferrify_engine::event::*;
 use ferrify_engine::model::{ConversationRow, FeedbackRow, FileRow, MessageRow};
+use ferrify_engine::projection::messages::message_id_of;
 use ferrify_engine::projection::{self, trees};
 use ferrify_engine::{Envelope, Json};
 use ferrify_store::{Append, EventLog, Options, Store, StreamId};
@@ -202,7 +203,8 @@ fn appends(steps: &[Step]) -> Vec<(StreamId, Vec<Envelope>)> {
                 run.conversation_id = Some(conversation_id);
                 run.new_conversation =
                     new.then(|| NewConversation { name: "New conversation".into(), introduction: String::new() });
-                let message_id = next_id();
+                // New runs derive their message id from the task; older ones did not.
+                let message_id = if words % 2 == 0 { message_id_of(task) } else { next_id() };
                 run.message_id = Some(message_id);
                 run.workflow_run_id = None;
                 if let Some(slot) = file {
@@ -378,6 +380,31 @@ fn a_chat_turn_projects_conversation_and_message() {
     assert_eq!(msg.status, "normal");
     let by_updated = store.scan(trees::CONV_BY_UPDATED, b"", None, 10, false).unwrap();
     assert_eq!(by_updated.len(), 1, "re-indexing must drop the stale entry");
+}
+
+#[test]
+fn messages_are_found_by_task_with_or_without_an_index() {
+    // Two words: the message id is derived from the task (no index entry);
+    // one word: a message id of an earlier version (indexed by task).
+    let steps = vec![
+        Step::Import(0),
+        Step::Chat { app: 0, user: 0, conv: Some(0), words: 2, outcome: 1, file: None },
+        Step::Chat { app: 0, user: 0, conv: Some(0), words: 1, outcome: 1, file: None },
+    ];
+    let store = Store::open_memory(projection::all(), Options::default()).unwrap();
+    append_all(&store, &appends(&steps));
+    let index = store.scan(trees::CONV_MESSAGES, id(400).as_bytes(), None, 10, false).unwrap();
+    let rows: Vec<MessageRow> =
+        index.iter().map(|(k, _)| store.get_json(trees::MESSAGES, &k[24..]).unwrap().unwrap()).collect();
+    assert_eq!(rows.len(), 2);
+    assert_eq!(rows[0].id, message_id_of(rows[0].task_id));
+    assert_ne!(rows[1].id, message_id_of(rows[1].task_id));
+    for (row, answer) in rows.iter().zip(["w0 w1 ", "w0 "]) {
+        assert_eq!((row.answer.as_str(), row.status.as_str()), (answer, "normal"));
+    }
+    let by_task = store.scan(trees::MESSAGE_BY_TASK, b"", None, 10, false).unwrap();
+    assert_eq!(by_task.len(), 1, "only the earlier version's run is indexed");
+    assert_eq!(by_task[0].0, rows[1].task_id.as_bytes());
 }
 
 #[test]

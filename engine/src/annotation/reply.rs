@@ -53,7 +53,7 @@ impl Engine {
     /// blocking requests and re-executions).
     pub(crate) async fn answer_from_annotation(&self, t: AnnotationTurn) -> Result<Accepted> {
         let rerun = t.ids.is_some();
-        let (task_id, message_id) = t.ids.unwrap_or_else(|| (Uuid::new_v4(), Uuid::new_v4()));
+        let (task_id, message_id) = t.ids.unwrap_or_else(crate::runner::new_ids);
         let stream = ferrify_store::StreamId::of("run", task_id)?;
         let started = RunStarted {
             task_id,

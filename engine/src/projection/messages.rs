@@ -1,4 +1,10 @@
 //! Messages (chat turns and completions), in conversation order.
+//!
+//! A run's later events name only its task (their stream), so the projection
+//! has to find the message from the task id. Runs started by this version
+//! have the message id [`message_id_of`] their task id and need no index;
+//! a run whose message id is anything else (runs recorded by earlier
+//! versions) gets a `message_by_task` entry.
 
 use ferrify_store::{KvTxn, Projector, Record, Result};
 use uuid::Uuid;
@@ -8,6 +14,16 @@ use crate::event::{Event, Usage};
 use crate::model::MessageRow;
 
 pub struct Messages;
+
+/// Where message ids of new runs come from (a fixed UUID, the namespace of
+/// [`message_id_of`]).
+const MESSAGE_NAMESPACE: Uuid = Uuid::from_u128(0x5e0c_9f7d_3b1a_4c62_8e47_a1d2_b6f0_9c33);
+
+/// The message id of a new run with task `task_id` (a name-based UUID: unique
+/// per task, and computable from the task id alone).
+pub fn message_id_of(task_id: Uuid) -> Uuid {
+    Uuid::new_v5(&MESSAGE_NAMESPACE, task_id.as_bytes())
+}
 
 /// Index key of a message in its conversation.
 pub fn conv_key(conversation_id: Uuid, created_at: i64, message_id: Uuid) -> Vec<u8> {
@@ -47,7 +63,9 @@ impl Projector for Messages {
                 created_at: env.at,
             };
             kv.put_json(trees::MESSAGES, message_id.as_bytes(), &row)?;
-            kv.put(trees::MESSAGE_BY_TASK, task_id.as_bytes(), message_id.as_bytes().to_vec());
+            if message_id != message_id_of(task_id) {
+                kv.put(trees::MESSAGE_BY_TASK, task_id.as_bytes(), message_id.as_bytes().to_vec());
+            }
             if let Some(c) = run.conversation_id {
                 kv.put(trees::CONV_MESSAGES, &conv_key(c, env.at, message_id), Vec::new());
             }
@@ -62,11 +80,18 @@ impl Projector for Messages {
         ) {
             return Ok(());
         }
-        let Some(id) = kv.get(trees::MESSAGE_BY_TASK, task_id.as_bytes())? else {
-            return Ok(());
-        };
-        let Some(mut row) = kv.get_json::<MessageRow>(trees::MESSAGES, &id)? else {
-            return Ok(());
+        let derived = message_id_of(task_id);
+        let (id, mut row) = match kv.get_json::<MessageRow>(trees::MESSAGES, derived.as_bytes())? {
+            Some(row) if row.task_id == task_id => (derived.as_bytes().to_vec(), row),
+            _ => {
+                let Some(id) = kv.get(trees::MESSAGE_BY_TASK, task_id.as_bytes())? else {
+                    return Ok(());
+                };
+                let Some(row) = kv.get_json::<MessageRow>(trees::MESSAGES, &id)? else {
+                    return Ok(());
+                };
+                (id, row)
+            }
         };
         match &env.event {
             Event::AnswerReplaced { answer, .. } => row.answer = answer.clone(),

@@ -31,7 +31,7 @@ use uuid::Uuid;
 
 use super::prompt::render;
 use super::recorder::Recorder;
-use super::{end_user_id, RunHandle, Tap};
+use super::{end_user_id, new_ids, RunHandle, Tap};
 use crate::annotation::reply::AnnotationTurn;
 use crate::app::{form, AppMode};
 use crate::apps::LoadedApp;
@@ -321,7 +321,7 @@ impl Engine {
         let chat = mode == AppMode::Chat;
         let rerun = ids.is_some();
         let request = ModelRequest { model: model.model.clone(), messages, params };
-        let (task_id, message_id) = ids.unwrap_or_else(|| (Uuid::new_v4(), Uuid::new_v4()));
+        let (task_id, message_id) = ids.unwrap_or_else(new_ids);
         let stream = StreamId::of("run", task_id)?;
         let started = RunStarted {
             task_id,

@@ -320,7 +320,10 @@ impl Engine {
         let end_user = end_user_id(app_id, &user);
         let (task_id, run_id, message_id) = match &rerun {
             Some(r) => (r.task_id, r.workflow_run_id, r.message_id),
-            None => (Uuid::new_v4(), Uuid::new_v4(), chat.then(Uuid::new_v4)),
+            None => {
+                let (task_id, message_id) = super::new_ids();
+                (task_id, Uuid::new_v4(), chat.then_some(message_id))
+            }
         };
         let stream = StreamId::of("run", task_id)?;
         let files = if files.is_null() { json!([]) } else { files };
