@@ -56,7 +56,8 @@ pub trait EventLog: Send + Sync {
 pub struct Options {
     /// Longest time a non-durable append waits for its fsync when nobody
     /// follows its stream (followed streams and durable appends are fsynced
-    /// as soon as the syncer is free).
+    /// as soon as the syncer is free). Unused with a volatile backend, whose
+    /// commits are published at once.
     pub flush_interval: Duration,
     /// Most commands one group commit takes from the queue.
     pub max_group: usize,

@@ -34,7 +34,8 @@ pub struct StatsSnapshot {
     pub durable_appends: u64,
     /// Records written.
     pub events: u64,
-    /// fsyncs performed (group commits that covered durable appends, timer flushes, explicit flushes).
+    /// fsyncs performed (group commits that covered durable appends, timer flushes, explicit flushes;
+    /// with a volatile backend, which has nothing to fsync, every commit counts as one).
     pub fsyncs: u64,
     /// Atomic backend batches written.
     pub commits: u64,

@@ -1,5 +1,6 @@
 //! The single writer: every append goes through one thread; a second thread
-//! makes commits durable and only then shows them to followers.
+//! makes commits durable and only then shows them to followers (a volatile
+//! backend has no second thread, see below).
 //!
 //! ```text
 //!  appenders ──Command──▶ crossbeam channel ──▶ writer thread

@@ -4,7 +4,8 @@
 //! has to find the message from the task id. Runs started by this version
 //! have the message id [`message_id_of`] their task id and need no index;
 //! a run whose message id is anything else (runs recorded by earlier
-//! versions) gets a `message_by_task` entry.
+//! versions) gets a `message_by_task` entry. Earlier binaries find messages
+//! only through that index: after a downgrade, run their `ferrify rebuild`.
 
 use ferrify_store::{KvTxn, Projector, Record, Result};
 use uuid::Uuid;

@@ -59,14 +59,14 @@ impl Tap {
     }
 }
 
-/// An append of `events` to `stream`, durable when any of them must be, with
-/// the events handed to the projectors already decoded (and to `tap`).
 /// A new run's task id and message id (see [`crate::projection::messages::message_id_of`]).
 pub(crate) fn new_ids() -> (Uuid, Uuid) {
     let task_id = Uuid::new_v4();
     (task_id, crate::projection::messages::message_id_of(task_id))
 }
 
+/// An append of `events` to `stream`, durable when any of them must be, with
+/// the events handed to the projectors already decoded (and to `tap`).
 pub(crate) fn run_append(stream: &StreamId, events: Vec<Envelope>, tap: Option<&Tap>) -> Result<Append> {
     let durable = events.iter().any(|e| e.event.is_durable());
     let payloads =

@@ -747,17 +747,19 @@ impl EventSink for Recording {
             Ok(append) => self.pending.push_back(self.engine.store().append(append)),
             Err(e) => self.failed = Some(e),
         }
-        // Forget what the writer already acknowledged.
-        while let Some(front) = self.pending.front_mut() {
-            match front.try_take() {
-                None => break,
-                Some(r) => {
-                    self.pending.pop_front();
-                    if let Err(e) = r {
-                        self.failed.get_or_insert(e.into());
-                    }
-                }
+        // Forget what the writer already acknowledged; after a refusal
+        // nothing more is recorded (the stream keeps no hole after it).
+        let mut refused = None;
+        self.pending.retain_mut(|p| match p.try_take() {
+            None => true,
+            Some(Ok(_)) => false,
+            Some(Err(e)) => {
+                refused.get_or_insert(e);
+                false
             }
+        });
+        if let Some(e) = refused {
+            self.failed.get_or_insert(e.into());
         }
     }
 }

@@ -16,7 +16,7 @@
 //! handed over in batches, whenever the task is about to wait and when a
 //! batch is full, so a graph that runs without waiting does not pay one
 //! hand-over to the writer per event, and one that waits (a model, a
-//! request) has everything it emitted on the log before it sleeps.
+//! request) has handed everything it emitted to the writer before it sleeps.
 
 use foldhash::HashMap;
 use std::future::Future;
@@ -246,7 +246,19 @@ impl RunCx {
         })
         .await
     }
+}
 
+impl Drop for RunCx {
+    /// A run that ends without its last hand-over (its task panicked) still
+    /// leaves what it emitted on the log.
+    fn drop(&mut self) {
+        if let Some(mut sink) = self.events.try_lock() {
+            sink.flush();
+        }
+    }
+}
+
+impl RunCx {
     fn emit_all(&self, events: Vec<Event>) {
         for e in events {
             self.emit(e);
