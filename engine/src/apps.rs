@@ -49,18 +49,8 @@ pub struct CreatedKey {
     pub token: String,
 }
 
-/// Live API keys by token hash, so that a request does not read the key's
-/// row. Every change of an app's stream drops its keys and bumps the
-/// generation; a row read from the store under an older generation may be
-/// stale and is not kept. Unknown tokens are never cached.
-#[derive(Default)]
-pub struct KeyCache {
-    pub(crate) generation: u64,
-    pub(crate) rows: std::collections::HashMap<String, ApiKeyRow>,
-}
-
-/// Keys cached at most (past it the cache starts over).
-const MAX_CACHED_KEYS: usize = 10_000;
+/// Live API keys cached at most (see [`crate::app_cache::AppCache`]).
+pub(crate) const MAX_CACHED_KEYS: usize = 10_000;
 
 /// SHA-256 of a token, hex.
 pub fn hash_token(token: &str) -> String {
@@ -169,13 +159,9 @@ impl Engine {
             .map_err(ferrify_store::Error::from)?;
         let r = self.store().append(Append::new(Self::app_stream(app_id)?, payloads).expect(expected).durable()).await;
         self.inner.apps.write().remove(&app_id);
-        {
-            // Before the change is answered: a revoked key (or a deleted app's) fails from now on.
-            let mut keys = self.inner.api_keys.write();
-            keys.generation += 1;
-            keys.rows.retain(|_, row| row.app_id != app_id);
-        }
-        self.inner.annotation_settings.write().invalidate(app_id);
+        // Before the change is answered: a revoked key (or a deleted app's) fails from now on.
+        self.inner.api_keys.invalidate(app_id);
+        self.inner.annotation_settings.invalidate(app_id);
         r?;
         Ok(())
     }
@@ -262,28 +248,12 @@ impl Engine {
     /// The key row (found by the token's hash) and app of a live key of a live app.
     pub fn authenticate_key(&self, token: &str) -> Result<Option<(ApiKeyRow, Arc<LoadedApp>)>> {
         let hash = hash_token(token);
-        let generation = {
-            let cache = self.inner.api_keys.read();
-            if let Some(row) = cache.rows.get(&hash) {
-                let row = row.clone();
-                drop(cache);
-                return Ok(self.app(row.app_id)?.map(|app| (row, app)));
-            }
-            cache.generation
-        };
-        let Some(row) = self.store().get_json::<ApiKeyRow>(trees::API_KEYS, hash.as_bytes())? else {
-            return Ok(None);
-        };
-        {
-            // Read before a change of the app's keys: it may be stale, so it is not kept.
-            let mut cache = self.inner.api_keys.write();
-            if cache.generation == generation {
-                if cache.rows.len() >= MAX_CACHED_KEYS {
-                    cache.rows.clear();
-                }
-                cache.rows.insert(hash, row.clone());
-            }
-        }
+        // Unknown tokens are not cached.
+        let row = self.inner.api_keys.get_or_load(&hash, || -> Result<_> {
+            let row = self.store().get_json::<ApiKeyRow>(trees::API_KEYS, hash.as_bytes())?;
+            Ok(row.map(|row| (row.app_id, row)))
+        })?;
+        let Some(row) = row else { return Ok(None) };
         Ok(self.app(row.app_id)?.map(|app| (row, app)))
     }
 }

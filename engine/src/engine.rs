@@ -15,9 +15,11 @@ use ferrify_store::{Options, Store};
 use parking_lot::{Mutex, RwLock};
 use uuid::Uuid;
 
+use crate::app_cache::AppCache;
 use crate::apps::LoadedApp;
 use crate::files::FileSettings;
 use crate::limits::{RunLimits, RunSlots};
+use crate::model::{AnnotationSettingRow, ApiKeyRow};
 use crate::projection;
 use crate::provider::audio::AudioProvider;
 use crate::provider::Providers;
@@ -86,10 +88,10 @@ pub(crate) struct Inner {
     pub store: Store,
     pub providers: Providers,
     pub apps: RwLock<HashMap<Uuid, Arc<LoadedApp>>>,
-    /// Live API keys by token hash (see [`crate::apps::KeyCache`]).
-    pub api_keys: RwLock<crate::apps::KeyCache>,
-    /// Annotation reply settings by app (see [`crate::annotation::SettingCache`]).
-    pub annotation_settings: RwLock<crate::annotation::SettingCache>,
+    /// Live API keys by token hash.
+    pub api_keys: AppCache<String, ApiKeyRow>,
+    /// Annotation reply settings by app (`None`: reply is off).
+    pub annotation_settings: AppCache<Uuid, Option<AnnotationSettingRow>>,
     pub running: Mutex<HashMap<Uuid, Stoppable>>,
     pub conversation_locks: Mutex<HashMap<Uuid, Arc<tokio::sync::Mutex<()>>>>,
     pub workflow_settings: Arc<WorkflowSettings>,
@@ -145,8 +147,8 @@ impl Engine {
                 store,
                 providers: config.providers.clone(),
                 apps: RwLock::new(HashMap::new()),
-                api_keys: RwLock::new(crate::apps::KeyCache::default()),
-                annotation_settings: RwLock::new(Default::default()),
+                api_keys: AppCache::new(crate::apps::MAX_CACHED_KEYS),
+                annotation_settings: AppCache::new(crate::annotation::MAX_CACHED_SETTINGS),
                 running: Mutex::new(HashMap::new()),
                 conversation_locks: Mutex::new(HashMap::new()),
                 workflow_settings: Arc::new(config.workflow.clone()),

@@ -17,6 +17,7 @@
 
 pub mod annotation;
 pub mod app;
+pub mod app_cache;
 pub mod apps;
 pub mod audio;
 pub mod demo;

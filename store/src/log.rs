@@ -20,7 +20,7 @@ use crate::notify::{Notifier, Tail};
 use crate::reader;
 use crate::record::{Append, Appended, Position, Record, Seq, StreamId};
 use crate::stats::{Stats, StatsSnapshot};
-use crate::writer::{Command, HeldIndex, Progress, Writer};
+use crate::writer::{held_head, Command, HeldIndex, Progress, Writer};
 use crate::{codec, keys};
 
 /// An append-only log of streams of opaque records.
@@ -294,8 +294,8 @@ impl EventLog for Store {
     }
 
     fn stream_head(&self, stream: &StreamId) -> Result<Seq> {
-        if let Some(e) = self.inner.held.lock().get(stream).and_then(|h| h.last()) {
-            return Ok(e.end() - 1);
+        if let Some(head) = held_head(&self.inner.held, stream) {
+            return Ok(head);
         }
         reader::stream_head(self.inner.backend.as_ref(), stream)
     }

@@ -78,6 +78,11 @@ const CURSOR_STEP: u64 = 1 << 12;
 /// Index entries held back, per stream (shared with readers).
 pub(crate) type HeldIndex = Arc<Mutex<HashMap<StreamId, Vec<IndexEntry>>>>;
 
+/// The head of `stream` by its held entries, if it has any.
+pub(crate) fn held_head(held: &HeldIndex, stream: &StreamId) -> Option<Seq> {
+    held.lock().get(stream).and_then(|h| h.last()).map(|e| e.end() - 1)
+}
+
 pub(crate) struct Writer {
     pub backend: Arc<dyn Backend>,
     pub projectors: Arc<Vec<Arc<dyn Projector>>>,
@@ -398,8 +403,8 @@ impl Writer {
         }
         let head = match staged_heads.get(&append.stream).or_else(|| self.heads.get(&append.stream)) {
             Some(h) => *h,
-            None => match self.held.lock().get(&append.stream).and_then(|h| h.last()) {
-                Some(e) => e.end() - 1,
+            None => match held_head(&self.held, &append.stream) {
+                Some(head) => head,
                 None => reader::stream_head(self.backend.as_ref(), &append.stream)?,
             },
         };

@@ -26,27 +26,8 @@ use crate::model::{AnnotationRow, AnnotationSettingRow};
 use crate::projection::annotations::row_key;
 use crate::projection::{secs, trees};
 
-/// Reply settings by app, so that a chat turn does not read its app's
-/// setting row (a turn of an app without reply would otherwise pay a store
-/// lookup for nothing). Every change of an app's stream drops the app's entry
-/// and bumps the generation before the change is answered; a row read from
-/// the store under an older generation may be stale and is not kept.
-#[derive(Default)]
-pub struct SettingCache {
-    generation: u64,
-    rows: std::collections::HashMap<Uuid, Option<AnnotationSettingRow>>,
-}
-
-/// Apps whose setting is cached at most (past it the cache starts over).
-const MAX_CACHED_SETTINGS: usize = 10_000;
-
-impl SettingCache {
-    /// Forgets what is known of `app_id`: its stream changed.
-    pub(crate) fn invalidate(&mut self, app_id: Uuid) {
-        self.generation += 1;
-        self.rows.remove(&app_id);
-    }
-}
+/// Apps whose reply setting is cached at most (see [`crate::app_cache::AppCache`]).
+pub(crate) const MAX_CACHED_SETTINGS: usize = 10_000;
 
 /// Annotations a page shows at most, whatever `limit` asks (Dify's `max_per_page`).
 pub const MAX_PAGE: usize = 100;
@@ -115,23 +96,13 @@ impl Engine {
     }
 
     /// An app's annotation reply setting, while reply is on.
+    /// Cached: a chat turn of an app without reply reads no row to find none.
     pub fn annotation_setting(&self, app_id: Uuid) -> Result<Option<AnnotationSettingRow>> {
-        let generation = {
-            let cache = self.inner.annotation_settings.read();
-            if let Some(row) = cache.rows.get(&app_id) {
-                return Ok(row.clone());
-            }
-            cache.generation
-        };
-        let row = self.store().get_json::<AnnotationSettingRow>(trees::ANNOTATION_SETTINGS, app_id.as_bytes())?;
-        let mut cache = self.inner.annotation_settings.write();
-        if cache.generation == generation {
-            if cache.rows.len() >= MAX_CACHED_SETTINGS {
-                cache.rows.clear();
-            }
-            cache.rows.insert(app_id, row.clone());
-        }
-        Ok(row)
+        let row = self.inner.annotation_settings.get_or_load(&app_id, || -> Result<_> {
+            let row = self.store().get_json::<AnnotationSettingRow>(trees::ANNOTATION_SETTINGS, app_id.as_bytes())?;
+            Ok(Some((app_id, row)))
+        })?;
+        Ok(row.flatten())
     }
 
     /// `POST /apps/annotations`.
@@ -199,7 +170,7 @@ impl Engine {
             .store()
             .append(ferrify_store::Append::new(stream, vec![payload]).expect(Expected::Any).durable())
             .await;
-        self.inner.annotation_settings.write().invalidate(app_id);
+        self.inner.annotation_settings.invalidate(app_id);
         r?;
         Ok(())
     }

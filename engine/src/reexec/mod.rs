@@ -30,6 +30,7 @@ use serde_json::{json, Map, Value};
 use uuid::Uuid;
 
 use crate::app::AppMode;
+use crate::app_cache::AppCache;
 use crate::engine::{Engine, Inner};
 use crate::error::EngineError;
 use crate::event::{Envelope, Event, RunStarted};
@@ -173,8 +174,8 @@ impl Engine {
                 store,
                 providers: self.inner.providers.clone(),
                 apps: Default::default(),
-                api_keys: Default::default(),
-                annotation_settings: Default::default(),
+                api_keys: AppCache::new(crate::apps::MAX_CACHED_KEYS),
+                annotation_settings: AppCache::new(crate::annotation::MAX_CACHED_SETTINGS),
                 running: Default::default(),
                 conversation_locks: Default::default(),
                 workflow_settings: self.inner.workflow_settings.clone(),
