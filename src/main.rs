@@ -145,7 +145,7 @@ fn serve(file: &FileConfig, args: ServeArgs) -> anyhow::Result<()> {
                 );
             }
         }
-        let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| format!("binding {addr}"))?;
+        let listener = ferrify_http::bind(addr).with_context(|| format!("binding {addr}"))?;
         tracing::info!(%addr, "ferrify is listening");
         let state = ferrify_http::State::new(engine.clone(), admin_token)
             .with_limits(http_limits)

@@ -3,6 +3,8 @@
 //! none of them holds the engine any more before the log is closed.
 
 use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
 
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -27,22 +29,37 @@ impl Drop for Live {
     }
 }
 
+pin_project_lite::pin_project! {
+    /// A spawned future and its place in the count. Fields drop in order:
+    /// the future (and whatever it holds) before the count goes down.
+    struct Counted<F> {
+        #[pin]
+        fut: F,
+        _live: Live,
+    }
+}
+
+impl<F: Future> Future for Counted<F> {
+    type Output = F::Output;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+        self.project().fut.poll(cx)
+    }
+}
+
 impl Tasks {
     /// Spawns `fut` on the current runtime, counted until it is dropped.
+    ///
+    /// The task's future is `fut` plus the counter and nothing else: an
+    /// `async move { fut.await }` wrapper would hold `fut` twice (as its
+    /// capture and as the awaited value), doubling every run's task.
     pub(crate) fn spawn<F>(&self, fut: F) -> JoinHandle<F::Output>
     where
         F: Future + Send + 'static,
         F::Output: Send + 'static,
     {
         self.live.send_modify(|n| *n += 1);
-        let live = Live(self.live.clone());
-        tokio::spawn(async move {
-            let _live = live;
-            // `fut` (and whatever it holds) is dropped at the end of this
-            // statement, before `_live` lets the count go.
-            let out = fut.await;
-            out
-        })
+        tokio::spawn(Counted { fut, _live: Live(self.live.clone()) })
     }
 
     /// Tasks alive now.

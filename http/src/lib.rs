@@ -1,7 +1,7 @@
 //! ferrify-http: the HTTP edge (warp). The only crate that knows HTTP
 //! statuses and Dify's error codes.
 //!
-//! - [`serve`]: runs the server on a bound listener until a shutdown future resolves;
+//! - [`bind`] and [`serve`]: the listening socket, then the server on it until a shutdown future resolves;
 //! - `routes`: one module per endpoint group (Service API under `/v1` and `/api`, console under `/console/api`);
 //! - [`openapi`]: the OpenAPI document of the Service API (`GET /v1/openapi.json`);
 //! - [`auth`]: API keys and the admin token;
@@ -28,6 +28,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ferrify_engine::Engine;
+use futures_util::FutureExt;
 use warp::Filter;
 
 use crate::limits::{Limits, RateLimiter};
@@ -149,6 +150,21 @@ async fn recover(err: warp::Rejection) -> Result<warp::reply::Response, std::con
     Ok(warp::Reply::into_response(warp::reply::with_status(warp::reply::json(&body), status)))
 }
 
+/// Pending connections the listening socket queues before the server accepts
+/// them (the kernel caps it at `net.core.somaxconn`). The platform default
+/// of 128 drops connections of a burst (a thousand clients opening streams
+/// at once), and each dropped one waits a second for its SYN to be retried.
+const BACKLOG: u32 = 4096;
+
+/// Binds the server's listening socket, with room for bursts of connections.
+pub fn bind(addr: std::net::SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
+    let socket = if addr.is_ipv4() { tokio::net::TcpSocket::new_v4()? } else { tokio::net::TcpSocket::new_v6()? };
+    // As std's listener does: a restarted server can bind its port at once.
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(BACKLOG)
+}
+
 /// How long open connections (streams) may take to finish after shutdown is asked.
 const DRAIN: Duration = Duration::from_secs(5);
 
@@ -202,12 +218,14 @@ pub async fn serve(
             tower_service::Service::call(&mut service, req)
         });
         let conn = builder.serve_connection_with_upgrades(TokioIo::new(io), svc).into_owned();
-        let conn = graceful.watch(conn);
-        tokio::spawn(async move {
-            if let Err(e) = conn.await {
+        // `map`, not `async move { conn.await }`: such a wrapper would hold the
+        // connection's future twice (its capture and the awaited value).
+        let conn = graceful.watch(conn).map(|ended| {
+            if let Err(e) = ended {
                 tracing::debug!("connection ended: {e}");
             }
         });
+        tokio::spawn(conn);
     }
     drop(listener);
     tokio::select! {

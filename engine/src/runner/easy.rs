@@ -390,7 +390,7 @@ impl Engine {
             query,
             tts,
         };
-        self.spawn(run(plan));
+        self.spawn(run(Box::new(plan)));
         Ok(Accepted {
             handle: RunHandle {
                 task_id,
@@ -488,8 +488,10 @@ fn prompt(
     messages
 }
 
-/// The run itself, in its own task.
-async fn run(plan: Plan) {
+/// The run itself, in its own task. `plan` comes boxed: the task then holds
+/// its parts once, not also the whole plan it was called with (an async fn
+/// keeps its arguments for its whole life).
+async fn run(plan: Box<Plan>) {
     let Plan {
         engine,
         mut recorder,
@@ -508,7 +510,7 @@ async fn run(plan: Plan) {
         inputs,
         query,
         tts,
-    } = plan;
+    } = *plan;
     // The title of a new conversation is asked for alongside the answer. If it
     // is ready when a held-back run is written, it names the conversation in
     // `RunStarted`; otherwise it arrives as a rename.
