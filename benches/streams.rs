@@ -1,6 +1,8 @@
 //! Load: N concurrent SSE streams of the builtin `lorem` model (50 words,
 //! `pace_ms` 20) against the real server binary on loopback. Reports the
-//! added delay per token (gap between two `message` frames minus the pace),
+//! added delay per token (gap between two `message` frames minus the pace; over
+//! all gaps, and over the gaps while all N streams are open, between the last
+//! stream's first frame and the first stream's end),
 //! time to first frame, and the server's resident memory per open stream.
 //!
 //!     cargo bench --bench streams                 # 1,000 streams
@@ -99,7 +101,7 @@ async fn main() {
             }
             let mut arrivals = Vec::with_capacity(WORDS as usize);
             let mut buf = String::new();
-            let mut ended = false;
+            let mut ended = None;
             while let Ok(Some(chunk)) = r.chunk().await {
                 let now = Instant::now();
                 buf.push_str(&String::from_utf8_lossy(&chunk));
@@ -108,7 +110,7 @@ async fn main() {
                     if frame.contains("\"event\":\"message\"") {
                         arrivals.push(now);
                     } else if frame.contains("\"event\":\"message_end\"") {
-                        ended = true;
+                        ended = Some(now);
                     }
                 }
             }
@@ -125,12 +127,22 @@ async fn main() {
     let mut gaps = Vec::new();
     let mut first = Vec::new();
     let (mut complete, mut words, mut refused) = (0, 0usize, 0usize);
+    let mut runs = Vec::with_capacity(n);
     for t in tasks {
-        let Some((sent, arrivals, ended)) = t.await.unwrap() else {
+        let Some(run) = t.await.unwrap() else {
             refused += 1;
             continue;
         };
-        if ended && arrivals.len() as u64 == WORDS {
+        runs.push(run);
+    }
+    // From the moment every stream has its first frame to the moment the first
+    // one ends, all N streams are open at once: no stream is being opened or
+    // closed, so these gaps show the steady state of N concurrent streams.
+    let all_open = runs.iter().filter_map(|(_, arrivals, _)| arrivals.first().copied()).max();
+    let first_end = runs.iter().filter_map(|(_, _, ended)| *ended).min();
+    let mut steady = Vec::new();
+    for (sent, arrivals, ended) in runs {
+        if ended.is_some() && arrivals.len() as u64 == WORDS {
             complete += 1;
         }
         words += arrivals.len();
@@ -138,12 +150,17 @@ async fn main() {
             first.push(f.duration_since(sent).as_secs_f64() * 1000.0);
         }
         for w in arrivals.windows(2) {
-            gaps.push((w[1].duration_since(w[0]).as_secs_f64() * 1000.0 - PACE_MS as f64).max(0.0));
+            let gap = (w[1].duration_since(w[0]).as_secs_f64() * 1000.0 - PACE_MS as f64).max(0.0);
+            gaps.push(gap);
+            if all_open.is_some_and(|t| w[0] >= t) && first_end.is_some_and(|t| w[1] <= t) {
+                steady.push(gap);
+            }
         }
     }
     let wall = t0.elapsed();
     gaps.sort_by(|a, b| a.total_cmp(b));
     first.sort_by(|a, b| a.total_cmp(b));
+    steady.sort_by(|a, b| a.total_cmp(b));
     println!(
         "streams: {n} × {WORDS} words at {PACE_MS} ms; completed {complete}/{n}; {words} message frames in {wall:.2?}"
     );
@@ -155,6 +172,13 @@ async fn main() {
         percentile(&gaps, 0.5),
         percentile(&gaps, 0.99),
         gaps.last().copied().unwrap_or(0.0)
+    );
+    println!(
+        "  while all {n} streams are open ({} gaps): p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
+        steady.len(),
+        percentile(&steady, 0.5),
+        percentile(&steady, 0.99),
+        steady.last().copied().unwrap_or(0.0)
     );
     println!("time to first frame: p50 {:.1} ms, p99 {:.1} ms", percentile(&first, 0.5), percentile(&first, 0.99));
     println!(
