@@ -10,6 +10,7 @@
 //! Either way the events are folded through the wire mapping, which gives the
 //! blocking response.
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -40,7 +41,11 @@ pub(crate) struct Recorder {
     stream: StreamId,
     held: Option<Arc<Held>>,
     timer: Option<JoinHandle<()>>,
-    pending: Vec<PendingAppend>,
+    /// Appends not acknowledged yet, oldest first (acknowledged ones are
+    /// dropped as new ones come, so a long stream holds only a few).
+    pending: VecDeque<PendingAppend>,
+    /// The first append the writer refused, reported by [`Recorder::finish`].
+    refused: Option<ferrify_store::Error>,
     wire: WireRun,
     /// Re-execution: where the run's events go besides the log.
     tap: Option<Tap>,
@@ -61,7 +66,16 @@ impl Recorder {
             }
             _ => None,
         };
-        Recorder { engine, stream, held, timer, pending: Vec::new(), wire: WireRun::new(), tap }
+        Recorder {
+            engine,
+            stream,
+            held,
+            timer,
+            pending: VecDeque::new(),
+            refused: None,
+            wire: WireRun::new(),
+            tap,
+        }
     }
 
     /// True while the events are held back (nothing of the run is written yet).
@@ -87,9 +101,22 @@ impl Recorder {
             // The stream must exist before a client subscribes to it.
             pending.await?;
         } else {
-            self.pending.push(pending);
+            self.drop_acknowledged();
+            self.pending.push_back(pending);
         }
         Ok(())
+    }
+
+    /// Forgets the appends at the head of the queue the writer has answered,
+    /// keeping the first refusal for [`Recorder::finish`].
+    fn drop_acknowledged(&mut self) {
+        while self.refused.is_none() {
+            let Some(answer) = self.pending.front_mut().and_then(|p| p.try_take()) else { return };
+            self.pending.pop_front();
+            if let Err(e) = answer {
+                self.refused = Some(e);
+            }
+        }
     }
 
     /// Names the conversation a held-back `RunStarted` creates (false if it
@@ -121,6 +148,9 @@ impl Recorder {
             for p in written {
                 p.await?;
             }
+        }
+        if let Some(e) = self.refused.take() {
+            return Err(e.into());
         }
         for p in self.pending.drain(..) {
             p.await?;
