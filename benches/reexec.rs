@@ -9,7 +9,8 @@
 //! `fresh_scratch` opens one each time (the first re-execution of a
 //! process). `run_chain_100` is the recorded run run again normally, for
 //! reference. Target: ≤ 2 ms per re-execution.
-//! Allocator: mimalloc, as in the `ferrify` binary that re-executes runs.
+//! Allocator: mimalloc, as in the `ferrify` binary that re-executes runs (which
+//! also turns transparent huge pages off for itself; this bench process does not).
 //!
 //!     cargo bench --bench reexec
 

@@ -173,13 +173,17 @@ async fn main() {
         percentile(&gaps, 0.99),
         gaps.last().copied().unwrap_or(0.0)
     );
-    println!(
-        "  while all {n} streams are open ({} gaps): p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
-        steady.len(),
-        percentile(&steady, 0.5),
-        percentile(&steady, 0.99),
-        steady.last().copied().unwrap_or(0.0)
-    );
+    if steady.is_empty() {
+        println!("  while all {n} streams are open: n/a (the first stream ended before the last one began)");
+    } else {
+        println!(
+            "  while all {n} streams are open ({} gaps): p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
+            steady.len(),
+            percentile(&steady, 0.5),
+            percentile(&steady, 0.99),
+            steady.last().copied().unwrap_or(0.0)
+        );
+    }
     println!("time to first frame: p50 {:.1} ms, p99 {:.1} ms", percentile(&first, 0.5), percentile(&first, 0.99));
     println!(
         "server RSS: idle {idle_rss} KiB, peak {peak_rss} KiB, {:.1} KiB per open stream",

@@ -7,7 +7,8 @@
 //!
 //!     cargo bench --bench workflow
 //!
-//! Allocator: mimalloc, as in the `ferrify` binary that runs the workflows.
+//! Allocator: mimalloc, as in the `ferrify` binary that runs the workflows (which
+//! also turns transparent huge pages off for itself; this bench process does not).
 
 mod common;
 

@@ -41,14 +41,18 @@ fn main() -> ExitCode {
 /// Turns transparent huge pages off for this process. mimalloc asks for them
 /// on its segments, and a 2 MiB page is resident (and zeroed on first touch)
 /// as soon as one byte of it is used: with them, 1,000 open streams cost
-/// 81 KiB each and an idle server 73 MiB; without, 66 KiB and 45 MiB, at the
-/// same throughput (docs/BENCHMARKS.md, "Concurrent streams").
+/// 74-85 KiB each and an idle server 73 MiB; without, 66-67 KiB and 46 MiB,
+/// at the same throughput (docs/BENCHMARKS.md, "Concurrent streams"). The
+/// setting is inherited by child processes (the Python code runner's).
+/// Best effort: a kernel that refuses it leaves the defaults.
 fn no_transparent_huge_pages() {
     #[cfg(target_os = "linux")]
-    // SAFETY: PR_SET_THP_DISABLE takes plain integers and touches no memory
-    // of this process; a kernel without it answers EINVAL, which is ignored.
+    // SAFETY: PR_SET_THP_DISABLE reads its arguments as integers (passed as
+    // the `unsigned long`s the kernel expects) and touches no memory of this
+    // process.
     unsafe {
-        libc::prctl(libc::PR_SET_THP_DISABLE, 1, 0, 0, 0);
+        let off: libc::c_ulong = 0;
+        libc::prctl(libc::PR_SET_THP_DISABLE, 1 as libc::c_ulong, off, off, off);
     }
 }
 

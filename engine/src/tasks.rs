@@ -101,6 +101,26 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn an_aborted_task_drops_its_captures_and_is_uncounted() {
+        let tasks = Tasks::default();
+        let held = Arc::new(());
+        // One task aborted while waiting, one before it ever ran.
+        let (polled, never) = (held.clone(), held.clone());
+        let waiting = tasks.spawn(async move {
+            let _keep = polled;
+            std::future::pending::<()>().await
+        });
+        tokio::task::yield_now().await;
+        let unpolled = tasks.spawn(async move {
+            let _keep = never;
+        });
+        waiting.abort();
+        unpolled.abort();
+        tokio::time::timeout(Duration::from_secs(5), tasks.idle()).await.unwrap();
+        assert_eq!(Arc::strong_count(&held), 1, "an aborted task still held its captures");
+    }
+
+    #[tokio::test]
     async fn an_aborted_task_is_no_longer_counted() {
         let tasks = Tasks::default();
         let handle = tasks.spawn(std::future::pending::<()>());

@@ -151,12 +151,17 @@ async fn recover(err: warp::Rejection) -> Result<warp::reply::Response, std::con
 }
 
 /// Pending connections the listening socket queues before the server accepts
-/// them (the kernel caps it at `net.core.somaxconn`). The platform default
-/// of 128 drops connections of a burst (a thousand clients opening streams
-/// at once), and each dropped one waits a second for its SYN to be retried.
+/// them (the kernel caps it at `net.core.somaxconn`, 4,096 since Linux 5.4).
+/// The 128 that std and tokio's `TcpListener::bind` ask for drops connections
+/// of a burst (a thousand clients opening streams at once), and each dropped
+/// one waits a second for its SYN to be retried.
 const BACKLOG: u32 = 4096;
 
 /// Binds the server's listening socket, with room for bursts of connections.
+///
+/// # Panics
+///
+/// Outside a tokio runtime (the listener registers with its reactor).
 pub fn bind(addr: std::net::SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
     let socket = if addr.is_ipv4() { tokio::net::TcpSocket::new_v4()? } else { tokio::net::TcpSocket::new_v6()? };
     // As std's listener does: a restarted server can bind its port at once.

@@ -342,7 +342,8 @@ impl PendingAppend {
         self.rx.blocking_recv().map_err(|_| Error::Closed)?
     }
 
-    /// The outcome if the writer already answered, without waiting.
+    /// The outcome if the writer already answered, without waiting. It is
+    /// taken: drop the append afterwards, do not await it.
     pub fn try_take(&mut self) -> Option<Result<Appended>> {
         match self.rx.try_recv() {
             Ok(r) => Some(r),

@@ -488,9 +488,15 @@ fn prompt(
     messages
 }
 
+/// Moves a value out of its box and frees the box now (`*plan` in the run
+/// would keep the empty box allocated until the run's end).
+fn unbox<T>(boxed: Box<T>) -> T {
+    *boxed
+}
+
 /// The run itself, in its own task. `plan` comes boxed: the task then holds
 /// its parts once, not also the whole plan it was called with (an async fn
-/// keeps its arguments for its whole life).
+/// keeps its arguments for its whole life), and the box is freed at once.
 async fn run(plan: Box<Plan>) {
     let Plan {
         engine,
@@ -510,7 +516,7 @@ async fn run(plan: Box<Plan>) {
         inputs,
         query,
         tts,
-    } = *plan;
+    } = unbox(plan);
     // The title of a new conversation is asked for alongside the answer. If it
     // is ready when a held-back run is written, it names the conversation in
     // `RunStarted`; otherwise it arrives as a rename.

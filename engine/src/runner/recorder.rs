@@ -66,16 +66,7 @@ impl Recorder {
             }
             _ => None,
         };
-        Recorder {
-            engine,
-            stream,
-            held,
-            timer,
-            pending: VecDeque::new(),
-            refused: None,
-            wire: WireRun::new(),
-            tap,
-        }
+        Recorder { engine, stream, held, timer, pending: VecDeque::new(), refused: None, wire: WireRun::new(), tap }
     }
 
     /// True while the events are held back (nothing of the run is written yet).
