@@ -480,6 +480,9 @@ impl Engine {
                 ));
             })
         };
+        // Boxed: the task's future captures the context and hands it to
+        // `drive`, whose future keeps it too; inline, it would be held twice.
+        let rc = Box::new(rc);
         self.spawn(async move {
             drive(rc, &user, chat, moderation.as_ref(), tts)
                 .await
@@ -569,7 +572,7 @@ struct Driven {
 }
 
 /// Runs the graph and records its terminal events.
-async fn drive(rc: RunCx, user: &str, chat: bool, moderation: Option<&Moderation>, tts: Option<Value>) -> Driven {
+async fn drive(rc: Box<RunCx>, user: &str, chat: bool, moderation: Option<&Moderation>, tts: Option<Value>) -> Driven {
     let started = Instant::now();
     rc.start_responses();
     let result = run_scope(&rc, None, &rc.root.clone(), &ScopePos::default()).await;
