@@ -220,13 +220,28 @@ fn finish(notifier: &Notifier, jobs: Vec<SyncJob>, result: &Result<()>) {
 
 impl Writer {
     pub fn run(mut self, rx: Receiver<Command>) {
-        if self.backend.volatile() {
-            // Nothing to fsync: commits are published and acknowledged here.
-            self.serve(&rx);
-            self.write_held_index();
-            self.notifier.close();
-            return;
+        // A volatile backend has nothing to fsync: without a syncer, commits
+        // are published and acknowledged here.
+        let syncer = if self.backend.volatile() {
+            None
+        } else {
+            match self.start_syncer() {
+                Some(handle) => Some(handle),
+                None => return,
+            }
+        };
+        self.serve(&rx);
+        self.write_held_index();
+        // Closing the syncer's channel makes it fsync and publish what is left, and stop.
+        self.sync_tx = None;
+        if let Some(handle) = syncer {
+            let _ = handle.join();
         }
+        self.notifier.close();
+    }
+
+    /// Starts the syncer thread and hands it the commits from now on.
+    fn start_syncer(&mut self) -> Option<std::thread::JoinHandle<()>> {
         let (sync_tx, sync_rx) = crossbeam_channel::unbounded();
         let syncer = Syncer {
             backend: self.backend.clone(),
@@ -234,21 +249,16 @@ impl Writer {
             stats: self.stats.clone(),
             flush_interval: self.flush_interval,
         };
-        let handle = match std::thread::Builder::new().name("ferrify-syncer".into()).spawn(move || syncer.run(sync_rx))
-        {
-            Ok(h) => h,
+        match std::thread::Builder::new().name("ferrify-syncer".into()).spawn(move || syncer.run(sync_rx)) {
+            Ok(handle) => {
+                self.sync_tx = Some(sync_tx);
+                Some(handle)
+            }
             Err(e) => {
                 tracing::error!("cannot start the syncer thread: {e}");
-                return;
+                None
             }
-        };
-        self.sync_tx = Some(sync_tx);
-        self.serve(&rx);
-        self.write_held_index();
-        // Closing the syncer's channel makes it fsync and publish what is left, and stop.
-        self.sync_tx = None;
-        let _ = handle.join();
-        self.notifier.close();
+        }
     }
 
     /// Commits groups of commands until every sender is gone.

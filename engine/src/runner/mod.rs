@@ -17,10 +17,11 @@ pub mod prompt;
 pub(crate) mod recorder;
 pub mod workflow;
 
+use std::collections::VecDeque;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use ferrify_store::{Append, EventLog, StreamId};
+use ferrify_store::{Append, EventLog, PendingAppend, StreamId};
 use uuid::Uuid;
 
 use crate::engine::Engine;
@@ -63,6 +64,21 @@ impl Tap {
 pub(crate) fn new_ids() -> (Uuid, Uuid) {
     let task_id = Uuid::new_v4();
     (task_id, crate::projection::messages::message_id_of(task_id))
+}
+
+/// Forgets the appends of `pending` the writer has answered; the first
+/// refusal among them, in queue order, is returned.
+pub(crate) fn forget_acknowledged(pending: &mut VecDeque<PendingAppend>) -> Option<ferrify_store::Error> {
+    let mut refused = None;
+    pending.retain_mut(|p| match p.try_take() {
+        None => true,
+        Some(Ok(_)) => false,
+        Some(Err(e)) => {
+            refused.get_or_insert(e);
+            false
+        }
+    });
+    refused
 }
 
 /// An append of `events` to `stream`, durable when any of them must be, with

@@ -18,7 +18,7 @@ use ferrify_store::{EventLog, PendingAppend, StreamId};
 use parking_lot::Mutex;
 use tokio::task::JoinHandle;
 
-use super::{run_append, Tap};
+use super::{forget_acknowledged, run_append, Tap};
 use crate::engine::Engine;
 use crate::error::{EngineError, Result};
 use crate::event::{Envelope, Event};
@@ -98,15 +98,11 @@ impl Recorder {
         Ok(())
     }
 
-    /// Forgets the appends at the head of the queue the writer has answered,
+    /// Forgets the appends the writer has answered (it answers them in order),
     /// keeping the first refusal for [`Recorder::finish`].
     fn drop_acknowledged(&mut self) {
-        while self.refused.is_none() {
-            let Some(answer) = self.pending.front_mut().and_then(|p| p.try_take()) else { return };
-            self.pending.pop_front();
-            if let Err(e) = answer {
-                self.refused = Some(e);
-            }
+        if self.refused.is_none() {
+            self.refused = forget_acknowledged(&mut self.pending);
         }
     }
 

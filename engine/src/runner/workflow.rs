@@ -25,7 +25,7 @@ use uuid::Uuid;
 
 use super::easy::{Accepted, MessageRequest};
 use super::moderated::PresetTurn;
-use super::{end_user_id, run_append, RunHandle, Tap};
+use super::{end_user_id, forget_acknowledged, run_append, RunHandle, Tap};
 use crate::annotation::reply::AnnotationTurn;
 use crate::app::{form, AppMode};
 use crate::apps::LoadedApp;
@@ -752,16 +752,7 @@ impl EventSink for Recording {
         }
         // Forget what the writer already acknowledged; after a refusal
         // nothing more is recorded (the stream keeps no hole after it).
-        let mut refused = None;
-        self.pending.retain_mut(|p| match p.try_take() {
-            None => true,
-            Some(Ok(_)) => false,
-            Some(Err(e)) => {
-                refused.get_or_insert(e);
-                false
-            }
-        });
-        if let Some(e) = refused {
+        if let Some(e) = forget_acknowledged(&mut self.pending) {
             self.failed.get_or_insert(e.into());
         }
     }
