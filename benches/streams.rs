@@ -8,6 +8,7 @@
 //!     cargo bench --bench streams                 # 1,000 streams
 //!     STREAMS=200 cargo bench --bench streams
 //!     FERRIFY_BIN=path/to/ferrify cargo bench --bench streams   # another server build
+//!     STREAMS_TIMELINE=1 cargo bench --bench streams   # also: late gaps (> 5 ms) per 50 ms of the run
 
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -141,6 +142,8 @@ async fn main() {
     let all_open = runs.iter().filter_map(|(_, arrivals, _)| arrivals.first().copied()).max();
     let first_end = runs.iter().filter_map(|(_, _, ended)| *ended).min();
     let mut steady = Vec::new();
+    // Late gaps (over 5 ms added) by when they ended, in 50 ms buckets from the start.
+    let mut late: std::collections::BTreeMap<u128, (usize, usize)> = Default::default();
     for (sent, arrivals, ended) in runs {
         if ended.is_some() && arrivals.len() as u64 == WORDS {
             complete += 1;
@@ -152,6 +155,11 @@ async fn main() {
         for w in arrivals.windows(2) {
             let gap = (w[1].duration_since(w[0]).as_secs_f64() * 1000.0 - PACE_MS as f64).max(0.0);
             gaps.push(gap);
+            let bucket = late.entry(w[1].duration_since(t0).as_millis() / 50).or_default();
+            bucket.1 += 1;
+            if gap > 5.0 {
+                bucket.0 += 1;
+            }
             if all_open.is_some_and(|t| w[0] >= t) && first_end.is_some_and(|t| w[1] <= t) {
                 steady.push(gap);
             }
@@ -183,6 +191,11 @@ async fn main() {
             percentile(&steady, 0.99),
             steady.last().copied().unwrap_or(0.0)
         );
+    }
+    if std::env::var_os("STREAMS_TIMELINE").is_some() {
+        for (b, (l, all)) in &late {
+            println!("  {:>5} ms: {l:>5} late of {all:>5} gaps", b * 50);
+        }
     }
     println!("time to first frame: p50 {:.1} ms, p99 {:.1} ms", percentile(&first, 0.5), percentile(&first, 0.99));
     println!(
