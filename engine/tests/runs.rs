@@ -1,6 +1,6 @@
 //! Runs through the engine API: a blocking run stopped in flight returns its
 //! partial answer, and its stream records the stop; a long blocking run is on
-//! the log while it runs.
+//! the log while it runs; a run whose events the log refuses stops.
 
 use ferrify_engine::runner::easy::MessageRequest;
 use ferrify_engine::wire::Outcome;
@@ -95,4 +95,38 @@ async fn a_long_blocking_run_is_written_while_it_runs() {
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
     assert_ne!(name, "New conversation");
+}
+
+/// A streamed run whose appends the log refuses (here: the log was closed
+/// under it) stops at its next event instead of asking the model for the
+/// rest of an answer it can no longer record, and lets go of its slot.
+#[tokio::test]
+async fn a_run_whose_events_the_log_refuses_stops() {
+    let engine = Engine::open(&EngineConfig { data_dir: None, ..EngineConfig::default() }).unwrap();
+    // 100,000 words at 5 ms: about eight minutes if nothing stopped it.
+    let yaml = "app: {mode: chat, name: endless}\nmodel_config:\n  model: {provider: builtin, name: lorem, completion_params: {max_tokens: 100000, pace_ms: 5}}\n";
+    let imported = engine.import_app(yaml).await.unwrap();
+    let app = engine.app(imported.app_id).unwrap().unwrap();
+    let req = MessageRequest { query: "go".into(), user: "u".into(), streaming: true, ..Default::default() };
+    let accepted = engine.start_chat(&app, req).await.unwrap();
+    let stream = accepted.handle.stream.clone();
+    let chunks =
+        |engine: &Engine| events(engine, &stream).iter().filter(|e| matches!(e, Event::AnswerChunk { .. })).count();
+    let mut waited = 0;
+    while chunks(&engine) < 3 {
+        assert!(waited < 500, "the run never got going");
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        waited += 1;
+    }
+    assert_eq!(engine.runs_in_flight(), 1);
+    engine.close().unwrap();
+    let written = chunks(&engine);
+    let mut waited = 0;
+    while engine.runs_in_flight() > 0 {
+        assert!(waited < 1000, "the run went on after the log refused its events");
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        waited += 1;
+    }
+    // Nothing was recorded after the refusal.
+    assert_eq!(chunks(&engine), written);
 }

@@ -44,8 +44,11 @@ pub(crate) struct Recorder {
     /// Appends not acknowledged yet, oldest first (acknowledged ones are
     /// dropped as new ones come, so a long stream holds only a few).
     pending: VecDeque<PendingAppend>,
-    /// The first append the writer refused, reported by [`Recorder::finish`].
+    /// The first append the writer refused, reported by the next
+    /// [`Recorder::push`] or by [`Recorder::finish`].
     refused: Option<ferrify_store::Error>,
+    /// A refusal was reported: nothing more is recorded.
+    halted: bool,
     wire: WireRun,
     /// Re-execution: where the run's events go besides the log.
     tap: Option<Tap>,
@@ -66,7 +69,17 @@ impl Recorder {
             }
             _ => None,
         };
-        Recorder { engine, stream, held, timer, pending: VecDeque::new(), refused: None, wire: WireRun::new(), tap }
+        Recorder {
+            engine,
+            stream,
+            held,
+            timer,
+            pending: VecDeque::new(),
+            refused: None,
+            halted: false,
+            wire: WireRun::new(),
+            tap,
+        }
     }
 
     /// True while the events are held back (nothing of the run is written yet).
@@ -74,8 +87,18 @@ impl Recorder {
         self.held.as_ref().is_some_and(|h| h.events.lock().is_some())
     }
 
-    /// Records one event.
+    /// Records one event. Once the writer has refused one of the run's
+    /// appends, nothing more is recorded (the stream keeps no hole after the
+    /// refused event): the refusal is returned, which ends the run.
     pub(crate) async fn push(&mut self, env: Envelope) -> Result<()> {
+        self.drop_acknowledged();
+        if let Some(e) = self.refused.take() {
+            self.halted = true;
+            return Err(e.into());
+        }
+        if self.halted {
+            return Err(ferrify_store::Error::Invalid("the log refused an earlier event of this run".into()).into());
+        }
         self.wire.advance(&env);
         if let Some(held) = &self.held {
             let mut events = held.events.lock();
@@ -92,7 +115,6 @@ impl Recorder {
             // The stream must exist before a client subscribes to it.
             pending.await?;
         } else {
-            self.drop_acknowledged();
             self.pending.push_back(pending);
         }
         Ok(())
@@ -138,6 +160,9 @@ impl Recorder {
         }
         if let Some(e) = self.refused.take() {
             return Err(e.into());
+        }
+        if self.halted {
+            return Err(ferrify_store::Error::Invalid("the log refused an earlier event of this run".into()).into());
         }
         for p in self.pending.drain(..) {
             p.await?;
