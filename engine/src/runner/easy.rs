@@ -490,6 +490,7 @@ fn prompt(
 
 /// Moves a value out of its box and frees the box now (`*plan` in the run
 /// would keep the empty box allocated until the run's end).
+#[allow(clippy::boxed_local)] // the box is the point: it is freed here
 fn unbox<T>(boxed: Box<T>) -> T {
     *boxed
 }

@@ -44,10 +44,9 @@ pub(crate) struct Recorder {
     /// Appends not acknowledged yet, oldest first (acknowledged ones are
     /// dropped as new ones come, so a long stream holds only a few).
     pending: VecDeque<PendingAppend>,
-    /// The first append the writer refused, reported by the next
-    /// [`Recorder::push`] or by [`Recorder::finish`].
+    /// The first append the writer refused, not reported yet (see [`Recorder::refusal`]).
     refused: Option<ferrify_store::Error>,
-    /// A refusal was reported: nothing more is recorded.
+    /// The refusal was reported: nothing more is recorded.
     halted: bool,
     wire: WireRun,
     /// Re-execution: where the run's events go besides the log.
@@ -92,12 +91,8 @@ impl Recorder {
     /// refused event): the refusal is returned, which ends the run.
     pub(crate) async fn push(&mut self, env: Envelope) -> Result<()> {
         self.drop_acknowledged();
-        if let Some(e) = self.refused.take() {
-            self.halted = true;
-            return Err(e.into());
-        }
-        if self.halted {
-            return Err(ferrify_store::Error::Invalid("the log refused an earlier event of this run".into()).into());
+        if let Some(e) = self.refusal() {
+            return Err(e);
         }
         self.wire.advance(&env);
         if let Some(held) = &self.held {
@@ -121,11 +116,21 @@ impl Recorder {
     }
 
     /// Forgets the appends the writer has answered (it answers them in order),
-    /// keeping the first refusal for [`Recorder::finish`].
+    /// keeping the first refusal for [`Recorder::refusal`].
     fn drop_acknowledged(&mut self) {
         if self.refused.is_none() {
             self.refused = forget_acknowledged(&mut self.pending);
         }
+    }
+
+    /// What ends the run once the writer refused one of its appends: that
+    /// refusal the first time, then that an earlier event was refused.
+    fn refusal(&mut self) -> Option<EngineError> {
+        if let Some(e) = self.refused.take() {
+            self.halted = true;
+            return Some(e.into());
+        }
+        self.halted.then(|| ferrify_store::Error::Invalid("the log refused an earlier event of this run".into()).into())
     }
 
     /// Names the conversation a held-back `RunStarted` creates (false if it
@@ -158,11 +163,8 @@ impl Recorder {
                 p.await?;
             }
         }
-        if let Some(e) = self.refused.take() {
-            return Err(e.into());
-        }
-        if self.halted {
-            return Err(ferrify_store::Error::Invalid("the log refused an earlier event of this run".into()).into());
+        if let Some(e) = self.refusal() {
+            return Err(e);
         }
         for p in self.pending.drain(..) {
             p.await?;
