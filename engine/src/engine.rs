@@ -125,16 +125,23 @@ impl Engine {
     /// Opens the log (catching read models up with it).
     pub fn open(config: &EngineConfig) -> Result<Engine, ferrify_store::Error> {
         let options = Options { flush_interval: config.flush_interval, ..Options::default() };
+        let store = match &config.data_dir {
+            Some(dir) => Store::open_sled(dir, projection::all(), options)?,
+            None => Store::open_memory(projection::all(), options)?,
+        };
+        Self::open_on(config, store)
+    }
+
+    /// The engine over a log opened already (with [`crate::projection::all`] as its
+    /// projectors); `config.data_dir` still places the uploaded files and the
+    /// file links' key.
+    pub fn open_on(config: &EngineConfig, store: Store) -> Result<Engine, ferrify_store::Error> {
         let blob_error = |e: ferrify_store::blob::BlobError| ferrify_store::Error::Io(e.to_string());
         let blobs: Arc<dyn BlobStore> = match (&config.storage, &config.data_dir) {
             (StorageConfig::S3(o), _) => Arc::new(S3Blobs::open(o).map_err(blob_error)?),
             (StorageConfig::LocalDir(dir), _) => Arc::new(LocalBlobs::open(dir).map_err(blob_error)?),
             (StorageConfig::Local, Some(dir)) => Arc::new(LocalBlobs::open(&dir.join("files")).map_err(blob_error)?),
             (StorageConfig::Local, None) => Arc::new(MemoryBlobs::new()),
-        };
-        let store = match &config.data_dir {
-            Some(dir) => Store::open_sled(dir, projection::all(), options)?,
-            None => Store::open_memory(projection::all(), options)?,
         };
         let signer = crate::files::signed::UrlSigner::open(
             config.files.secret_key.as_deref(),

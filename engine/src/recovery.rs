@@ -1,6 +1,8 @@
 //! Crash recovery: at start, every run the log shows without its terminal
 //! event (the server stopped while it ran) is closed, so that history,
-//! streams and resume all see an ended run.
+//! streams and resume all see an ended run. A run the log refused an event
+//! of closes itself the same way, once the log takes appends again
+//! ([`Engine::close_refused_run`]).
 //!
 //! For each such run the recovery appends, in one durable batch: a failed
 //! end for every node execution and iteration/loop still open (innermost
@@ -11,6 +13,7 @@
 //! recorded before is changed.
 
 use std::collections::HashSet;
+use std::time::{Duration, Instant};
 
 use ferrify_store::{EventLog, StreamId};
 use serde_json::json;
@@ -25,8 +28,17 @@ use crate::projection::trees;
 /// The error an interrupted run ends with.
 pub const INTERRUPTED: &str = "interrupted: the server stopped during this run";
 
+/// The error a run ends with when the log refused one of its events.
+pub const REFUSED: &str = "interrupted: the log refused an event of this run";
+
 /// Records read per batch while scanning a run.
 const BATCH: usize = 4096;
+
+/// How long a refused run keeps trying to close itself ([`Engine::close_refused_run`]).
+const CLOSE_FOR: Duration = Duration::from_secs(30);
+/// The first and the longest wait between two of its attempts.
+const FIRST_RETRY: Duration = Duration::from_millis(20);
+const LONGEST_RETRY: Duration = Duration::from_secs(2);
 
 /// Something a run opened and did not close.
 enum Open {
@@ -47,7 +59,7 @@ impl Engine {
                 continue; // in flight in this process
             }
             let stream = StreamId::of("run", task_id)?;
-            let events = self.closing_events(&stream)?;
+            let events = self.closing_events(&stream, INTERRUPTED)?;
             if events.is_empty() {
                 continue;
             }
@@ -57,8 +69,42 @@ impl Engine {
         Ok(closed)
     }
 
-    /// The events that close the run recorded on `stream`.
-    fn closing_events(&self, stream: &StreamId) -> Result<Vec<Envelope>> {
+    /// Closes the run recorded on `stream` after the log refused one of its
+    /// events (the run stopped there): the events recovery would write, with
+    /// [`REFUSED`] as the error, so that a client following the stream gets
+    /// Dify's `error` event and the end of the stream instead of pings.
+    ///
+    /// A refusal may pass (a full disk that was cleared, a failed write that
+    /// a retry gets through): this tries again, waiting longer each time,
+    /// for up to [`CLOSE_FOR`]. It gives up at once when the log is closed,
+    /// and the next start's recovery closes the run then. Returns whether
+    /// the run is closed (or was already).
+    pub(crate) async fn close_refused_run(&self, stream: &StreamId) -> bool {
+        let deadline = Instant::now() + CLOSE_FOR;
+        let mut wait = FIRST_RETRY;
+        loop {
+            let attempt = match self.closing_events(stream, REFUSED) {
+                Ok(events) if events.is_empty() => return true,
+                Ok(events) => self.append_run(stream, events).await,
+                Err(e) => Err(e),
+            };
+            match attempt {
+                Ok(_) => return true,
+                Err(crate::EngineError::Store(ferrify_store::Error::Closed)) => return false,
+                Err(e) if Instant::now() + wait > deadline => {
+                    tracing::error!(%stream, "the refused run could not be closed (recovery will at the next start): {e}");
+                    return false;
+                }
+                Err(_) => {
+                    tokio::time::sleep(wait).await;
+                    wait = (wait * 2).min(LONGEST_RETRY);
+                }
+            }
+        }
+    }
+
+    /// The events that close the run recorded on `stream`, with `message` as the error.
+    fn closing_events(&self, stream: &StreamId, message: &str) -> Result<Vec<Envelope>> {
         let mut workflow = false;
         let mut workflow_app = false;
         let mut tts = false;
@@ -125,7 +171,7 @@ impl Engine {
             return Ok(vec![Envelope::new(now, None, Event::TtsEnded)]);
         }
         let secs_since = |at: i64| ((now - at).max(0) as f64) / 1e6;
-        let error = Some(INTERRUPTED.to_string());
+        let error = Some(message.to_string());
         let mut events = Vec::new();
         let mut seen = HashSet::new();
         for (id, o) in open.into_iter().rev() {
@@ -175,7 +221,7 @@ impl Engine {
             };
             events.push(Envelope::new(now, None, Event::WorkflowFinished(Box::new(f))));
         }
-        events.push(Envelope::new(now, None, Event::RunInterrupted { answer, message: INTERRUPTED.into() }));
+        events.push(Envelope::new(now, None, Event::RunInterrupted { answer, message: message.into() }));
         Ok(events)
     }
 }

@@ -1,6 +1,7 @@
 //! Runs through the engine API: a blocking run stopped in flight returns its
 //! partial answer, and its stream records the stop; a long blocking run is on
-//! the log while it runs; a run whose events the log refuses stops.
+//! the log while it runs; a run whose events the log refuses stops, and
+//! closes itself once the log takes appends again.
 
 use ferrify_engine::runner::easy::MessageRequest;
 use ferrify_engine::wire::Outcome;
@@ -129,4 +130,87 @@ async fn a_run_whose_events_the_log_refuses_stops() {
     }
     // Nothing was recorded after the refusal.
     assert_eq!(chunks(&engine), written);
+}
+
+/// A log that refuses writes for a while (a full disk, a failing device):
+/// the streamed run stops at the refused event, and once the log takes
+/// appends again it closes itself the way crash recovery would — the
+/// partial answer kept, Dify's `error` event at the end of its stream — so a
+/// client following it is not left with pings. Nothing recorded before the
+/// refusal changes, and the conversation takes its next turn.
+#[tokio::test]
+async fn a_refused_run_closes_itself_once_the_log_takes_appends_again() {
+    let config = EngineConfig { data_dir: None, ..EngineConfig::default() };
+    let (store, refuse) =
+        ferrify_store::conformance::open_refusing(ferrify_engine::projection::all(), Default::default()).unwrap();
+    let engine = Engine::open_on(&config, store).unwrap();
+    let yaml = "app: {mode: chat, name: endless}\nmodel_config:\n  model: {provider: builtin, name: lorem, completion_params: {max_tokens: 100000, pace_ms: 5}}\n";
+    let imported = engine.import_app(yaml).await.unwrap();
+    let app = engine.app(imported.app_id).unwrap().unwrap();
+    let req = MessageRequest { query: "go".into(), user: "u".into(), streaming: true, ..Default::default() };
+    let accepted = engine.start_chat(&app, req).await.unwrap();
+    let stream = accepted.handle.stream.clone();
+    let conversation_id = accepted.handle.conversation_id.unwrap();
+    let chunks = |engine: &Engine| -> Vec<String> {
+        events(engine, &stream)
+            .into_iter()
+            .filter_map(|e| match e {
+                Event::AnswerChunk { text, .. } => Some(text),
+                _ => None,
+            })
+            .collect()
+    };
+    let mut waited = 0;
+    while chunks(&engine).len() < 3 {
+        assert!(waited < 500, "the run never got going");
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        waited += 1;
+    }
+    refuse.store(true, std::sync::atomic::Ordering::SeqCst);
+    // While the log refuses, the run has stopped and cannot close yet.
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let before = events(&engine, &stream);
+    assert!(
+        !before.iter().any(|e| matches!(e, Event::RunInterrupted { .. } | Event::MessageEnded { .. })),
+        "the run was closed while the log refused every write"
+    );
+    assert_eq!(engine.runs_in_flight(), 1, "the run let go of its slot before it was closed");
+    refuse.store(false, std::sync::atomic::Ordering::SeqCst);
+    let mut waited = 0;
+    while engine.runs_in_flight() > 0 {
+        assert!(waited < 1000, "the run did not close itself once the log took appends again");
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        waited += 1;
+    }
+    let after = events(&engine, &stream);
+    // What was recorded before stays; the closing event follows it, and nothing else.
+    assert_eq!(&after[..before.len()], &before[..]);
+    assert_eq!(after.len(), before.len() + 1, "more than the closing event was added: {:?}", &after[before.len()..]);
+    let answer: String = chunks(&engine).concat();
+    match after.last() {
+        Some(Event::RunInterrupted { answer: kept, message }) => {
+            assert_eq!(kept, &answer, "the partial answer was not kept");
+            assert_eq!(message, ferrify_engine::recovery::REFUSED);
+        }
+        other => panic!("the run ended with {other:?}"),
+    }
+    // A client following the stream gets Dify's `error` event as its last frame.
+    let mut wire = ferrify_engine::wire::WireRun::new();
+    let records = engine.store().read_stream(&stream, 1, 10_000).unwrap();
+    let frames: Vec<String> =
+        records.iter().flat_map(|r| wire.frames(&Envelope::decode(&r.payload).unwrap())).collect();
+    let last: serde_json::Value = serde_json::from_str(frames.last().unwrap()).unwrap();
+    assert_eq!(last["event"], "error", "{last}");
+    assert_eq!(last["message"], ferrify_engine::recovery::REFUSED);
+    // The conversation goes on: its next turn runs and is recorded.
+    let next = MessageRequest {
+        query: "again".into(),
+        user: "u".into(),
+        conversation_id: Some(conversation_id),
+        ..Default::default()
+    };
+    let accepted = engine.start_chat(&app, next).await.unwrap();
+    engine.stop_message(app.id(), accepted.handle.task_id, "u").unwrap();
+    let outcome = accepted.outcome.unwrap().await.unwrap().unwrap();
+    assert!(matches!(outcome, Outcome::Message(_)), "{outcome:?}");
 }

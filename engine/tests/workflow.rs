@@ -382,6 +382,50 @@ async fn stop_ends_a_blocking_run_within_a_model_chunk() {
     assert_eq!(ran.frame_names().last().map(String::as_str), Some("workflow_finished"));
 }
 
+/// A workflow run whose events the log refuses for a while stops (its model
+/// would otherwise stream for minutes) and closes itself once the log takes
+/// appends again: its open node and the run fail with the refusal as their
+/// error, and its stream ends with Dify's `error` event.
+#[tokio::test]
+async fn a_refused_workflow_run_closes_itself_once_the_log_takes_appends_again() {
+    let config = EngineConfig { data_dir: None, ..EngineConfig::default() };
+    let (store, refuse) =
+        ferrify_store::conformance::open_refusing(ferrify_engine::projection::all(), Default::default()).unwrap();
+    let engine = Engine::open_on(&config, store).unwrap();
+    // 100,000 words at 5 ms: about eight minutes if nothing stopped it.
+    let imported = engine.import_app(&SLOW.replace("max_tokens: 500", "max_tokens: 100000")).await.unwrap();
+    let app = engine.app(imported.app_id).unwrap().unwrap();
+    let req = WorkflowRequest { inputs: json!({}), user: "u".into(), streaming: true, ..Default::default() };
+    let accepted = engine.start_workflow(&app, req).await.unwrap();
+    let stream = accepted.handle.stream.clone();
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    refuse.store(true, std::sync::atomic::Ordering::SeqCst);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    refuse.store(false, std::sync::atomic::Ordering::SeqCst);
+    let mut waited = 0;
+    while engine.runs_in_flight() > 0 {
+        assert!(waited < 1000, "the run went on, or did not close itself once the log took appends again");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        waited += 1;
+    }
+    let records = engine.store().read_stream(&stream, 1, 100_000).unwrap();
+    let mut wire = WireRun::new();
+    let frames: Vec<Value> = records
+        .iter()
+        .flat_map(|r| wire.frames(&Envelope::decode(&r.payload).unwrap()))
+        .map(|f| serde_json::from_str(&f).unwrap())
+        .collect();
+    let names: Vec<&str> = frames.iter().map(|f| f["event"].as_str().unwrap()).collect();
+    assert_eq!(names[names.len() - 3..], ["node_finished", "workflow_finished", "error"], "{names:?}");
+    let refused = ferrify_engine::recovery::REFUSED;
+    let llm = &frames[frames.len() - 3];
+    assert_eq!((llm["data"]["node_id"].as_str(), llm["data"]["status"].as_str()), (Some("llm"), Some("failed")));
+    assert_eq!(llm["data"]["error"], refused);
+    assert_eq!(frames[frames.len() - 2]["data"]["status"], "failed");
+    assert_eq!(frames[frames.len() - 1]["message"], refused);
+    assert!(frames.iter().any(|f| f["event"] == "text_chunk"), "nothing was streamed before the refusal");
+}
+
 #[tokio::test]
 async fn malformed_graphs_are_refused_naming_the_fault() {
     let engine = engine();

@@ -2,12 +2,14 @@
 //! `tests/`). Each function takes a factory that opens a fresh, empty store
 //! with the projectors it is given.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::backend::{memory::MemoryBackend, Backend, Op, Pairs};
 use crate::error::{Error, Result};
 use crate::kv::{KvTxn, Projector};
-use crate::log::{EventLog, Store};
+use crate::log::{EventLog, Options, Store};
 use crate::record::{Append, Expected, Record, StreamId};
 
 /// A test projector: counts records per stream, keeps the last payload, and
@@ -33,6 +35,46 @@ impl Projector for Counter {
 
 pub fn counter() -> Vec<Arc<dyn Projector>> {
     vec![Arc::new(Counter)]
+}
+
+/// An in-memory backend whose commits fail while its switch is on, the way
+/// a full disk or a failing device fails them (reads keep working).
+struct Refusing {
+    inner: MemoryBackend,
+    refuse: Arc<AtomicBool>,
+}
+
+impl Backend for Refusing {
+    fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        self.inner.get(key)
+    }
+
+    fn scan(&self, start: &[u8], end: Option<&[u8]>, limit: usize, reverse: bool) -> Result<Pairs> {
+        self.inner.scan(start, end, limit, reverse)
+    }
+
+    fn commit(&self, ops: Vec<Op>) -> Result<()> {
+        if self.refuse.load(Ordering::SeqCst) {
+            return Err(Error::Io("no space left on device (refused by the test)".into()));
+        }
+        self.inner.commit(ops)
+    }
+
+    fn sync(&self) -> Result<()> {
+        self.inner.sync()
+    }
+
+    fn volatile(&self) -> bool {
+        true
+    }
+}
+
+/// An empty in-memory store whose writes fail while the returned switch is
+/// on: for tests of what runs do when the log refuses them.
+pub fn open_refusing(projectors: Vec<Arc<dyn Projector>>, options: Options) -> Result<(Store, Arc<AtomicBool>)> {
+    let refuse = Arc::new(AtomicBool::new(false));
+    let backend = Refusing { inner: MemoryBackend::new(), refuse: refuse.clone() };
+    Ok((Store::open(Arc::new(backend), projectors, options, None)?, refuse))
 }
 
 fn stream(name: &str) -> StreamId {

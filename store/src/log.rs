@@ -104,7 +104,7 @@ impl Store {
         Self::open(Arc::new(MemoryBackend::new()), projectors, options, None)
     }
 
-    fn open(
+    pub(crate) fn open(
         backend: Arc<dyn Backend>,
         projectors: Vec<Arc<dyn Projector>>,
         options: Options,

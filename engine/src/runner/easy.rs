@@ -559,12 +559,22 @@ async fn run(plan: Box<Plan>) {
             title = None;
         }
     }
+    let stream = recorder.stream().clone();
     let result = match result {
         Ok(()) => recorder.finish().await,
         Err(e) => Err(e),
     };
-    if let Err(e) = &result {
+    let mut outcome = outcome;
+    let mut result = Some(result);
+    if let Some(Err(e)) = &result {
         tracing::error!(task = %task_id, "run could not be recorded: {e}");
+        // The log refused an event: the run stopped there. The waiting client
+        // has its error now, then the run is closed on the log, the
+        // conversation still held (its next turn comes after).
+        if let (Some(tx), Some(result)) = (outcome.take(), result.take()) {
+            let _ = tx.send(result);
+        }
+        Box::pin(engine.close_refused_run(&stream)).await;
     }
     engine.inner.running.lock().remove(&task_id);
     if let Some((id, guard)) = conversation {
@@ -572,7 +582,7 @@ async fn run(plan: Box<Plan>) {
         engine.release_conversation(id);
     }
     drop(slot);
-    if let Some(tx) = outcome {
+    if let (Some(tx), Some(result)) = (outcome, result) {
         let _ = tx.send(result);
     }
     if let Some((conversation_id, name)) = late_title {

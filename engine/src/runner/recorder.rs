@@ -81,6 +81,11 @@ impl Recorder {
         }
     }
 
+    /// The run's stream.
+    pub(crate) fn stream(&self) -> &StreamId {
+        &self.stream
+    }
+
     /// True while the events are held back (nothing of the run is written yet).
     pub(crate) fn is_holding(&self) -> bool {
         self.held.as_ref().is_some_and(|h| h.events.lock().is_some())

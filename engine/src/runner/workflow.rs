@@ -458,7 +458,7 @@ impl Engine {
         }
         root.set_owner(&wf.graph.nodes[wf.graph.start].id, inputs);
 
-        let recording = Arc::new(Mutex::new(Recording::new(self.clone(), stream.clone(), wire, tap)));
+        let recording = Arc::new(Mutex::new(Recording::new(self.clone(), stream.clone(), wire, tap, stop.clone())));
         let settings = self.inner.workflow_settings.clone();
         let sink: Arc<Mutex<dyn EventSink>> = recording.clone();
         let rc =
@@ -483,6 +483,7 @@ impl Engine {
         // Boxed: the task's future captures the context and hands it to
         // `drive`, whose future keeps it too; inline, it would be held twice.
         let rc = Box::new(rc);
+        let run_stream = stream.clone();
         self.spawn(async move {
             drive(rc, &user, chat, moderation.as_ref(), tts)
                 .await
@@ -490,12 +491,19 @@ impl Engine {
                 .await;
             timer.abort();
             let outcome = recorded(&recording).await;
-            if let Err(e) = &outcome {
+            let (mut outcome_tx, mut outcome) = (outcome_tx, Some(outcome));
+            if let Some(Err(e)) = &outcome {
                 tracing::error!(task = %task_id, "run could not be recorded: {e}");
+                // The log refused an event: the waiting client has its error
+                // now, then the run is closed on the log.
+                if let (Some(tx), Some(outcome)) = (outcome_tx.take(), outcome.take()) {
+                    let _ = tx.send(outcome);
+                }
+                Box::pin(engine.close_refused_run(&run_stream)).await;
             }
             engine.inner.running.lock().remove(&task_id);
             drop(slot);
-            if let Some(tx) = outcome_tx {
+            if let (Some(tx), Some(outcome)) = (outcome_tx, outcome) {
                 let _ = tx.send(outcome);
             }
         });
@@ -705,11 +713,14 @@ struct Recording {
     pending: VecDeque<PendingAppend>,
     /// The first append that failed: nothing more is recorded.
     failed: Option<EngineError>,
+    /// Stops the graph once an append failed (what it would do next could
+    /// not be recorded).
+    stop: StopSignal,
 }
 
 impl Recording {
-    fn new(engine: Engine, stream: StreamId, wire: WireRun, tap: Option<Tap>) -> Recording {
-        Recording { engine, stream, wire, tap, held: Vec::new(), pending: VecDeque::new(), failed: None }
+    fn new(engine: Engine, stream: StreamId, wire: WireRun, tap: Option<Tap>, stop: StopSignal) -> Recording {
+        Recording { engine, stream, wire, tap, held: Vec::new(), pending: VecDeque::new(), failed: None, stop }
     }
 
     /// Everything handed over, the appends to wait for, and what failed.
@@ -751,9 +762,13 @@ impl EventSink for Recording {
             Err(e) => self.failed = Some(e),
         }
         // Forget what the writer already acknowledged; after a refusal
-        // nothing more is recorded (the stream keeps no hole after it).
+        // nothing more is recorded (the stream keeps no hole after it), and
+        // the graph stops.
         if let Some(e) = forget_acknowledged(&mut self.pending) {
             self.failed.get_or_insert(e.into());
+        }
+        if self.failed.is_some() && !self.stop.is_set() {
+            self.stop.stop_with(crate::recovery::REFUSED.to_string());
         }
     }
 }
