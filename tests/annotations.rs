@@ -201,7 +201,8 @@ async fn reply_jobs_and_turns_answered_from_annotations() {
     // A question that matches nothing goes to the model.
     let (_, b) = s.call("POST", "/v1/chat-messages", &key, Some(chat("hello there", "blocking"))).await;
     assert_eq!(b["answer"], "hello there");
-    assert!(b["metadata"].get("annotation_reply").is_none(), "{b}");
+    assert!(b["metadata"]["annotation_reply"].is_null(), "{b}");
+    assert_eq!(b["metadata"]["retriever_resources"], json!([]), "{b}");
 
     // Hits are counted; the turn is in the conversation's history.
     let (_, p) = s.call("GET", "/v1/apps/annotations", &key, None).await;

@@ -24,6 +24,9 @@ async fn blocking_and_streaming_chat_with_history() {
         assert!(b["metadata"]["usage"].get(f).is_some(), "usage lacks {f}");
     }
     assert!(b["metadata"]["usage"]["total_price"].is_string(), "prices are decimal strings");
+    // Dify dumps its task metadata whole: the keys that do not apply are null and empty.
+    assert!(b["metadata"]["annotation_reply"].is_null() && b["metadata"].get("annotation_reply").is_some(), "{b}");
+    assert_eq!(b["metadata"]["retriever_resources"], json!([]));
     let conv = b["conversation_id"].as_str().unwrap().to_string();
 
     // Streaming, as a browser (ids) and as a plain client (data lines only).
@@ -37,6 +40,11 @@ async fn blocking_and_streaming_chat_with_history() {
     let events: Vec<&str> = frames.iter().map(|f| f.data["event"].as_str().unwrap()).collect();
     assert_eq!(events.last(), Some(&"message_end"));
     assert!(events[..events.len() - 1].iter().all(|e| *e == "message"));
+    let end = &frames.last().unwrap().data["metadata"];
+    assert_eq!(
+        end.as_object().map(|m| m.keys().cloned().collect::<Vec<_>>()),
+        Some(vec!["annotation_reply".to_string(), "retriever_resources".to_string(), "usage".to_string()])
+    );
     let answer: String = frames.iter().filter_map(|f| f.data["answer"].as_str()).collect();
     assert_eq!(answer, "second turn words");
     let ids: Vec<u64> = frames.iter().map(|f| f.id.expect("id lines when opted in")).collect();

@@ -281,6 +281,34 @@ async fn chatflow_turns_over_http_keep_conversation_variables() {
     assert_eq!(st, 200, "{vars}");
     assert_eq!(vars["data"][0]["name"], "turns");
     assert_eq!(vars["data"][0]["value"], "2");
+    // Filters and paging as Dify's: a name filter that matches part of the
+    // name, any case; `last_id` keeps what was created after that variable.
+    let vars_with = |query: &str| format!("/v1/conversations/{conv}/variables?user=u1&{query}");
+    let (_, by_name) = s.call("GET", &vars_with("variable_name=TUR"), &key, None).await;
+    assert_eq!(by_name["data"][0]["name"], "turns", "{by_name}");
+    let (_, none) = s.call("GET", &vars_with("variable_name=topic"), &key, None).await;
+    assert_eq!(none["data"], json!([]), "{none}");
+    let var_id = vars["data"][0]["id"].as_str().unwrap();
+    let (st, after) = s.call("GET", &vars_with(&format!("last_id={var_id}")), &key, None).await;
+    assert_eq!((st, &after["data"], &after["has_more"]), (200, &json!([]), &json!(false)), "{after}");
+    let unknown = uuid::Uuid::new_v4();
+    let (st, e) = s.call("GET", &vars_with(&format!("last_id={unknown}")), &key, None).await;
+    assert_eq!((st, e["code"].as_str(), e["message"].as_str()), (400, Some("invalid_param"), Some("")), "{e}");
+    for (bad, message) in [
+        ("variable_name=sp_x", "Variable name contains invalid characters: sp_"),
+        (
+            "variable_name=a%20b",
+            "Variable name can only contain letters, numbers, hyphens (-), underscores (_), and periods (.)",
+        ),
+        ("last_id=xyz", "last_id must be a valid UUID"),
+    ] {
+        let (st, e) = s.call("GET", &vars_with(bad), &key, None).await;
+        assert_eq!(
+            (st, e["code"].as_str(), e["message"].as_str()),
+            (400, Some("invalid_param"), Some(message)),
+            "{bad}"
+        );
+    }
     let (_, msgs) = s.call("GET", &format!("/v1/messages?conversation_id={conv}&user=u1"), &key, None).await;
     assert_eq!(msgs["data"].as_array().unwrap().len(), 2);
     assert_eq!(msgs["data"][1]["answer"], "What is my name?");

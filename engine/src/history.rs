@@ -52,6 +52,16 @@ impl SortBy {
 }
 
 /// A conversation as the API shows it.
+/// What `GET /conversations/:id/variables` asks for.
+#[derive(Debug, Clone)]
+pub struct VariablesQuery {
+    pub limit: usize,
+    /// Only variables created after this one.
+    pub last_id: Option<Uuid>,
+    /// Only variables whose name contains this (ignoring case).
+    pub name: Option<String>,
+}
+
 pub fn conversation_json(c: &ConversationRow) -> Value {
     json!({
         "id": c.id.to_string(),
@@ -284,7 +294,19 @@ impl Engine {
     /// `GET /conversations/:id/variables`: the conversation variables of an
     /// advanced-chat conversation (values as text: strings as they are,
     /// anything else as JSON), oldest first.
-    pub fn conversation_variables(&self, app: &LoadedApp, user: &str, id: Uuid, limit: usize) -> Result<Page> {
+    ///
+    /// As Dify: `name` keeps the variables whose name contains it, ignoring
+    /// case; `last_id` (looked up among those) keeps the ones created strictly
+    /// after it, and an unknown one is a 400 `invalid_param` with an empty
+    /// message.
+    pub fn conversation_variables(
+        &self,
+        app: &LoadedApp,
+        user: &str,
+        id: Uuid,
+        query: &VariablesQuery,
+    ) -> Result<Page> {
+        let limit = query.limit;
         Self::chat_app(app)?;
         self.conversation_or_404(app, user, id)?;
         if app.mode() != crate::app::AppMode::AdvancedChat {
@@ -299,6 +321,17 @@ impl Engine {
             .collect();
         let order = |name: &str| declared.iter().position(|d| d.name == name).unwrap_or(usize::MAX);
         rows.sort_by_key(|r| (r.created_at, order(&r.name)));
+        if let Some(name) = &query.name {
+            let name = name.to_lowercase();
+            rows.retain(|r| r.name.to_lowercase().contains(&name));
+        }
+        if let Some(last_id) = query.last_id {
+            let Some(last) = rows.iter().find(|r| r.id.parse::<Uuid>().ok() == Some(last_id)).map(|r| r.created_at)
+            else {
+                return Err(EngineError::InvalidParam(String::new()));
+            };
+            rows.retain(|r| r.created_at > last);
+        }
         let has_more = rows.len() > limit;
         let data = rows
             .iter()

@@ -471,17 +471,13 @@ impl WireRun {
             }
             Event::MessageEnded { answer, usage, .. } => {
                 self.done = !self.tts;
-                let metadata = if self.workflow_run_id.is_some() || self.mode == "advanced-chat" {
-                    json!({
-                        "annotation_reply": self.annotation_reply.clone(),
-                        "retriever_resources": [],
-                        "usage": usage_json(usage),
-                    })
-                } else if let Some(reply) = &self.annotation_reply {
-                    json!({"annotation_reply": reply, "usage": usage_json(usage)})
-                } else {
-                    json!({"usage": usage_json(usage)})
-                };
+                // Every mode: Dify's task-state metadata dumped whole (its
+                // three keys, null and empty where they do not apply).
+                let metadata = json!({
+                    "annotation_reply": self.annotation_reply.clone(),
+                    "retriever_resources": [],
+                    "usage": usage_json(usage),
+                });
                 let frame = render.then(|| {
                     let mut m = self.envelope("message_end");
                     m.insert("task_id".into(), self.task_id.clone().into());

@@ -11,6 +11,11 @@ use ferrify_engine::{Engine, EngineConfig, EngineError, Envelope, Event};
 use ferrify_store::EventLog;
 use serde_json::{json, Value};
 
+/// The first page of a conversation's variables, unfiltered.
+fn all_variables() -> ferrify_engine::history::VariablesQuery {
+    ferrify_engine::history::VariablesQuery { limit: 20, last_id: None, name: None }
+}
+
 fn engine() -> Engine {
     Engine::open(&EngineConfig { data_dir: None, ..EngineConfig::default() }).unwrap()
 }
@@ -185,7 +190,7 @@ async fn chatflow_memory_conversation_variables_and_dialogue_count() {
     assert_eq!(contents.last(), Some(&"What is my name?"));
     let started = &second.frames[0]["data"];
     assert_eq!(started["inputs"]["sys.dialogue_count"], 2);
-    let vars = engine.conversation_variables(&app, "u1", conv, 20).unwrap();
+    let vars = engine.conversation_variables(&app, "u1", conv, &all_variables()).unwrap();
     let turns = vars.data.iter().find(|v| v["name"] == "turns").expect("turns variable");
     assert_eq!(turns["value"], "2");
 }
@@ -540,7 +545,7 @@ async fn classifier_extractor_list_operator_and_assigner_v1() {
     assert_eq!(ran.body["answer"], "Travel: Paris for 3 days via Nice (- Nice\n- Dijon) ok=1", "{}", ran.body);
     assert!(!ran.started_nodes().contains(&"weather".to_string()));
     let conv = ran.body["conversation_id"].as_str().unwrap().parse().unwrap();
-    let vars = engine.conversation_variables(&app, "u", conv, 20).unwrap();
+    let vars = engine.conversation_variables(&app, "u", conv, &all_variables()).unwrap();
     assert_eq!(vars.data[0]["value"], r#"["Paris"]"#);
 
     // An answer that is not JSON: the first class, and defaults with __is_success 0.

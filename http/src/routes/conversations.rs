@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use ferrify_engine::apps::LoadedApp;
-use ferrify_engine::history::SortBy;
+use ferrify_engine::history::{SortBy, VariablesQuery};
 use serde_json::{Map, Value};
 use uuid::Uuid;
 use warp::{Filter, Reply};
@@ -124,7 +124,31 @@ fn variables(
 ) -> Result<warp::reply::Response, ApiError> {
     let id = conversation_id(&id)?;
     let limit = limit(&query, 20, 100)?;
+    let last_id = optional_uuid(q(&query, "last_id"), "last_id must be a valid UUID")?;
+    let name = q(&query, "variable_name").map(variable_name).transpose()?;
     let user = optional_user(q(&query, "user").map(str::to_string));
-    let page = state.engine.conversation_variables(&app, &user, id, limit)?;
+    let query = VariablesQuery { limit, last_id, name };
+    let page = state.engine.conversation_variables(&app, &user, id, &query)?;
     Ok(warp::reply::json(&page.to_json()).into_response())
+}
+
+/// A `variable_name` filter, checked as Dify checks it (1 to 255 characters:
+/// letters, digits, `-`, `_`, `.`, and none of the patterns it refuses).
+fn variable_name(name: &str) -> Result<String, ApiError> {
+    let invalid = |message: String| ApiError::invalid_param(message);
+    if name.chars().count() > 255 {
+        return Err(invalid("variable_name must be at most 255 characters".into()));
+    }
+    if !name.chars().all(|c| c.is_alphanumeric() || matches!(c, '-' | '_' | '.'))
+        || name.chars().all(|c| !c.is_alphanumeric())
+    {
+        return Err(invalid(
+            "Variable name can only contain letters, numbers, hyphens (-), underscores (_), and periods (.)".into(),
+        ));
+    }
+    let lower = name.to_lowercase();
+    if let Some(pattern) = ["--", "xp_", "sp_"].into_iter().find(|p| lower.contains(p)) {
+        return Err(invalid(format!("Variable name contains invalid characters: {pattern}")));
+    }
+    Ok(name.to_string())
 }
