@@ -281,6 +281,21 @@ async fn chatflow_turns_over_http_keep_conversation_variables() {
     assert_eq!(st, 200, "{vars}");
     assert_eq!(vars["data"][0]["name"], "turns");
     assert_eq!(vars["data"][0]["value"], "2");
+    // The new conversation was named from its first query by the app's model
+    // (here echo, which answers with the query), as chat apps' are.
+    let mut named = Value::Null;
+    for _ in 0..100 {
+        let (_, list) = s.call("GET", "/v1/conversations?user=u1", &key, None).await;
+        named = list["data"][0]["name"].clone();
+        if named != "New conversation" {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert_eq!(named, "My name is Ada.");
+    let rename = json!({"auto_generate": true, "user": "u1"});
+    let (st, renamed) = s.call("POST", &format!("/v1/conversations/{conv}/name"), &key, Some(rename)).await;
+    assert_eq!((st, &renamed["name"]), (200, &json!("My name is Ada.")), "{renamed}");
     // Filters and paging as Dify's: a name filter that matches part of the
     // name, any case; `last_id` keeps what was created after that variable.
     let vars_with = |query: &str| format!("/v1/conversations/{conv}/variables?user=u1&{query}");

@@ -780,7 +780,7 @@ fn round3(x: f64) -> f64 {
 }
 
 /// Asks `model` for a short title of a conversation starting with `query`.
-async fn title_for(model: &ResolvedModel, query: &str) -> Option<String> {
+pub(crate) async fn title_for(model: &ResolvedModel, query: &str) -> Option<String> {
     let request = ModelRequest {
         model: model.model.clone(),
         messages: vec![
@@ -812,15 +812,36 @@ async fn title_for(model: &ResolvedModel, query: &str) -> Option<String> {
 
 impl Engine {
     /// A title for a conversation, from the app's model (None when it cannot make one).
+    /// Chatflows (no `model_config`) use the model of their first LLM node, as
+    /// imported; a chatflow without one keeps its default name.
     pub(crate) async fn generate_title(&self, app: &LoadedApp, query: &str) -> Option<String> {
-        let mc = app.spec.model_config.as_ref()?;
-        let model = self.providers().resolve(&mc.model.provider, &mc.model.name).ok()?;
-        title_for(&model, query).await
+        title_for(&self.title_model(app)?, query).await
+    }
+
+    /// The model that names `app`'s conversations, if it has one.
+    pub(crate) fn title_model(&self, app: &LoadedApp) -> Option<ResolvedModel> {
+        let (provider, name) = match &app.spec.model_config {
+            Some(mc) => (mc.model.provider.clone(), mc.model.name.clone()),
+            None => first_llm_model(app.spec.workflow.as_ref()?)?,
+        };
+        self.providers().resolve(&provider, &name).ok()
     }
 }
 
+/// The `(provider, name)` of a workflow's first LLM node.
+fn first_llm_model(workflow: &Value) -> Option<(String, String)> {
+    let nodes = workflow.pointer("/graph/nodes")?.as_array()?;
+    let model = nodes
+        .iter()
+        .filter_map(|n| n.get("data"))
+        .find(|d| d.get("type").and_then(Value::as_str) == Some("llm"))?
+        .get("model")?;
+    let field = |k: &str| model.get(k).and_then(Value::as_str).map(str::to_string);
+    Some((field("provider")?, field("name")?))
+}
+
 /// Records a generated conversation name (best effort).
-async fn rename_conversation(engine: &Engine, conversation_id: Uuid, name: String) {
+pub(crate) async fn rename_conversation(engine: &Engine, conversation_id: Uuid, name: String) {
     let Ok(stream) = StreamId::of("conversation", conversation_id) else { return };
     let env = Envelope::new(engine.now(), None, Event::ConversationRenamed { name });
     if let Err(e) = engine.append_run(&stream, vec![env]).await {

@@ -198,6 +198,12 @@ impl Engine {
                 })
                 .await;
         }
+        // A new conversation is named from its first query, as chat apps' are
+        // (once the run has created it).
+        let title = match (req.auto_generate_name && conversation.new.is_some()).then(|| self.title_model(app)) {
+            Some(Some(model)) => Some((conversation.id, query.clone(), model)),
+            _ => None,
+        };
         let plan = Launch {
             app_id,
             mode: AppMode::AdvancedChat,
@@ -212,7 +218,16 @@ impl Engine {
             rerun: None,
             slot,
         };
-        self.launch(plan).await
+        let accepted = self.launch(plan).await?;
+        if let Some((conversation_id, query, model)) = title {
+            let engine = self.clone();
+            self.spawn(async move {
+                if let Some(name) = super::easy::title_for(&model, &query).await {
+                    super::easy::rename_conversation(&engine, conversation_id, name).await;
+                }
+            });
+        }
+        Ok(accepted)
     }
 
     /// Resolves a run's file inputs in place and its request `files` (→ `sys.files`),
