@@ -28,6 +28,14 @@ async fn blocking_and_streaming_chat_with_history() {
     assert!(b["metadata"]["annotation_reply"].is_null() && b["metadata"].get("annotation_reply").is_some(), "{b}");
     assert_eq!(b["metadata"]["retriever_resources"], json!([]));
     let conv = b["conversation_id"].as_str().unwrap().to_string();
+    // Only an empty query is refused, as in Dify: blank text is a query.
+    let (st, e) = s.call("POST", "/v1/chat-messages", &key, Some(chat("", "u3", None, "blocking"))).await;
+    assert_eq!(
+        (st, e["code"].as_str(), e["message"].as_str()),
+        (400, Some("invalid_param"), Some("query is required"))
+    );
+    let (st, b) = s.call("POST", "/v1/chat-messages", &key, Some(chat("   ", "u3", None, "blocking"))).await;
+    assert_eq!(st, 200, "{b}");
 
     // Streaming, as a browser (ids) and as a plain client (data lines only).
     let (st, body, headers) =

@@ -121,7 +121,8 @@ impl Engine {
             EngineError::AppUnavailable("App unavailable, please check your app configurations.".into())
         })?;
         let query = req.query.replace('\0', "");
-        if chat && query.trim().is_empty() {
+        // As Dify: only an empty query is refused (blank text is a query).
+        if chat && query.is_empty() {
             return Err(EngineError::InvalidParam("query is required".into()));
         }
         let mut inputs = form::validate(&app.spec.form, &req.inputs).map_err(EngineError::InvalidParam)?;

@@ -145,7 +145,8 @@ impl Engine {
     /// Accepts a chatflow turn (`POST /chat-messages` on an advanced-chat app).
     pub(crate) async fn start_chatflow(&self, app: &LoadedApp, req: MessageRequest) -> Result<Accepted> {
         let query = req.query.replace('\0', "");
-        if query.trim().is_empty() {
+        // As Dify: only an empty query is refused (blank text is a query).
+        if query.is_empty() {
             return Err(EngineError::InvalidParam("query is required".into()));
         }
         let wf = self.workflow(app, None)?;
