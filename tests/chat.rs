@@ -338,6 +338,11 @@ async fn pages_of_history_and_conversations() {
         )
         .await;
     assert_eq!((st, b["message"].as_str()), (404, Some("First Message Not Exists.")));
+    // `conversation_id` is required; sent empty, it names no conversation.
+    let (st, b) = s.call("GET", "/v1/messages?user=p", &key, None).await;
+    assert_eq!((st, b["code"].as_str()), (400, Some("invalid_param")), "{b}");
+    let (st, b) = s.call("GET", "/v1/messages?user=p&conversation_id=", &key, None).await;
+    assert_eq!((st, &b["data"]), (200, &json!([])), "{b}");
 
     // Conversations: newest first by default; last_id cursor.
     for i in 0..5 {

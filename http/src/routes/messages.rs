@@ -57,6 +57,10 @@ fn list(app: Arc<LoadedApp>, state: State, query: HashMap<String, String>) -> Re
     let limit = limit(&query, 20, 100)?;
     let user = optional_user(q(&query, "user").map(str::to_string));
     let first_id = optional_uuid(q(&query, "first_id"), "first_id must be a valid UUID")?;
+    // Required, as in Dify; present but empty, it names no conversation: an empty page.
+    if !query.contains_key("conversation_id") {
+        return Err(ApiError::invalid_param("conversation_id is required"));
+    }
     let Some(conversation_id) = optional_uuid(q(&query, "conversation_id"), "conversation_id must be a valid UUID")?
     else {
         return Ok(warp::reply::json(&json!({"limit": limit, "has_more": false, "data": []})).into_response());
