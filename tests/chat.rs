@@ -36,6 +36,15 @@ async fn blocking_and_streaming_chat_with_history() {
     );
     let (st, b) = s.call("POST", "/v1/chat-messages", &key, Some(chat("   ", "u3", None, "blocking"))).await;
     assert_eq!(st, 200, "{b}");
+    // A `user` that Python finds false (0, false) is no user; other numbers are one.
+    for (user, status) in [(json!(0), 400), (json!(false), 400), (json!(7), 200)] {
+        let body = json!({"query": "hi", "inputs": {}, "user": user, "response_mode": "blocking"});
+        let (st, b) = s.call("POST", "/v1/chat-messages", &key, Some(body)).await;
+        assert_eq!(st, status, "user {user}: {b}");
+        if status == 400 {
+            assert_eq!(b["message"], "Arg user must be provided.");
+        }
+    }
 
     // Streaming, as a browser (ids) and as a plain client (data lines only).
     let (st, body, headers) =

@@ -164,12 +164,16 @@ pub fn field_string(body: &Map<String, Value>, name: &str) -> Option<String> {
     }
 }
 
-/// The body's `user`: strings as is, numbers and booleans as text (Dify
-/// stringifies them), null/absent → None; a list or object is refused
-/// rather than turned into a user called `{}`.
+/// The body's `user`: strings as is, numbers and `true` as text (as Dify's
+/// Python stringifies them: `true` is `True`); null, absent and the falsy
+/// `0` and `false` → None, as Dify's `if not user` has it; a list or object is
+/// refused rather than turned into a user called `{}`.
 pub fn user_field(body: &Map<String, Value>) -> Result<Option<String>, ApiError> {
     match body.get("user") {
         Some(Value::Array(_) | Value::Object(_)) => Err(ApiError::invalid_param("user must be a string")),
+        Some(Value::Bool(false)) => Ok(None),
+        Some(Value::Bool(true)) => Ok(Some("True".into())),
+        Some(Value::Number(n)) if n.as_f64() == Some(0.0) => Ok(None),
         _ => Ok(field_string(body, "user")),
     }
 }
