@@ -776,7 +776,7 @@ async fn call_model(
     speak(engine, recorder, trace_id, &spoken, tts).await
 }
 
-fn round3(x: f64) -> f64 {
+pub(crate) fn round3(x: f64) -> f64 {
     (x * 1000.0).round() / 1000.0
 }
 

@@ -501,7 +501,7 @@ impl Engine {
         let rc = Box::new(rc);
         let run_stream = stream.clone();
         self.spawn(async move {
-            drive(rc, &user, chat, moderation.as_ref(), tts)
+            drive(rc, &user, chat, streaming, moderation.as_ref(), tts)
                 .await
                 .finish(&engine, &wf, conversation, conv_values)
                 .await;
@@ -596,7 +596,14 @@ struct Driven {
 }
 
 /// Runs the graph and records its terminal events.
-async fn drive(rc: Box<RunCx>, user: &str, chat: bool, moderation: Option<&Moderation>, tts: Option<Value>) -> Driven {
+async fn drive(
+    rc: Box<RunCx>,
+    user: &str,
+    chat: bool,
+    streaming: bool,
+    moderation: Option<&Moderation>,
+    tts: Option<Value>,
+) -> Driven {
     let started = Instant::now();
     rc.start_responses();
     let result = run_scope(&rc, None, &rc.root.clone(), &ScopePos::default()).await;
@@ -654,6 +661,12 @@ async fn drive(rc: Box<RunCx>, user: &str, chat: bool, moderation: Option<&Moder
         };
         let stopped = status == "stopped";
         let spoken = if stopped { String::new() } else { answer.clone() };
+        // As Dify: a streamed turn's usage says when its answer began and how long it took.
+        let mut usage = usage;
+        if let (true, Some((first, last))) = (streaming, rc.answer_times()) {
+            usage.time_to_first_token = Some(super::easy::round3(first));
+            usage.time_to_generate = Some(super::easy::round3(last - first));
+        }
         rc.emit(Event::MessageEnded { answer, usage, latency: (rc.elapsed() * 1000.0).round() / 1000.0, stopped });
         if let Some(tts) = tts {
             speak(&rc, &spoken, &tts).await;

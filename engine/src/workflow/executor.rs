@@ -142,6 +142,9 @@ pub struct RunCx {
     response: Mutex<Coordinator>,
     index: AtomicU64,
     started: Instant,
+    /// When the first and the last non-blank answer chunks were emitted
+    /// (seconds into the run): a streamed chatflow's `time_to_first_token`.
+    answer_at: Mutex<Option<(f64, f64)>>,
 }
 
 /// What a scope run ended with.
@@ -199,6 +202,7 @@ impl RunCx {
             response: Mutex::new(response),
             index: AtomicU64::new(0),
             started: Instant::now(),
+            answer_at: Mutex::new(None),
         }
     }
 
@@ -222,6 +226,13 @@ impl RunCx {
 
     /// Records an event of the run.
     pub fn emit(&self, event: Event) {
+        if let Event::AnswerChunk { text, .. } = &event {
+            if !text.trim().is_empty() {
+                let now = self.elapsed();
+                let mut at = self.answer_at.lock();
+                *at = Some((at.map_or(now, |(first, _)| first), now));
+            }
+        }
         let hold = self.polling.load(Ordering::Relaxed) > 0;
         self.events.lock().push(Envelope::new(self.engine.now(), None, event), hold);
     }
@@ -268,6 +279,12 @@ impl RunCx {
     /// Seconds since the run started.
     pub fn elapsed(&self) -> f64 {
         self.started.elapsed().as_secs_f64()
+    }
+
+    /// When the first and the last non-blank answer chunks were emitted, in
+    /// seconds into the run (None before any).
+    pub fn answer_times(&self) -> Option<(f64, f64)> {
+        *self.answer_at.lock()
     }
 
     /// A chunk of streamed text from node `idx` (an LLM's `text`).
