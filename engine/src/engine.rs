@@ -133,7 +133,8 @@ impl Engine {
     }
 
     /// The engine over a log opened already (with [`crate::projection::all`] as its
-    /// projectors); `config.data_dir` still places the uploaded files and the
+    /// projectors, and its own options: `config.flush_interval` is the log's,
+    /// unused here); `config.data_dir` still places the uploaded files and the
     /// file links' key.
     pub fn open_on(config: &EngineConfig, store: Store) -> Result<Engine, ferrify_store::Error> {
         let blob_error = |e: ferrify_store::blob::BlobError| ferrify_store::Error::Io(e.to_string());

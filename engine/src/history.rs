@@ -51,17 +51,18 @@ impl SortBy {
     }
 }
 
-/// A conversation as the API shows it.
 /// What `GET /conversations/:id/variables` asks for.
 #[derive(Debug, Clone)]
 pub struct VariablesQuery {
+    /// Most variables on the page.
     pub limit: usize,
-    /// Only variables created after this one.
+    /// Only variables after this one (in the listing's order).
     pub last_id: Option<Uuid>,
     /// Only variables whose name contains this (ignoring case).
     pub name: Option<String>,
 }
 
+/// A conversation as the API shows it.
 pub fn conversation_json(c: &ConversationRow) -> Value {
     json!({
         "id": c.id.to_string(),
@@ -296,9 +297,8 @@ impl Engine {
     /// anything else as JSON), oldest first.
     ///
     /// As Dify: `name` keeps the variables whose name contains it, ignoring
-    /// case; `last_id` (looked up among those) keeps the ones created strictly
-    /// after it, and an unknown one is a 400 `invalid_param` with an empty
-    /// message.
+    /// case; `last_id` (looked up among those) keeps the ones listed after it,
+    /// and an unknown one is a 400 `invalid_param` with an empty message.
     pub fn conversation_variables(
         &self,
         app: &LoadedApp,
@@ -326,11 +326,13 @@ impl Engine {
             rows.retain(|r| r.name.to_lowercase().contains(&name));
         }
         if let Some(last_id) = query.last_id {
-            let Some(last) = rows.iter().find(|r| r.id.parse::<Uuid>().ok() == Some(last_id)).map(|r| r.created_at)
-            else {
+            // Everything after it in the listing's order: variables created in
+            // the same instant (a conversation's first turn creates them all)
+            // stay apart by their declared order, so no page loses any.
+            let Some(at) = rows.iter().position(|r| r.id.parse::<Uuid>().ok() == Some(last_id)) else {
                 return Err(EngineError::InvalidParam(String::new()));
             };
-            rows.retain(|r| r.created_at > last);
+            rows.drain(..=at);
         }
         let has_more = rows.len() > limit;
         let data = rows

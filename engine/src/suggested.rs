@@ -92,7 +92,7 @@ impl Engine {
             return Err(EngineError::BadRequest("Suggested Questions Is Disabled.".into()));
         }
         let (provider, model) = match app.mode() {
-            AppMode::AdvancedChat => self.latest_graph(app)?.as_ref().and_then(first_llm_model),
+            AppMode::AdvancedChat => self.chatflow_model(app)?,
             _ => spec.model_config.as_ref().map(|mc| (mc.model.provider.clone(), mc.model.name.clone())),
         }
         .ok_or_else(|| {
@@ -149,6 +149,12 @@ impl Engine {
     }
 
     /// The graph of an app's latest published workflow version.
+    /// `(provider, model)` of the first LLM node of a chatflow's published
+    /// graph: what its side tasks (suggested questions, titles) ask.
+    pub(crate) fn chatflow_model(&self, app: &LoadedApp) -> Result<Option<(String, String)>> {
+        Ok(self.latest_graph(app)?.as_ref().and_then(first_llm_model))
+    }
+
     fn latest_graph(&self, app: &LoadedApp) -> Result<Option<Value>> {
         let Some(row) = self.store().get_json::<AppRow>(trees::APPS, app.id().as_bytes())? else { return Ok(None) };
         let Some(id) = row.workflow_id else { return Ok(None) };

@@ -195,6 +195,38 @@ async fn chatflow_memory_conversation_variables_and_dialogue_count() {
     assert_eq!(turns["value"], "2");
 }
 
+/// Variables a conversation's first turn creates share their creation
+/// time: paging them by `last_id` one at a time still lists every one, in
+/// declared order; the name filter matches part of a name, any case.
+#[tokio::test]
+async fn conversation_variables_page_by_last_id_without_losing_any() {
+    let engine = engine();
+    let extra = "  - {id: 1c0f2b8e-0000-4000-8000-000000000001, name: topic, value_type: string, value: none, description: '', selector: [conversation, topic]}\n  - {id: 1c0f2b8e-0000-4000-8000-000000000002, name: mood, value_type: string, value: calm, description: '', selector: [conversation, mood]}\n";
+    let yaml = example("chatflow-llm-memory.yml")
+        .replace("provider: langgenius/openai/openai", "provider: builtin")
+        .replace("name: gpt-4o-mini", "name: echo")
+        .replace("  conversation_variables:\n", &format!("  conversation_variables:\n{extra}"));
+    let imported = engine.import_app(&yaml).await.unwrap();
+    let app = engine.app(imported.app_id).unwrap().unwrap();
+    let req = MessageRequest { query: "hi".into(), inputs: json!({}), user: "u1".into(), ..Default::default() };
+    let ran = collect(&engine, engine.start_chat(&app, req).await.unwrap()).await;
+    let conv = ran.body["conversation_id"].as_str().unwrap().parse().unwrap();
+    let mut names = Vec::new();
+    let mut last_id = None;
+    loop {
+        let query = ferrify_engine::history::VariablesQuery { limit: 1, last_id, name: None };
+        let page = engine.conversation_variables(&app, "u1", conv, &query).unwrap();
+        let Some(v) = page.data.first() else { break };
+        names.push(v["name"].as_str().unwrap().to_string());
+        last_id = Some(v["id"].as_str().unwrap().parse().unwrap());
+        assert_eq!(page.has_more, names.len() < 3, "{names:?}");
+    }
+    assert_eq!(names, ["topic", "mood", "turns"]);
+    let query = ferrify_engine::history::VariablesQuery { limit: 20, last_id: None, name: Some("OO".into()) };
+    let page = engine.conversation_variables(&app, "u1", conv, &query).unwrap();
+    assert_eq!(page.data.iter().map(|v| v["name"].as_str().unwrap()).collect::<Vec<_>>(), ["mood"]);
+}
+
 const ITERATE: &str = r#"
 app: {mode: advanced-chat, name: iterate}
 workflow:
@@ -403,7 +435,16 @@ async fn a_refused_workflow_run_closes_itself_once_the_log_takes_appends_again()
     let req = WorkflowRequest { inputs: json!({}), user: "u".into(), streaming: true, ..Default::default() };
     let accepted = engine.start_workflow(&app, req).await.unwrap();
     let stream = accepted.handle.stream.clone();
-    tokio::time::sleep(Duration::from_millis(150)).await;
+    let streamed = |engine: &Engine| {
+        let records = engine.store().read_stream(&stream, 1, 100_000).unwrap();
+        records.iter().any(|r| matches!(Envelope::decode(&r.payload).unwrap().event, Event::TextChunk { .. }))
+    };
+    let mut waited = 0;
+    while !streamed(&engine) {
+        assert!(waited < 500, "the model never started");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        waited += 1;
+    }
     refuse.store(true, std::sync::atomic::Ordering::SeqCst);
     tokio::time::sleep(Duration::from_millis(300)).await;
     refuse.store(false, std::sync::atomic::Ordering::SeqCst);

@@ -1,6 +1,9 @@
 //! A conformance suite every backend runs (memory in unit tests, sled in
 //! `tests/`). Each function takes a factory that opens a fresh, empty store
 //! with the projectors it is given.
+//!
+//! Also for other crates' tests: [`open_refusing`], a store whose writes fail
+//! on a switch (what runs do when the log refuses them).
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;

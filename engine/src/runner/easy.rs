@@ -561,31 +561,17 @@ async fn run(plan: Box<Plan>) {
         }
     }
     let stream = recorder.stream().clone();
-    let result = match result {
-        Ok(()) => recorder.finish().await,
-        Err(e) => Err(e),
-    };
-    let mut outcome = outcome;
-    let mut result = Some(result);
-    if let Some(Err(e)) = &result {
-        tracing::error!(task = %task_id, "run could not be recorded: {e}");
-        // The log refused an event: the run stopped there. The waiting client
-        // has its error now, then the run is closed on the log, the
-        // conversation still held (its next turn comes after).
-        if let (Some(tx), Some(result)) = (outcome.take(), result.take()) {
-            let _ = tx.send(result);
-        }
-        Box::pin(engine.close_refused_run(&stream)).await;
-    }
+    // Waited for even after a refusal: then nothing more of the run can reach the log.
+    let finished = recorder.finish().await;
+    let result = result.and(finished);
+    let ending = super::Ending::settle(&engine, task_id, &stream, result, outcome).await;
     engine.inner.running.lock().remove(&task_id);
     if let Some((id, guard)) = conversation {
         drop(guard);
         engine.release_conversation(id);
     }
     drop(slot);
-    if let (Some(tx), Some(result)) = (outcome, result) {
-        let _ = tx.send(result);
-    }
+    ending.deliver();
     if let Some((conversation_id, name)) = late_title {
         Box::pin(rename_conversation(&engine, conversation_id, name)).await;
     }
@@ -813,8 +799,8 @@ pub(crate) async fn title_for(model: &ResolvedModel, query: &str) -> Option<Stri
 
 impl Engine {
     /// A title for a conversation, from the app's model (None when it cannot make one).
-    /// Chatflows (no `model_config`) use the model of their first LLM node, as
-    /// imported; a chatflow without one keeps its default name.
+    /// Chatflows (no `model_config`) use the model of their published graph's
+    /// first LLM node; a chatflow without one keeps its default name.
     pub(crate) async fn generate_title(&self, app: &LoadedApp, query: &str) -> Option<String> {
         title_for(&self.title_model(app)?, query).await
     }
@@ -823,22 +809,10 @@ impl Engine {
     pub(crate) fn title_model(&self, app: &LoadedApp) -> Option<ResolvedModel> {
         let (provider, name) = match &app.spec.model_config {
             Some(mc) => (mc.model.provider.clone(), mc.model.name.clone()),
-            None => first_llm_model(app.spec.workflow.as_ref()?)?,
+            None => self.chatflow_model(app).ok().flatten()?,
         };
         self.providers().resolve(&provider, &name).ok()
     }
-}
-
-/// The `(provider, name)` of a workflow's first LLM node.
-fn first_llm_model(workflow: &Value) -> Option<(String, String)> {
-    let nodes = workflow.pointer("/graph/nodes")?.as_array()?;
-    let model = nodes
-        .iter()
-        .filter_map(|n| n.get("data"))
-        .find(|d| d.get("type").and_then(Value::as_str) == Some("llm"))?
-        .get("model")?;
-    let field = |k: &str| model.get(k).and_then(Value::as_str).map(str::to_string);
-    Some((field("provider")?, field("name")?))
 }
 
 /// Records a generated conversation name (best effort).

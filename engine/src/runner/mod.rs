@@ -27,6 +27,7 @@ use uuid::Uuid;
 use crate::engine::Engine;
 use crate::error::Result;
 use crate::event::Envelope;
+use crate::wire::Outcome;
 
 /// Namespace of end-user ids: an end user is UUIDv5(app id ‖ user string).
 const END_USER_NAMESPACE: Uuid = Uuid::from_u128(0x6c0f_3a9e_52d4_4b8e_9d6f_0a7b_1c2d_3e4f);
@@ -133,6 +134,48 @@ impl Engine {
             notify.notify_waiters();
         }
         Ok(())
+    }
+}
+
+/// The end of a run's task, once every append of the run was answered.
+///
+/// A run the log refused an event of has stopped there: its waiting client
+/// (blocking) gets the error at once, then the run is closed on the log
+/// ([`Engine::close_refused_run`]) while the caller still holds what the run
+/// holds (its conversation, its slot). Otherwise the outcome waits for
+/// [`Ending::deliver`], after the caller let go of those, as before.
+pub(crate) struct Ending {
+    tx: Option<tokio::sync::oneshot::Sender<Result<Outcome>>>,
+    outcome: Option<Result<Outcome>>,
+}
+
+impl Ending {
+    pub(crate) async fn settle(
+        engine: &Engine,
+        task_id: Uuid,
+        stream: &StreamId,
+        outcome: Result<Outcome>,
+        tx: Option<tokio::sync::oneshot::Sender<Result<Outcome>>>,
+    ) -> Ending {
+        let mut ending = Ending { tx, outcome: Some(outcome) };
+        if let Some(Err(e)) = &ending.outcome {
+            tracing::error!(task = %task_id, "run could not be recorded: {e}");
+            ending.deliver_now();
+            // Boxed: rare, and the run's task is as large as its largest await.
+            Box::pin(engine.close_refused_run(stream)).await;
+        }
+        ending
+    }
+
+    /// Hands the outcome to the waiting client, if any (and not done yet).
+    pub(crate) fn deliver(mut self) {
+        self.deliver_now();
+    }
+
+    fn deliver_now(&mut self) {
+        if let (Some(tx), Some(outcome)) = (self.tx.take(), self.outcome.take()) {
+            let _ = tx.send(outcome);
+        }
     }
 }
 

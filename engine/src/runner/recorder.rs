@@ -14,7 +14,9 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Duration;
 
-use ferrify_store::{EventLog, PendingAppend, StreamId};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use ferrify_store::{Append, EventLog, Expected, PendingAppend, StreamId};
 use parking_lot::Mutex;
 use tokio::task::JoinHandle;
 
@@ -36,10 +38,33 @@ struct Held {
     written: Mutex<Vec<PendingAppend>>,
 }
 
+/// How many of the run's events were handed to the log: each append expects
+/// the stream's head there, so once one is refused the ones queued after it
+/// are refused too and the stream keeps no hole (shared with the timer).
+/// Re-executions, whose scratch log may hold earlier ones of the same run,
+/// expect nothing.
+struct Handed {
+    count: AtomicU64,
+    checked: bool,
+}
+
+impl Handed {
+    /// `append`, expecting the head after the events handed so far, which it adds to.
+    fn expecting(&self, append: Append) -> Append {
+        if !self.checked {
+            return append;
+        }
+        let n = append.payloads.len() as u64;
+        let at = self.count.fetch_add(n, Ordering::SeqCst);
+        append.expect(Expected::At(at))
+    }
+}
+
 pub(crate) struct Recorder {
     engine: Engine,
     stream: StreamId,
     held: Option<Arc<Held>>,
+    handed: Arc<Handed>,
     timer: Option<JoinHandle<()>>,
     /// Appends not acknowledged yet, oldest first (acknowledged ones are
     /// dropped as new ones come, so a long stream holds only a few).
@@ -58,12 +83,14 @@ impl Recorder {
     /// Re-executions (`tap`) hold a blocking run's events to its end.
     pub(crate) fn new(engine: Engine, stream: StreamId, blocking: bool, tap: Option<Tap>) -> Self {
         let held = blocking.then(|| Arc::new(Held { events: Mutex::new(Some(Vec::new())), ..Default::default() }));
+        let handed = Arc::new(Handed { count: AtomicU64::new(0), checked: tap.is_none() });
         let timer = match (&held, &tap) {
             (Some(held), None) => {
-                let (held, engine_for_timer, stream) = (held.clone(), engine.clone(), stream.clone());
+                let (held, handed, engine_for_timer, stream) =
+                    (held.clone(), handed.clone(), engine.clone(), stream.clone());
                 Some(engine.spawn(async move {
                     tokio::time::sleep(HOLD_FOR).await;
-                    write_held(&engine_for_timer, &stream, &held);
+                    write_held(&engine_for_timer, &stream, &held, &handed);
                 }))
             }
             _ => None,
@@ -72,6 +99,7 @@ impl Recorder {
             engine,
             stream,
             held,
+            handed,
             timer,
             pending: VecDeque::new(),
             refused: None,
@@ -109,7 +137,7 @@ impl Recorder {
             // Written by the timer (whose append is queued ahead of this one).
         }
         let is_start = matches!(env.event, Event::RunStarted(_));
-        let append = run_append(&self.stream, vec![env], self.tap.as_ref())?;
+        let append = self.handed.expecting(run_append(&self.stream, vec![env], self.tap.as_ref())?);
         let pending = self.engine.store().append(append);
         if is_start {
             // The stream must exist before a client subscribes to it.
@@ -158,21 +186,30 @@ impl Recorder {
         if let Some(timer) = self.timer.take() {
             timer.abort();
         }
+        let mut first_error = None;
         if let Some(held) = self.held.take() {
             let rest = held.events.lock().take();
             if let Some(events) = rest {
-                self.engine.append_run_tapped(&self.stream, events, self.tap.as_ref()).await?;
+                let append = self.handed.expecting(run_append(&self.stream, events, self.tap.as_ref())?);
+                self.pending.push_front(self.engine.store().append(append));
             }
             let written = std::mem::take(&mut *held.written.lock());
-            for p in written {
-                p.await?;
+            for p in written.into_iter().rev() {
+                self.pending.push_front(p);
+            }
+        }
+        // Every append is waited for, even after a refusal: once this returns,
+        // nothing more of the run can reach the log.
+        for p in self.pending.drain(..) {
+            if let Err(e) = p.await {
+                first_error.get_or_insert(e);
             }
         }
         if let Some(e) = self.refusal() {
             return Err(e);
         }
-        for p in self.pending.drain(..) {
-            p.await?;
+        if let Some(e) = first_error {
+            return Err(e.into());
         }
         self.wire
             .outcome()
@@ -190,13 +227,13 @@ impl Drop for Recorder {
 }
 
 /// Writes a blocking run's held-back events (the timer, at [`HOLD_FOR`]).
-fn write_held(engine: &Engine, stream: &StreamId, held: &Held) {
+fn write_held(engine: &Engine, stream: &StreamId, held: &Held, handed: &Handed) {
     let mut events = held.events.lock();
     let Some(batch) = events.as_ref() else { return };
     match run_append(stream, batch.clone(), None) {
         Ok(append) => {
             // Queued while the lock is held: the run's next event is queued after it.
-            held.written.lock().push(engine.store().append(append));
+            held.written.lock().push(engine.store().append(handed.expecting(append)));
             *events = None;
         }
         // They stay held, for the run's end to write (or fail on) as usual.

@@ -16,7 +16,7 @@ use futures_util::StreamExt;
 use std::sync::Arc;
 use std::time::Instant;
 
-use ferrify_store::{EventLog, PendingAppend, StreamId};
+use ferrify_store::{EventLog, Expected, PendingAppend, StreamId};
 use parking_lot::Mutex;
 use serde_json::{json, Map, Value};
 use std::collections::VecDeque;
@@ -138,6 +138,7 @@ impl Engine {
             conversation: None,
             rerun: None,
             slot,
+            namer: None,
         };
         self.launch(plan).await
     }
@@ -199,12 +200,8 @@ impl Engine {
                 })
                 .await;
         }
-        // A new conversation is named from its first query, as chat apps' are
-        // (once the run has created it).
-        let title = match (req.auto_generate_name && conversation.new.is_some()).then(|| self.title_model(app)) {
-            Some(Some(model)) => Some((conversation.id, query.clone(), model)),
-            _ => None,
-        };
+        // A new conversation is named from its first query, as chat apps' are.
+        let namer = if req.auto_generate_name && conversation.new.is_some() { self.title_model(app) } else { None };
         let plan = Launch {
             app_id,
             mode: AppMode::AdvancedChat,
@@ -218,17 +215,9 @@ impl Engine {
             conversation: Some(conversation),
             rerun: None,
             slot,
+            namer,
         };
-        let accepted = self.launch(plan).await?;
-        if let Some((conversation_id, query, model)) = title {
-            let engine = self.clone();
-            self.spawn(async move {
-                if let Some(name) = super::easy::title_for(&model, &query).await {
-                    super::easy::rename_conversation(&engine, conversation_id, name).await;
-                }
-            });
-        }
-        Ok(accepted)
+        self.launch(plan).await
     }
 
     /// Resolves a run's file inputs in place and its request `files` (→ `sys.files`),
@@ -325,13 +314,28 @@ impl Engine {
             rerun: Some(rerun),
             // A re-execution runs on the scratch engine: no key, counted overall only.
             slot: self.admit(None)?,
+            namer: None,
         };
         self.launch(plan).await
     }
 
     async fn launch(&self, plan: Launch) -> Result<Accepted> {
-        let Launch { app_id, mode, wf, inputs, user, query, files, streaming, trace_id, conversation, rerun, slot } =
-            plan;
+        let Launch {
+            app_id,
+            mode,
+            wf,
+            inputs,
+            user,
+            query,
+            files,
+            streaming,
+            trace_id,
+            conversation,
+            rerun,
+            slot,
+            namer,
+        } = plan;
+        let namer = namer.map(|model| (model, query.clone()));
         let chat = mode == AppMode::AdvancedChat;
         let end_user = end_user_id(app_id, &user);
         let (task_id, run_id, message_id) = match &rerun {
@@ -459,6 +463,16 @@ impl Engine {
             self.inner.running.lock().remove(&task_id);
             return Err(e);
         }
+        // The conversation exists now, and its query passed input moderation
+        // (a flagged one goes to no model, not even for a title).
+        if let (Some((model, query)), Some(conv)) = (namer, &conversation) {
+            let (engine, conversation_id) = (self.clone(), conv.id);
+            self.spawn(async move {
+                if let Some(name) = super::easy::title_for(&model, &query).await {
+                    super::easy::rename_conversation(&engine, conversation_id, name).await;
+                }
+            });
+        }
         let (outcome_tx, outcome_rx) = if streaming && rerun.is_none() {
             (None, None)
         } else {
@@ -501,27 +515,15 @@ impl Engine {
         let rc = Box::new(rc);
         let run_stream = stream.clone();
         self.spawn(async move {
-            drive(rc, &user, chat, streaming, moderation.as_ref(), tts)
-                .await
-                .finish(&engine, &wf, conversation, conv_values)
-                .await;
+            let driven = drive(rc, &user, chat, moderation.as_ref(), tts).await;
             timer.abort();
             let outcome = recorded(&recording).await;
-            let (mut outcome_tx, mut outcome) = (outcome_tx, Some(outcome));
-            if let Some(Err(e)) = &outcome {
-                tracing::error!(task = %task_id, "run could not be recorded: {e}");
-                // The log refused an event: the waiting client has its error
-                // now, then the run is closed on the log.
-                if let (Some(tx), Some(outcome)) = (outcome_tx.take(), outcome.take()) {
-                    let _ = tx.send(outcome);
-                }
-                Box::pin(engine.close_refused_run(&run_stream)).await;
-            }
+            let ending = super::Ending::settle(&engine, task_id, &run_stream, outcome, outcome_tx).await;
+            // The conversation is let go of only now (a refused run is closed first).
+            driven.finish(&engine, &wf, conversation, conv_values).await;
             engine.inner.running.lock().remove(&task_id);
             drop(slot);
-            if let (Some(tx), Some(outcome)) = (outcome_tx, outcome) {
-                let _ = tx.send(outcome);
-            }
+            ending.deliver();
         });
         Ok(Accepted {
             handle: RunHandle { task_id, stream, message_id, conversation_id, workflow_run_id: Some(run_id) },
@@ -588,6 +590,8 @@ struct Launch {
     rerun: Option<Rerun>,
     /// Held until the run ends.
     slot: RunSlot,
+    /// The model that names the new conversation (chatflow turns that start one).
+    namer: Option<crate::provider::registry::ResolvedModel>,
 }
 
 /// What is left to do once the graph ran: the conversation variables to persist.
@@ -596,14 +600,7 @@ struct Driven {
 }
 
 /// Runs the graph and records its terminal events.
-async fn drive(
-    rc: Box<RunCx>,
-    user: &str,
-    chat: bool,
-    streaming: bool,
-    moderation: Option<&Moderation>,
-    tts: Option<Value>,
-) -> Driven {
+async fn drive(rc: Box<RunCx>, user: &str, chat: bool, moderation: Option<&Moderation>, tts: Option<Value>) -> Driven {
     let started = Instant::now();
     rc.start_responses();
     let result = run_scope(&rc, None, &rc.root.clone(), &ScopePos::default()).await;
@@ -661,9 +658,10 @@ async fn drive(
         };
         let stopped = status == "stopped";
         let spoken = if stopped { String::new() } else { answer.clone() };
-        // As Dify: a streamed turn's usage says when its answer began and how long it took.
+        // As Dify: a turn that said something has its usage say when its
+        // answer began (from the run's start) and how long it went on.
         let mut usage = usage;
-        if let (true, Some((first, last))) = (streaming, rc.answer_times()) {
+        if let Some((first, last)) = rc.answer_times() {
             usage.time_to_first_token = Some(super::easy::round3(first));
             usage.time_to_generate = Some(super::easy::round3(last - first));
         }
@@ -745,11 +743,25 @@ struct Recording {
     /// Stops the graph once an append failed (what it would do next could
     /// not be recorded).
     stop: StopSignal,
+    /// Events handed to the log so far (`RunStarted` before this recording):
+    /// each append expects the stream's head there, so the ones queued after
+    /// a refused one are refused too and the stream keeps no hole.
+    handed: u64,
 }
 
 impl Recording {
     fn new(engine: Engine, stream: StreamId, wire: WireRun, tap: Option<Tap>, stop: StopSignal) -> Recording {
-        Recording { engine, stream, wire, tap, held: Vec::new(), pending: VecDeque::new(), failed: None, stop }
+        Recording {
+            engine,
+            stream,
+            wire,
+            tap,
+            held: Vec::new(),
+            pending: VecDeque::new(),
+            failed: None,
+            stop,
+            handed: 1,
+        }
     }
 
     /// Everything handed over, the appends to wait for, and what failed.
@@ -787,7 +799,13 @@ impl EventSink for Recording {
         }
         let batch = std::mem::take(&mut self.held);
         match run_append(&self.stream, batch, self.tap.as_ref()) {
-            Ok(append) => self.pending.push_back(self.engine.store().append(append)),
+            // A re-execution's scratch log may hold earlier ones of this run: no check.
+            Ok(append) if self.tap.is_some() => self.pending.push_back(self.engine.store().append(append)),
+            Ok(append) => {
+                let expected = Expected::At(self.handed);
+                self.handed += append.payloads.len() as u64;
+                self.pending.push_back(self.engine.store().append(append.expect(expected)));
+            }
             Err(e) => self.failed = Some(e),
         }
         // Forget what the writer already acknowledged; after a refusal
@@ -796,8 +814,8 @@ impl EventSink for Recording {
         if let Some(e) = forget_acknowledged(&mut self.pending) {
             self.failed.get_or_insert(e.into());
         }
-        if self.failed.is_some() && !self.stop.is_set() {
-            self.stop.stop_with(crate::recovery::REFUSED.to_string());
+        if let (Some(e), false) = (&self.failed, self.stop.is_set()) {
+            self.stop.stop_with(format!("the run's events could not be recorded: {e}"));
         }
     }
 }
@@ -805,11 +823,16 @@ impl EventSink for Recording {
 /// Waits for a run's appends; the outcome its terminal events give.
 async fn recorded(recording: &Mutex<Recording>) -> Result<Outcome> {
     let (pending, failed) = recording.lock().close();
-    if let Some(e) = failed {
-        return Err(e);
-    }
+    // Every append is waited for, even after a refusal: once this returns,
+    // nothing more of the run can reach the log.
+    let mut first_error = failed;
     for p in pending {
-        p.await?;
+        if let Err(e) = p.await {
+            first_error.get_or_insert(e.into());
+        }
+    }
+    if let Some(e) = first_error {
+        return Err(e);
     }
     recording
         .lock()

@@ -64,7 +64,13 @@ pub fn paths(p: &mut Paths) {
         json!({
             "operationId": "listConversationVariables",
             "summary": "A chatflow conversation's variables",
-            "parameters": [id, user, limit],
+            "parameters": [
+                id,
+                user,
+                limit,
+                query_param("last_id", uuid_or_blank(), "The last variable shown so far: the page starts after it (an unknown one: 400 with an empty message)."),
+                query_param("variable_name", json!({"type": "string", "maxLength": 255, "pattern": "^[\\p{L}\\p{N}._-]+$"}), "Only variables whose name contains this, ignoring case."),
+            ],
             "responses": responses(&[(200, "A page of variables", schema("ConversationVariablePage"))], &[400, 401, 404, 429]),
         }),
     );

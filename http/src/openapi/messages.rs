@@ -12,7 +12,7 @@ pub fn paths(p: &mut Paths) {
             "operationId": "listMessages",
             "summary": "A conversation's messages, newest page first, each page oldest first",
             "parameters": [
-                query_param("conversation_id", uuid_or_blank(), "A conversation of this user; absent or blank: an empty page."),
+                query_param("conversation_id", uuid_or_blank(), "A conversation of this user (required); blank: an empty page."),
                 query_user(),
                 query_param("first_id", uuid_or_blank(), "The oldest message shown so far."),
                 query_param("limit", json!({"type": "integer", "minimum": 1, "maximum": 100, "default": 20}), ""),

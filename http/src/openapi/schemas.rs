@@ -49,7 +49,7 @@ pub fn all() -> Value {
             "enum": ["blocking", "streaming", null],
         },
         "User": {
-            "description": "The end user's identifier, chosen by the integrator (numbers and booleans are read as text).",
+            "description": "The end user's identifier, chosen by the integrator (numbers and true are read as text, as Python writes them; 0 and false are no user).",
             "type": ["string", "number", "boolean"],
             "minLength": 1,
         },

@@ -135,13 +135,10 @@ fn variables(
 /// A `variable_name` filter, checked as Dify checks it (1 to 255 characters:
 /// letters, digits, `-`, `_`, `.`, and none of the patterns it refuses).
 fn variable_name(name: &str) -> Result<String, ApiError> {
+    // In Dify's order: its validator's checks, then the length.
     let invalid = |message: String| ApiError::invalid_param(message);
-    if name.chars().count() > 255 {
-        return Err(invalid("variable_name must be at most 255 characters".into()));
-    }
-    if !name.chars().all(|c| c.is_alphanumeric() || matches!(c, '-' | '_' | '.'))
-        || name.chars().all(|c| !c.is_alphanumeric())
-    {
+    let allowed = |c: char| c.is_alphanumeric() || matches!(c, '-' | '_' | '.');
+    if !name.chars().all(allowed) || !name.chars().any(char::is_alphanumeric) {
         return Err(invalid(
             "Variable name can only contain letters, numbers, hyphens (-), underscores (_), and periods (.)".into(),
         ));
@@ -149,6 +146,9 @@ fn variable_name(name: &str) -> Result<String, ApiError> {
     let lower = name.to_lowercase();
     if let Some(pattern) = ["--", "xp_", "sp_"].into_iter().find(|p| lower.contains(p)) {
         return Err(invalid(format!("Variable name contains invalid characters: {pattern}")));
+    }
+    if name.chars().count() > 255 {
+        return Err(invalid("variable_name must be at most 255 characters".into()));
     }
     Ok(name.to_string())
 }
