@@ -143,13 +143,14 @@ impl Engine {
 /// (blocking) gets the error at once, then the run is closed on the log
 /// ([`Engine::close_refused_run`]) while the caller still holds what the run
 /// holds (its conversation, its slot). Otherwise the outcome waits for
-/// [`Ending::deliver`], after the caller let go of those, as before.
+/// [`Ending::deliver`], which the caller calls once it let go of those.
 pub(crate) struct Ending {
     tx: Option<tokio::sync::oneshot::Sender<Result<Outcome>>>,
     outcome: Option<Result<Outcome>>,
 }
 
 impl Ending {
+    /// Reports and closes a refused run (see above); keeps any other outcome for [`Ending::deliver`].
     pub(crate) async fn settle(
         engine: &Engine,
         task_id: Uuid,

@@ -11,10 +11,9 @@
 //! blocking response.
 
 use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
-
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use ferrify_store::{Append, EventLog, Expected, PendingAppend, StreamId};
 use parking_lot::Mutex;
