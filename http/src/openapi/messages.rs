@@ -12,7 +12,8 @@ pub fn paths(p: &mut Paths) {
             "operationId": "listMessages",
             "summary": "A conversation's messages, newest page first, each page oldest first",
             "parameters": [
-                query_param("conversation_id", uuid_or_blank(), "A conversation of this user (required); blank: an empty page."),
+                {"name": "conversation_id", "in": "query", "required": true,
+                 "description": "A conversation of this user; blank: an empty page.", "schema": uuid_or_blank()},
                 query_user(),
                 query_param("first_id", uuid_or_blank(), "The oldest message shown so far."),
                 query_param("limit", json!({"type": "integer", "minimum": 1, "maximum": 100, "default": 20}), ""),

@@ -52,6 +52,7 @@ pub fn all() -> Value {
             "description": "The end user's identifier, chosen by the integrator (numbers and true are read as text, as Python writes them; 0 and false are no user).",
             "type": ["string", "number", "boolean"],
             "minLength": 1,
+            "not": {"enum": [0, false]},
         },
         "OptionalUser": {
             "description": "The end user; absent, null or empty: the app's shared anonymous user (DEFAULT-USER).",
