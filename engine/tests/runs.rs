@@ -3,7 +3,7 @@
 //! the log while it runs; a run whose events the log refuses stops, and
 //! closes itself once the log takes appends again.
 
-use ferrify_engine::runner::easy::MessageRequest;
+use ferrify_engine::runner::easy::{Accepted, MessageRequest};
 use ferrify_engine::wire::Outcome;
 use ferrify_engine::{Engine, EngineConfig, Envelope, Event};
 use ferrify_store::EventLog;
@@ -13,6 +13,34 @@ use serde_json::json;
 fn events(engine: &Engine, stream: &ferrify_store::StreamId) -> Vec<Event> {
     let records = engine.store().read_stream(stream, 1, 10_000).unwrap();
     records.iter().map(|r| Envelope::decode(&r.payload).unwrap().event).collect()
+}
+
+/// The answer chunks recorded on a run stream so far.
+fn answer_chunks(engine: &Engine, stream: &ferrify_store::StreamId) -> Vec<String> {
+    events(engine, stream)
+        .into_iter()
+        .filter_map(|e| match e {
+            Event::AnswerChunk { text, .. } => Some(text),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Starts a streamed chat on a `lorem` model that would answer for about
+/// eight minutes (100,000 words at 5 ms), and waits for its first words.
+async fn start_endless(engine: &Engine) -> (std::sync::Arc<ferrify_engine::apps::LoadedApp>, Accepted) {
+    let yaml = "app: {mode: chat, name: endless}\nmodel_config:\n  model: {provider: builtin, name: lorem, completion_params: {max_tokens: 100000, pace_ms: 5}}\n";
+    let imported = engine.import_app(yaml).await.unwrap();
+    let app = engine.app(imported.app_id).unwrap().unwrap();
+    let req = MessageRequest { query: "go".into(), user: "u".into(), streaming: true, ..Default::default() };
+    let accepted = engine.start_chat(&app, req).await.unwrap();
+    let mut waited = 0;
+    while answer_chunks(engine, &accepted.handle.stream).len() < 3 {
+        assert!(waited < 500, "the run never got going");
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        waited += 1;
+    }
+    (app, accepted)
 }
 
 const SLOW: &str = "app: {mode: chat, name: slow}\nmodel_config:\n  model: {provider: builtin, name: lorem, completion_params: {max_tokens: 200, pace_ms: 10}}\n";
@@ -104,21 +132,9 @@ async fn a_long_blocking_run_is_written_while_it_runs() {
 #[tokio::test]
 async fn a_run_whose_events_the_log_refuses_stops() {
     let engine = Engine::open(&EngineConfig { data_dir: None, ..EngineConfig::default() }).unwrap();
-    // 100,000 words at 5 ms: about eight minutes if nothing stopped it.
-    let yaml = "app: {mode: chat, name: endless}\nmodel_config:\n  model: {provider: builtin, name: lorem, completion_params: {max_tokens: 100000, pace_ms: 5}}\n";
-    let imported = engine.import_app(yaml).await.unwrap();
-    let app = engine.app(imported.app_id).unwrap().unwrap();
-    let req = MessageRequest { query: "go".into(), user: "u".into(), streaming: true, ..Default::default() };
-    let accepted = engine.start_chat(&app, req).await.unwrap();
+    let (_, accepted) = start_endless(&engine).await;
     let stream = accepted.handle.stream.clone();
-    let chunks =
-        |engine: &Engine| events(engine, &stream).iter().filter(|e| matches!(e, Event::AnswerChunk { .. })).count();
-    let mut waited = 0;
-    while chunks(&engine) < 3 {
-        assert!(waited < 500, "the run never got going");
-        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-        waited += 1;
-    }
+    let chunks = |engine: &Engine| answer_chunks(engine, &stream).len();
     assert_eq!(engine.runs_in_flight(), 1);
     engine.close().unwrap();
     let written = chunks(&engine);
@@ -144,28 +160,10 @@ async fn a_refused_run_closes_itself_once_the_log_takes_appends_again() {
     let (store, refuse) =
         ferrify_store::conformance::open_refusing(ferrify_engine::projection::all(), Default::default()).unwrap();
     let engine = Engine::open_on(&config, store).unwrap();
-    let yaml = "app: {mode: chat, name: endless}\nmodel_config:\n  model: {provider: builtin, name: lorem, completion_params: {max_tokens: 100000, pace_ms: 5}}\n";
-    let imported = engine.import_app(yaml).await.unwrap();
-    let app = engine.app(imported.app_id).unwrap().unwrap();
-    let req = MessageRequest { query: "go".into(), user: "u".into(), streaming: true, ..Default::default() };
-    let accepted = engine.start_chat(&app, req).await.unwrap();
+    let (app, accepted) = start_endless(&engine).await;
     let stream = accepted.handle.stream.clone();
     let conversation_id = accepted.handle.conversation_id.unwrap();
-    let chunks = |engine: &Engine| -> Vec<String> {
-        events(engine, &stream)
-            .into_iter()
-            .filter_map(|e| match e {
-                Event::AnswerChunk { text, .. } => Some(text),
-                _ => None,
-            })
-            .collect()
-    };
-    let mut waited = 0;
-    while chunks(&engine).len() < 3 {
-        assert!(waited < 500, "the run never got going");
-        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-        waited += 1;
-    }
+    let chunks = |engine: &Engine| answer_chunks(engine, &stream);
     refuse.store(true, std::sync::atomic::Ordering::SeqCst);
     // While the log refuses, the run has stopped and cannot close yet.
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;
