@@ -261,6 +261,9 @@ pub struct LimitsConfig {
     /// Wall time of one run in seconds; a run still going is stopped [default: 1200].
     #[arg(long, env = "FERRIFY_MAX_RUN_SECONDS")]
     pub max_run_seconds: Option<u64>,
+    /// Seconds a run the log refused holds its slot and conversation while it closes itself [default: 30].
+    #[arg(long, env = "FERRIFY_REFUSED_RUN_HOLD_SECONDS")]
+    pub refused_run_hold_seconds: Option<u64>,
     /// Node executions per workflow run [default: 500].
     #[arg(long, env = "FERRIFY_MAX_WORKFLOW_STEPS")]
     pub max_workflow_steps: Option<u64>,
@@ -282,6 +285,7 @@ impl LimitsConfig {
             rate_limit_per_second: self.rate_limit_per_second.or(file.rate_limit_per_second),
             rate_limit_burst: self.rate_limit_burst.or(file.rate_limit_burst),
             max_run_seconds: self.max_run_seconds.or(file.max_run_seconds),
+            refused_run_hold_seconds: self.refused_run_hold_seconds.or(file.refused_run_hold_seconds),
             max_workflow_steps: self.max_workflow_steps.or(file.max_workflow_steps),
             max_iteration_items: self.max_iteration_items.or(file.max_iteration_items),
         }
@@ -332,6 +336,7 @@ impl LimitsConfig {
             max_run_time: Self::positive("max_run_seconds", self.max_run_seconds)?
                 .map(Duration::from_secs)
                 .unwrap_or(d.max_run_time),
+            refused_run_hold: self.refused_run_hold_seconds.map(Duration::from_secs).unwrap_or(d.refused_run_hold),
         })
     }
 }

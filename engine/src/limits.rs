@@ -27,6 +27,10 @@ pub struct RunLimits {
     /// Wall time of one run; a run still going after it is stopped
     /// (`limits.max_run_seconds`, Dify's `APP_MAX_EXECUTION_TIME`).
     pub max_run_time: Duration,
+    /// How long a run the log refused an event of keeps its slot and its
+    /// conversation while it tries to close itself; past that it lets go of
+    /// them and keeps trying in the background (`limits.refused_run_hold_seconds`).
+    pub refused_run_hold: Duration,
 }
 
 impl Default for RunLimits {
@@ -35,6 +39,7 @@ impl Default for RunLimits {
             max_concurrent_runs: 1024,
             max_concurrent_runs_per_key: 128,
             max_run_time: Duration::from_secs(1200),
+            refused_run_hold: Duration::from_secs(30),
         }
     }
 }

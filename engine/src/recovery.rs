@@ -34,11 +34,18 @@ pub const REFUSED: &str = "interrupted: the log refused an event of this run";
 /// Records read per batch while scanning a run.
 const BATCH: usize = 4096;
 
-/// How long a refused run keeps trying to close itself ([`Engine::close_refused_run`]).
-const CLOSE_FOR: Duration = Duration::from_secs(30);
-/// The first and the longest wait between two of its attempts.
+/// The first and the longest wait between two attempts to close a refused
+/// run ([`Engine::close_refused_run`]).
 const FIRST_RETRY: Duration = Duration::from_millis(20);
 const LONGEST_RETRY: Duration = Duration::from_secs(2);
+
+/// How an attempt to close a refused run went.
+enum Closing {
+    Done,
+    /// The log is closed: the next start's recovery closes the run.
+    LogClosed,
+    Refused(crate::EngineError),
+}
 
 /// Something a run opened and did not close.
 enum Open {
@@ -72,34 +79,57 @@ impl Engine {
     /// Closes the run recorded on `stream` after the log refused one of its
     /// events (the run stopped there): the events recovery would write, with
     /// [`REFUSED`] as the error, so that a client following the stream gets
-    /// Dify's `error` event and the end of the stream instead of pings.
+    /// Dify's `error` event and the end of the stream.
     ///
     /// A refusal may pass (a full disk that was cleared, a failed write that
-    /// a retry gets through): this tries again, waiting longer each time,
-    /// for up to [`CLOSE_FOR`]. It gives up at once when the log is closed,
-    /// and the next start's recovery closes the run then. Returns whether
-    /// the run is closed (or was already).
+    /// a retry gets through): this tries again, waiting longer each time, for
+    /// up to `limits.refused_run_hold` while the caller holds the run's slot
+    /// and conversation. Past that it returns, and a background task goes on
+    /// trying every [`LONGEST_RETRY`] until the log takes the close or is
+    /// closed (the next start's recovery closes the run then). Returns
+    /// whether the run is closed (or was already).
     pub(crate) async fn close_refused_run(&self, stream: &StreamId) -> bool {
-        let deadline = Instant::now() + CLOSE_FOR;
+        let deadline = Instant::now() + self.limits().refused_run_hold;
         let mut wait = FIRST_RETRY;
         loop {
-            let attempt = match self.closing_events(stream, REFUSED) {
-                Ok(events) if events.is_empty() => return true,
-                Ok(events) => self.append_run(stream, events).await,
-                Err(e) => Err(e),
-            };
-            match attempt {
-                Ok(_) => return true,
-                Err(crate::EngineError::Store(ferrify_store::Error::Closed)) => return false,
-                Err(e) if Instant::now() + wait > deadline => {
-                    tracing::error!(%stream, "the refused run could not be closed (recovery will at the next start): {e}");
+            match self.try_close_refused(stream).await {
+                Closing::Done => return true,
+                Closing::LogClosed => return false,
+                Closing::Refused(e) if Instant::now() + wait > deadline => {
+                    tracing::warn!(%stream, "a refused run is not closed yet; trying on in the background: {e}");
+                    // Not counted among the engine's tasks: shutdown does not
+                    // wait for it, and the closed log ends it.
+                    let (engine, stream) = (self.clone(), stream.clone());
+                    tokio::spawn(async move {
+                        loop {
+                            tokio::time::sleep(LONGEST_RETRY).await;
+                            match engine.try_close_refused(&stream).await {
+                                Closing::Refused(_) => continue,
+                                Closing::Done | Closing::LogClosed => return,
+                            }
+                        }
+                    });
                     return false;
                 }
-                Err(_) => {
+                Closing::Refused(_) => {
                     tokio::time::sleep(wait).await;
                     wait = (wait * 2).min(LONGEST_RETRY);
                 }
             }
+        }
+    }
+
+    /// One attempt at [`Engine::close_refused_run`].
+    async fn try_close_refused(&self, stream: &StreamId) -> Closing {
+        let attempt = match self.closing_events(stream, REFUSED) {
+            Ok(events) if events.is_empty() => return Closing::Done,
+            Ok(events) => self.append_run(stream, events).await,
+            Err(e) => Err(e),
+        };
+        match attempt {
+            Ok(()) => Closing::Done,
+            Err(crate::EngineError::Store(ferrify_store::Error::Closed)) => Closing::LogClosed,
+            Err(e) => Closing::Refused(e),
         }
     }
 

@@ -212,3 +212,43 @@ async fn a_refused_run_closes_itself_once_the_log_takes_appends_again() {
     let outcome = accepted.outcome.unwrap().await.unwrap().unwrap();
     assert!(matches!(outcome, Outcome::Message(_)), "{outcome:?}");
 }
+
+/// A refusal that lasts longer than `limits.refused_run_hold`: the run lets
+/// go of its slot (new runs are not refused for its sake) and closes itself
+/// in the background once the log takes appends again.
+#[tokio::test]
+async fn a_long_refusal_frees_the_run_and_closes_it_later() {
+    let limits = ferrify_engine::limits::RunLimits {
+        refused_run_hold: std::time::Duration::from_millis(200),
+        ..Default::default()
+    };
+    let config = EngineConfig { data_dir: None, limits, ..EngineConfig::default() };
+    let (store, refuse) =
+        ferrify_store::conformance::open_refusing(ferrify_engine::projection::all(), Default::default()).unwrap();
+    let engine = Engine::open_on(&config, store).unwrap();
+    let (_, accepted) = start_endless(&engine).await;
+    let stream = accepted.handle.stream.clone();
+    refuse.store(true, std::sync::atomic::Ordering::SeqCst);
+    let mut waited = 0;
+    while engine.runs_in_flight() > 0 {
+        assert!(waited < 500, "the refused run kept its slot past its hold");
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        waited += 1;
+    }
+    let closed = |engine: &Engine| events(engine, &stream).iter().any(|e| matches!(e, Event::RunInterrupted { .. }));
+    assert!(!closed(&engine), "the run was closed while the log refused every write");
+    refuse.store(false, std::sync::atomic::Ordering::SeqCst);
+    let mut waited = 0;
+    while !closed(&engine) {
+        assert!(waited < 1000, "the run was not closed once the log took appends again");
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        waited += 1;
+    }
+    match events(&engine, &stream).last() {
+        Some(Event::RunInterrupted { answer, message }) => {
+            assert_eq!(answer, &answer_chunks(&engine, &stream).concat());
+            assert_eq!(message, ferrify_engine::recovery::REFUSED);
+        }
+        other => panic!("the run ended with {other:?}"),
+    }
+}
