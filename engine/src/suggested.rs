@@ -23,8 +23,6 @@ use crate::engine::Engine;
 use crate::error::{EngineError, Result};
 use crate::event::{Envelope, Event};
 use crate::json::Json;
-use crate::model::{AppRow, WorkflowVersionRow};
-use crate::projection::trees;
 use crate::provider::{ModelChunk, ModelRequest, PromptMessage, Role};
 
 /// Conversation turns shown to the model.
@@ -62,19 +60,6 @@ fn prompt(turns: &[(String, String)]) -> String {
     out.push_str(INSTRUCTIONS);
     out.push_str("questions:\n");
     out
-}
-
-/// `(provider, model)` of the first LLM node of a graph.
-fn first_llm_model(graph: &Value) -> Option<(String, String)> {
-    let nodes = graph.get("nodes")?.as_array()?;
-    nodes.iter().find_map(|n| {
-        let data = n.get("data")?;
-        if data.get("type")?.as_str()? != "llm" {
-            return None;
-        }
-        let model = data.get("model")?;
-        Some((model.get("provider")?.as_str()?.to_string(), model.get("name")?.as_str()?.to_string()))
-    })
 }
 
 impl Engine {
@@ -148,23 +133,14 @@ impl Engine {
         Ok(questions)
     }
 
-    /// The graph of an app's latest published workflow version.
     /// `(provider, model)` of the first LLM node of a chatflow's published
     /// graph: what its side tasks (suggested questions, titles) ask.
     pub(crate) fn chatflow_model(&self, app: &LoadedApp) -> Result<Option<(String, String)>> {
-        Ok(self.latest_graph(app)?.as_ref().and_then(first_llm_model))
-    }
-
-    fn latest_graph(&self, app: &LoadedApp) -> Result<Option<Value>> {
-        let Some(row) = self.store().get_json::<AppRow>(trees::APPS, app.id().as_bytes())? else { return Ok(None) };
-        let Some(id) = row.workflow_id else { return Ok(None) };
-        Ok(self
-            .store()
-            .scan(trees::WORKFLOWS, app.id().as_bytes(), None, usize::MAX, false)?
-            .into_iter()
-            .filter_map(|(_, v)| ferrify_store::codec::from_json::<WorkflowVersionRow>(&v).ok())
-            .find(|v| v.id == id)
-            .map(|v| v.graph))
+        match self.workflow(app, None) {
+            Ok(wf) => Ok(wf.llm_model.clone()),
+            Err(EngineError::Store(e)) => Err(e.into()),
+            Err(_) => Ok(None),
+        }
     }
 }
 
@@ -190,16 +166,5 @@ mod tests {
         assert!(p.ends_with("questions:\n"));
         // The example array in the instructions is what the builtin echo model gives back.
         assert_eq!(parse_questions(&p), vec!["question1", "question2", "question3"]);
-    }
-
-    #[test]
-    fn first_llm_node() {
-        let g = json!({"nodes": [
-            {"id": "s", "data": {"type": "start"}},
-            {"id": "l", "data": {"type": "llm", "model": {"provider": "builtin", "name": "echo"}}},
-            {"id": "m", "data": {"type": "llm", "model": {"provider": "openai", "name": "x"}}},
-        ]});
-        assert_eq!(first_llm_model(&g), Some(("builtin".into(), "echo".into())));
-        assert_eq!(first_llm_model(&json!({"nodes": []})), None);
     }
 }

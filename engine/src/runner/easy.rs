@@ -806,7 +806,7 @@ impl Engine {
     }
 
     /// The model that names `app`'s conversations, if it has one.
-    pub(crate) fn title_model(&self, app: &LoadedApp) -> Option<ResolvedModel> {
+    fn title_model(&self, app: &LoadedApp) -> Option<ResolvedModel> {
         let (provider, name) = match &app.spec.model_config {
             Some(mc) => (mc.model.provider.clone(), mc.model.name.clone()),
             None => self.chatflow_model(app).ok().flatten()?,

@@ -18,10 +18,10 @@ pub(crate) mod recorder;
 pub mod workflow;
 
 use std::collections::VecDeque;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use ferrify_store::{Append, EventLog, PendingAppend, StreamId};
+use ferrify_store::{Append, EventLog, Expected, PendingAppend, StreamId};
 use uuid::Uuid;
 
 use crate::engine::Engine;
@@ -134,6 +134,32 @@ impl Engine {
             notify.notify_waiters();
         }
         Ok(())
+    }
+}
+
+/// How many of a run's events were handed to the log: each append expects
+/// the stream's head there, so once one is refused the ones queued after it
+/// are refused too and the stream keeps no hole. Re-executions, whose scratch
+/// log may hold earlier ones of the same run, expect nothing (`checked` off).
+pub(crate) struct Handed {
+    count: AtomicU64,
+    checked: bool,
+}
+
+impl Handed {
+    /// `first` events handed over already (`RunStarted`, for a workflow's recording).
+    pub(crate) fn new(first: u64, checked: bool) -> Handed {
+        Handed { count: AtomicU64::new(first), checked }
+    }
+
+    /// `append`, expecting the head after the events handed so far, which it adds to.
+    pub(crate) fn expecting(&self, append: Append) -> Append {
+        if !self.checked {
+            return append;
+        }
+        let n = append.payloads.len() as u64;
+        let at = self.count.fetch_add(n, Ordering::SeqCst);
+        append.expect(Expected::At(at))
     }
 }
 

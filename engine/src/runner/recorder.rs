@@ -11,15 +11,14 @@
 //! blocking response.
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use ferrify_store::{Append, EventLog, Expected, PendingAppend, StreamId};
+use ferrify_store::{EventLog, PendingAppend, StreamId};
 use parking_lot::Mutex;
 use tokio::task::JoinHandle;
 
-use super::{forget_acknowledged, run_append, Tap};
+use super::{forget_acknowledged, run_append, Handed, Tap};
 use crate::engine::Engine;
 use crate::error::{EngineError, Result};
 use crate::event::{Envelope, Event};
@@ -35,28 +34,6 @@ struct Held {
     events: Mutex<Option<Vec<Envelope>>>,
     /// Appends the timer made, for the run to wait for at its end.
     written: Mutex<Vec<PendingAppend>>,
-}
-
-/// How many of the run's events were handed to the log: each append expects
-/// the stream's head there, so once one is refused the ones queued after it
-/// are refused too and the stream keeps no hole (shared with the timer).
-/// Re-executions, whose scratch log may hold earlier ones of the same run,
-/// expect nothing.
-struct Handed {
-    count: AtomicU64,
-    checked: bool,
-}
-
-impl Handed {
-    /// `append`, expecting the head after the events handed so far, which it adds to.
-    fn expecting(&self, append: Append) -> Append {
-        if !self.checked {
-            return append;
-        }
-        let n = append.payloads.len() as u64;
-        let at = self.count.fetch_add(n, Ordering::SeqCst);
-        append.expect(Expected::At(at))
-    }
 }
 
 pub(crate) struct Recorder {
@@ -82,7 +59,7 @@ impl Recorder {
     /// Re-executions (`tap`) hold a blocking run's events to its end.
     pub(crate) fn new(engine: Engine, stream: StreamId, blocking: bool, tap: Option<Tap>) -> Self {
         let held = blocking.then(|| Arc::new(Held { events: Mutex::new(Some(Vec::new())), ..Default::default() }));
-        let handed = Arc::new(Handed { count: AtomicU64::new(0), checked: tap.is_none() });
+        let handed = Arc::new(Handed::new(0, tap.is_none()));
         let timer = match (&held, &tap) {
             (Some(held), None) => {
                 let (held, handed, engine_for_timer, stream) =

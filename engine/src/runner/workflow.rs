@@ -16,7 +16,7 @@ use futures_util::StreamExt;
 use std::sync::Arc;
 use std::time::Instant;
 
-use ferrify_store::{EventLog, Expected, PendingAppend, StreamId};
+use ferrify_store::{EventLog, PendingAppend, StreamId};
 use parking_lot::Mutex;
 use serde_json::{json, Map, Value};
 use std::collections::VecDeque;
@@ -25,7 +25,7 @@ use uuid::Uuid;
 
 use super::easy::{Accepted, MessageRequest};
 use super::moderated::PresetTurn;
-use super::{end_user_id, forget_acknowledged, run_append, RunHandle, Tap};
+use super::{end_user_id, forget_acknowledged, run_append, Handed, RunHandle, Tap};
 use crate::annotation::reply::AnnotationTurn;
 use crate::app::{form, AppMode};
 use crate::apps::LoadedApp;
@@ -200,8 +200,14 @@ impl Engine {
                 })
                 .await;
         }
-        // A new conversation is named from its first query, as chat apps' are.
-        let namer = if req.auto_generate_name && conversation.new.is_some() { self.title_model(app) } else { None };
+        // A new conversation is named from its first query, as chat apps' are,
+        // by the model of the version's first LLM node.
+        let namer = match &wf.llm_model {
+            Some((provider, name)) if req.auto_generate_name && conversation.new.is_some() => {
+                self.providers().resolve(provider, name).ok()
+            }
+            _ => None,
+        };
         let plan = Launch {
             app_id,
             mode: AppMode::AdvancedChat,
@@ -743,10 +749,8 @@ struct Recording {
     /// Stops the graph once an append failed (what it would do next could
     /// not be recorded).
     stop: StopSignal,
-    /// Events handed to the log so far (`RunStarted` before this recording):
-    /// each append expects the stream's head there, so the ones queued after
-    /// a refused one are refused too and the stream keeps no hole.
-    handed: u64,
+    /// Events handed to the log so far (`RunStarted` before this recording).
+    handed: Handed,
 }
 
 impl Recording {
@@ -755,12 +759,12 @@ impl Recording {
             engine,
             stream,
             wire,
+            handed: Handed::new(1, tap.is_none()),
             tap,
             held: Vec::new(),
             pending: VecDeque::new(),
             failed: None,
             stop,
-            handed: 1,
         }
     }
 
@@ -799,13 +803,7 @@ impl EventSink for Recording {
         }
         let batch = std::mem::take(&mut self.held);
         match run_append(&self.stream, batch, self.tap.as_ref()) {
-            // A re-execution's scratch log may hold earlier ones of this run: no check.
-            Ok(append) if self.tap.is_some() => self.pending.push_back(self.engine.store().append(append)),
-            Ok(append) => {
-                let expected = Expected::At(self.handed);
-                self.handed += append.payloads.len() as u64;
-                self.pending.push_back(self.engine.store().append(append.expect(expected)));
-            }
+            Ok(append) => self.pending.push_back(self.engine.store().append(self.handed.expecting(append))),
             Err(e) => self.failed = Some(e),
         }
         // Forget what the writer already acknowledged; after a refusal

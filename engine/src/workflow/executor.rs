@@ -143,7 +143,7 @@ pub struct RunCx {
     index: AtomicU64,
     started: Instant,
     /// When the first and the last non-blank answer chunks were emitted
-    /// (seconds into the run): a streamed chatflow's `time_to_first_token`.
+    /// (seconds into the run): a chatflow turn's `time_to_first_token`.
     answer_at: Mutex<Option<(f64, f64)>>,
 }
 

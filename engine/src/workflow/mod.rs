@@ -79,6 +79,9 @@ pub struct Workflow {
     pub features: Value,
     pub environment: Map<String, Value>,
     pub conversation_variables: Vec<ConversationVariable>,
+    /// `(provider, model)` of the graph's first LLM node: what a chatflow's
+    /// side tasks (conversation titles, suggested questions) ask.
+    pub llm_model: Option<(String, String)>,
 }
 
 /// An environment variable's run-time value (numbers as numbers).
@@ -94,6 +97,19 @@ fn env_value(v: &Value) -> Value {
         (_, Value::Null) => Value::String(String::new()),
         _ => value,
     }
+}
+
+/// `(provider, model)` of the first LLM node of a graph.
+fn first_llm_model(graph: &Value) -> Option<(String, String)> {
+    let nodes = graph.get("nodes")?.as_array()?;
+    nodes.iter().find_map(|n| {
+        let data = n.get("data")?;
+        if data.get("type")?.as_str()? != "llm" {
+            return None;
+        }
+        let model = data.get("model")?;
+        Some((model.get("provider")?.as_str()?.to_string(), model.get("name")?.as_str()?.to_string()))
+    })
 }
 
 /// Compiles a version's parts (graph, environment and conversation variables).
@@ -157,5 +173,23 @@ pub fn compile_version(
         features: features.clone(),
         environment,
         conversation_variables,
+        llm_model: first_llm_model(graph),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn first_llm_node() {
+        let g = json!({"nodes": [
+            {"id": "s", "data": {"type": "start"}},
+            {"id": "l", "data": {"type": "llm", "model": {"provider": "builtin", "name": "echo"}}},
+            {"id": "m", "data": {"type": "llm", "model": {"provider": "openai", "name": "x"}}},
+        ]});
+        assert_eq!(first_llm_model(&g), Some(("builtin".into(), "echo".into())));
+        assert_eq!(first_llm_model(&json!({"nodes": []})), None);
+    }
 }
