@@ -29,6 +29,7 @@ pub mod files;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod history;
+pub mod ids;
 pub mod json;
 pub mod limits;
 pub mod model;

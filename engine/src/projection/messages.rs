@@ -20,10 +20,20 @@ pub struct Messages;
 /// [`message_id_of`]).
 const MESSAGE_NAMESPACE: Uuid = Uuid::from_u128(0x5e0c_9f7d_3b1a_4c62_8e47_a1d2_b6f0_9c33);
 
-/// The message id of a new run with task `task_id` (a name-based UUID: unique
-/// per task, and computable from the task id alone).
+/// The message id of a new run with task `task_id`: unique per task, and
+/// computable from the task id alone. It is a name-based UUID (version 5) of
+/// the task id; for a time-ordered task id (version 7, see [`crate::ids`]) it
+/// keeps the task's timestamp and version, with the hash in the random bits,
+/// so that messages of new runs are time-ordered too.
 pub fn message_id_of(task_id: Uuid) -> Uuid {
-    Uuid::new_v5(&MESSAGE_NAMESPACE, task_id.as_bytes())
+    let hashed = Uuid::new_v5(&MESSAGE_NAMESPACE, task_id.as_bytes());
+    if task_id.get_version_num() != 7 {
+        return hashed;
+    }
+    let mut bytes = *hashed.as_bytes();
+    bytes[..6].copy_from_slice(&task_id.as_bytes()[..6]);
+    bytes[6] = (bytes[6] & 0x0f) | 0x70;
+    Uuid::from_bytes(bytes)
 }
 
 /// Index key of a message in its conversation.
@@ -118,5 +128,32 @@ impl Projector for Messages {
             _ => return Ok(()),
         }
         kv.put_json(trees::MESSAGES, &id, &row)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn message_ids_of_time_ordered_tasks_keep_the_task_s_time() {
+        let task = crate::ids::new();
+        let message = message_id_of(task);
+        assert_eq!(message.get_version_num(), 7);
+        assert_eq!(message.get_variant(), uuid::Variant::RFC4122);
+        assert_eq!(message.as_bytes()[..6], task.as_bytes()[..6]);
+        assert_ne!(message, task);
+        assert_eq!(message_id_of(task), message, "computable again from the task id alone");
+        std::thread::sleep(std::time::Duration::from_millis(2));
+        let later = crate::ids::new();
+        assert!(message_id_of(later) > message, "a later run's message sorts after");
+    }
+
+    #[test]
+    fn message_ids_of_earlier_tasks_are_unchanged() {
+        // Runs recorded before task ids were time-ordered keep the message id they had.
+        let task = Uuid::parse_str("0b6f2c1e-8f55-4f0e-9a51-2a7c3f4d5e60").unwrap_or_default();
+        assert_eq!(message_id_of(task), Uuid::new_v5(&MESSAGE_NAMESPACE, task.as_bytes()));
+        assert_eq!(message_id_of(task).get_version_num(), 5);
     }
 }

@@ -147,7 +147,7 @@ impl Engine {
 
         // The conversation: an existing one must be this end user's, and turns of it run one at a time.
         let (conversation_id, new_conversation, guard) = if !chat {
-            (Some(Uuid::new_v4()), None, None)
+            (Some(crate::ids::new()), None, None)
         } else if let Some(id) = req.conversation_id {
             let row = self.store().get_json::<ConversationRow>(trees::CONVERSATIONS, id.as_bytes())?;
             let row = row
@@ -159,7 +159,7 @@ impl Engine {
             let guard = self.lock_conversation(id).await;
             (Some(id), None, Some(guard))
         } else {
-            let id = Uuid::new_v4();
+            let id = crate::ids::new();
             let new = NewConversation { name: "New conversation".into(), introduction: app.spec.opening_statement() };
             let guard = self.lock_conversation(id).await;
             (Some(id), Some(new), Some(guard))
@@ -248,7 +248,7 @@ impl Engine {
             Value::Object(m) => m.clone(),
             _ => Map::new(),
         };
-        let conversation_id = if chat { run.conversation_id } else { Some(Uuid::new_v4()) };
+        let conversation_id = if chat { run.conversation_id } else { Some(crate::ids::new()) };
         let guard = match (chat, conversation_id) {
             (true, Some(id)) => Some(self.lock_conversation(id).await),
             _ => None,

@@ -63,7 +63,7 @@ impl Tap {
 
 /// A new run's task id and message id (see [`crate::projection::messages::message_id_of`]).
 pub(crate) fn new_ids() -> (Uuid, Uuid) {
-    let task_id = Uuid::new_v4();
+    let task_id = crate::ids::new();
     (task_id, crate::projection::messages::message_id_of(task_id))
 }
 

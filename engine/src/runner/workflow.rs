@@ -169,7 +169,7 @@ impl Engine {
                 Conversation { id, new: None, guard, history_turns: row.message_count }
             }
             None => {
-                let id = Uuid::new_v4();
+                let id = crate::ids::new();
                 let new =
                     NewConversation { name: "New conversation".into(), introduction: app.spec.opening_statement() };
                 let guard = self.lock_conversation(id).await;
@@ -348,7 +348,7 @@ impl Engine {
             Some(r) => (r.task_id, r.workflow_run_id, r.message_id),
             None => {
                 let (task_id, message_id) = super::new_ids();
-                (task_id, Uuid::new_v4(), chat.then_some(message_id))
+                (task_id, crate::ids::new(), chat.then_some(message_id))
             }
         };
         let stream = StreamId::of("run", task_id)?;

@@ -392,7 +392,7 @@ pub fn run_scope<'a>(
                 if rc.stop.is_set() {
                     break;
                 }
-                let exec_id = Uuid::new_v4();
+                let exec_id = crate::ids::new();
                 let silent = graph.nodes[idx].node.silent();
                 if !silent {
                     started_event(rc, idx, exec_id, pos);
