@@ -424,10 +424,16 @@ pub enum Event {
 impl Event {
     /// Whether appending this event must wait for an fsync (terminal and
     /// administrative facts); text chunks and progress need not.
+    ///
+    /// A run's start need not either: nothing of a run reaches a client before
+    /// an fsync covered it (subscriptions see only fsynced records), and its
+    /// end is durable, so waiting for the start's own fsync would only add one
+    /// to every streamed request's path before its model is called.
     pub fn is_durable(&self) -> bool {
         !matches!(
             self,
-            Event::AnswerChunk { .. }
+            Event::RunStarted(_)
+                | Event::AnswerChunk { .. }
                 | Event::TextChunk { .. }
                 | Event::NodeStarted(_)
                 | Event::NodeFinished(_)
