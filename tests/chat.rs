@@ -310,6 +310,52 @@ async fn a_client_that_disconnects_does_not_stop_the_run() {
 }
 
 #[tokio::test]
+async fn a_streamed_turn_names_its_conversation_while_the_answer_streams() {
+    // As Dify's title thread: the name is asked for alongside the answer, not after it.
+    let s = Server::start(&["--no-demo"]);
+    let key = s.app("chat-lorem.yml").await;
+    let mut r = client()
+        .post(s.url("/v1/chat-messages"))
+        .bearer_auth(&key)
+        .json(&chat("name me", "u", None, "streaming"))
+        .send()
+        .await
+        .unwrap();
+    let mut body = String::new();
+    let mut conv = None;
+    while conv.is_none() {
+        let chunk = r.chunk().await.unwrap().expect("stream ended early");
+        body.push_str(std::str::from_utf8(&chunk).unwrap());
+        let (frames, _) = parse_sse(&body);
+        conv = frames.first().and_then(|f| f.data["conversation_id"].as_str().map(str::to_string));
+    }
+    let conv = conv.unwrap();
+    // 200 words 10 ms apart: the answer streams for about 2 s.
+    let mut named_while_streaming = None;
+    for _ in 0..100 {
+        let (_, c) = s.call("GET", "/v1/conversations?user=u", &key, None).await;
+        let name = c["data"][0]["name"].as_str().unwrap_or("").to_string();
+        let (_, h) = s.call("GET", &format!("/v1/messages?conversation_id={conv}&user=u"), &key, None).await;
+        let words = h["data"][0]["answer"].as_str().unwrap_or("").split_whitespace().count();
+        if name != "New conversation" {
+            named_while_streaming = Some((name, words));
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    let (name, words) = named_while_streaming.expect("the conversation was never named");
+    assert!(!name.is_empty());
+    assert!(words < 200, "named only once the answer was complete ({words} words)");
+    while let Some(chunk) = r.chunk().await.unwrap() {
+        body.push_str(std::str::from_utf8(&chunk).unwrap());
+    }
+    let (frames, _) = parse_sse(&body);
+    assert_eq!(frames.last().unwrap().data["event"], "message_end");
+    let (_, c) = s.call("GET", "/v1/conversations?user=u", &key, None).await;
+    assert_eq!(c["data"][0]["name"], name.as_str(), "the name stays");
+}
+
+#[tokio::test]
 async fn pages_of_history_and_conversations() {
     let s = Server::start(&["--no-demo"]);
     let key = s.app("chat-echo.yml").await;

@@ -519,9 +519,9 @@ async fn run(plan: Box<Plan>) {
         query,
         tts,
     } = unbox(plan);
-    // The title of a new conversation is asked for alongside the answer. If it
-    // is ready when a held-back run is written, it names the conversation in
-    // `RunStarted`; otherwise it arrives as a rename.
+    // The title of a new conversation is asked for once the input passed
+    // moderation. If it is ready when a held-back run is written, it names the
+    // conversation in `RunStarted`; otherwise it arrives as a rename.
     let mut title = title_from.map(|(id, query)| {
         let model = model.clone();
         (id, Box::pin(async move { title_for(&model, &query).await }))
@@ -539,6 +539,20 @@ async fn run(plan: Box<Plan>) {
             Box::pin(answer_preset(&engine, &mut recorder, &trace_id, kind, preset, tts.as_ref())).await
         }
         Ok(None) => {
+            // A run whose events are written as they come (a streamed one) gets
+            // its title alongside the answer, as Dify's title thread does, so
+            // that the name is usually in place by `message_end`. A held-back
+            // run asks for it after the answer, to put it in `RunStarted`.
+            if !recorder.is_holding() {
+                if let Some((conversation_id, fut)) = title.take() {
+                    let named = engine.clone();
+                    engine.spawn(async move {
+                        if let Some(name) = fut.await {
+                            rename_conversation(&named, conversation_id, name).await;
+                        }
+                    });
+                }
+            }
             let output = moderation.as_ref().map(|m| (m, &providers));
             call_model(&engine, &mut recorder, &trace_id, &model, request, &flag, &user, output, tts.as_ref()).await
         }
