@@ -575,6 +575,51 @@ mod tests {
         assert_eq!(reader::read_stream(backend.as_ref(), &other, 1, usize::MAX, &[]).unwrap().len(), 100);
     }
 
+    /// A memory backend that counts scans of the stream index.
+    struct CountingScans {
+        inner: MemoryBackend,
+        index_scans: AtomicU64,
+    }
+
+    impl Backend for CountingScans {
+        fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
+            self.inner.get(key)
+        }
+        fn scan(&self, start: &[u8], end: Option<&[u8]>, limit: usize, reverse: bool) -> Result<Pairs> {
+            if start.first() == keys::stream_prefix("run/x").first() {
+                self.index_scans.fetch_add(1, SeqCst);
+            }
+            self.inner.scan(start, end, limit, reverse)
+        }
+        fn commit(&self, ops: Vec<Op>) -> Result<()> {
+            self.inner.commit(ops)
+        }
+        fn sync(&self) -> Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn reads_within_held_entries_leave_the_written_index_alone() {
+        let backend = Arc::new(CountingScans { inner: MemoryBackend::new(), index_scans: AtomicU64::new(0) });
+        let store = Store::open(backend.clone(), Vec::new(), Options::default(), None).unwrap();
+        let stream = StreamId::new("run/live").unwrap();
+        for i in 1..=10u64 {
+            store.append(Append::new(stream.clone(), vec![i.to_le_bytes().to_vec()])).wait().unwrap();
+        }
+        let scans = backend.index_scans.load(SeqCst);
+        // A live stream's followers read from where they are: all of it is held back.
+        let back = store.read_stream(&stream, 4, usize::MAX).unwrap();
+        assert_eq!(back.iter().map(|r| r.seq).collect::<Vec<_>>(), (4..=10).collect::<Vec<_>>());
+        assert_eq!(store.read_stream(&stream, 1, 2).unwrap().len(), 2);
+        assert!(store.read_stream(&stream, 11, 5).unwrap().is_empty());
+        assert_eq!(backend.index_scans.load(SeqCst), scans, "no scan of the written index");
+        // Once written out (a durable append), reads go through the index again, and see it all.
+        store.append(Append::new(stream.clone(), vec![b"end".to_vec()]).durable()).wait().unwrap();
+        assert_eq!(store.read_stream(&stream, 1, usize::MAX).unwrap().len(), 11);
+        assert!(backend.index_scans.load(SeqCst) > scans);
+    }
+
     #[test]
     fn streams_held_too_long_are_written_out() {
         let store = Store::open_memory(Vec::new(), Options::default()).unwrap();

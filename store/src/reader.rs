@@ -232,7 +232,8 @@ const INDEX_PAGE: usize = 256;
 
 /// Up to `limit` records of `stream` with `seq >= from`: the written index,
 /// then `held`, the entries the writer holds back (a snapshot taken before
-/// this read: an entry in both is read once).
+/// this read: an entry in both is read once). `held` is the stream's whole
+/// unwritten tail: the writer writes a stream's held entries out all at once.
 pub(crate) fn read_stream(
     backend: &dyn Backend,
     stream: &StreamId,
@@ -240,6 +241,21 @@ pub(crate) fn read_stream(
     limit: usize,
     held: &[IndexEntry],
 ) -> Result<Vec<Record>> {
+    let mut out = Vec::new();
+    let mut next_seq = from;
+    // The held entries continue the written index without a gap up to the
+    // stream's head: when they start at or before `from`, the written index
+    // has nothing this read needs (a live stream's followers, a run's first
+    // records), and the backend's index is not scanned.
+    if held.first().is_some_and(|e| e.first_seq <= from) {
+        for entry in held {
+            if out.len() >= limit {
+                break;
+            }
+            read_segment(backend, stream, *entry, &mut next_seq, limit, &mut out)?;
+        }
+        return Ok(out);
+    }
     let prefix = keys::stream_prefix(stream.as_str());
     let end = keys::prefix_end(&prefix);
     // The entry holding `from` starts at or before it.
@@ -248,8 +264,6 @@ pub(crate) fn read_stream(
         Some((k, _)) => k,
         None => keys::stream(stream.as_str(), from),
     };
-    let mut out = Vec::new();
-    let mut next_seq = from;
     'pages: while out.len() < limit {
         let entries = backend.scan(&start, end.as_deref(), INDEX_PAGE, false)?;
         let Some(last) = entries.last() else { break };
