@@ -9,6 +9,19 @@ fn chat(query: &str, user: &str, conversation: Option<&str>, mode: &str) -> Valu
     json!({"query": query, "inputs": {}, "user": user, "response_mode": mode, "conversation_id": conversation.unwrap_or("")})
 }
 
+/// Reads `r` into `body` until its first data frame is complete, and returns that frame.
+async fn first_frame(r: &mut reqwest::Response, body: &mut String) -> Value {
+    loop {
+        // Only whole frames: a chunk may end inside one.
+        let complete = body.rfind("\n\n").map_or("", |end| &body[..end + 2]);
+        if let Some(frame) = parse_sse(complete).0.into_iter().next() {
+            return frame.data;
+        }
+        let chunk = r.chunk().await.unwrap().expect("stream ended early");
+        body.push_str(std::str::from_utf8(&chunk).unwrap());
+    }
+}
+
 #[tokio::test]
 async fn blocking_and_streaming_chat_with_history() {
     let s = Server::start(&["--no-demo"]);
@@ -248,16 +261,7 @@ async fn stop_in_the_middle_of_a_stream() {
         .await
         .unwrap();
     let mut body = String::new();
-    let mut task = None;
-    while task.is_none() {
-        let chunk = r.chunk().await.unwrap().expect("stream ended early");
-        body.push_str(std::str::from_utf8(&chunk).unwrap());
-        if let Some(line) = body.lines().find(|l| l.starts_with("data: ")) {
-            let v: Value = serde_json::from_str(&line[6..]).unwrap();
-            task = v["task_id"].as_str().map(str::to_string);
-        }
-    }
-    let task = task.unwrap();
+    let task = first_frame(&mut r, &mut body).await["task_id"].as_str().unwrap().to_string();
     // Another user cannot stop it (and is still told success).
     let (st, b) = s.call("POST", &format!("/v1/chat-messages/{task}/stop"), &key, Some(json!({"user": "other"}))).await;
     assert_eq!((st, b), (200, json!({"result": "success"})));
@@ -322,14 +326,7 @@ async fn a_streamed_turn_names_its_conversation_while_the_answer_streams() {
         .await
         .unwrap();
     let mut body = String::new();
-    let mut conv = None;
-    while conv.is_none() {
-        let chunk = r.chunk().await.unwrap().expect("stream ended early");
-        body.push_str(std::str::from_utf8(&chunk).unwrap());
-        let (frames, _) = parse_sse(&body);
-        conv = frames.first().and_then(|f| f.data["conversation_id"].as_str().map(str::to_string));
-    }
-    let conv = conv.unwrap();
+    let conv = first_frame(&mut r, &mut body).await["conversation_id"].as_str().unwrap().to_string();
     // 200 words 10 ms apart: the answer streams for about 2 s.
     let mut named_while_streaming = None;
     for _ in 0..100 {

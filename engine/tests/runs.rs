@@ -3,6 +3,9 @@
 //! the log while it runs; a run whose events the log refuses stops, and
 //! closes itself once the log takes appends again.
 
+#[path = "common/mod.rs"]
+mod common;
+
 use ferrify_engine::runner::easy::{Accepted, MessageRequest};
 use ferrify_engine::wire::Outcome;
 use ferrify_engine::{Engine, EngineConfig, Envelope, Event};
@@ -138,12 +141,7 @@ async fn a_run_whose_events_the_log_refuses_stops() {
     assert_eq!(engine.runs_in_flight(), 1);
     engine.close().unwrap();
     let written = chunks(&engine);
-    let mut waited = 0;
-    while engine.runs_in_flight() > 0 {
-        assert!(waited < 1000, "the run went on after the log refused its events");
-        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-        waited += 1;
-    }
+    common::wait_until_idle(&engine, 1000, "the run went on after the log refused its events").await;
     // Nothing was recorded after the refusal.
     assert_eq!(chunks(&engine), written);
 }
@@ -157,9 +155,7 @@ async fn a_run_whose_events_the_log_refuses_stops() {
 #[tokio::test]
 async fn a_refused_run_closes_itself_once_the_log_takes_appends_again() {
     let config = EngineConfig { data_dir: None, ..EngineConfig::default() };
-    let (store, refuse) =
-        ferrify_store::conformance::open_refusing(ferrify_engine::projection::all(), Default::default()).unwrap();
-    let engine = Engine::open_on(&config, store).unwrap();
+    let (engine, refuse) = common::refusing_engine(&config);
     let (app, accepted) = start_endless(&engine).await;
     let stream = accepted.handle.stream.clone();
     let conversation_id = accepted.handle.conversation_id.unwrap();
@@ -174,12 +170,7 @@ async fn a_refused_run_closes_itself_once_the_log_takes_appends_again() {
     );
     assert_eq!(engine.runs_in_flight(), 1, "the run let go of its slot before it was closed");
     refuse.store(false, std::sync::atomic::Ordering::SeqCst);
-    let mut waited = 0;
-    while engine.runs_in_flight() > 0 {
-        assert!(waited < 1000, "the run did not close itself once the log took appends again");
-        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-        waited += 1;
-    }
+    common::wait_until_idle(&engine, 1000, "the run did not close itself once the log took appends again").await;
     let after = events(&engine, &stream);
     // What was recorded before stays; the closing event follows it, and nothing else.
     assert_eq!(&after[..before.len()], &before[..]);
@@ -223,18 +214,11 @@ async fn a_long_refusal_frees_the_run_and_closes_it_later() {
         ..Default::default()
     };
     let config = EngineConfig { data_dir: None, limits, ..EngineConfig::default() };
-    let (store, refuse) =
-        ferrify_store::conformance::open_refusing(ferrify_engine::projection::all(), Default::default()).unwrap();
-    let engine = Engine::open_on(&config, store).unwrap();
+    let (engine, refuse) = common::refusing_engine(&config);
     let (_, accepted) = start_endless(&engine).await;
     let stream = accepted.handle.stream.clone();
     refuse.store(true, std::sync::atomic::Ordering::SeqCst);
-    let mut waited = 0;
-    while engine.runs_in_flight() > 0 {
-        assert!(waited < 500, "the refused run kept its slot past its hold");
-        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-        waited += 1;
-    }
+    common::wait_until_idle(&engine, 500, "the refused run kept its slot past its hold").await;
     let closed = |engine: &Engine| events(engine, &stream).iter().any(|e| matches!(e, Event::RunInterrupted { .. }));
     assert!(!closed(&engine), "the run was closed while the log refused every write");
     refuse.store(false, std::sync::atomic::Ordering::SeqCst);

@@ -2,6 +2,9 @@
 //! branch skipping, joins, containers, error strategies, stop, and the
 //! import errors of malformed graphs.
 
+#[path = "common/mod.rs"]
+mod common;
+
 use std::time::Duration;
 
 use ferrify_engine::runner::easy::MessageRequest;
@@ -426,9 +429,7 @@ async fn stop_ends_a_blocking_run_within_a_model_chunk() {
 #[tokio::test]
 async fn a_refused_workflow_run_closes_itself_once_the_log_takes_appends_again() {
     let config = EngineConfig { data_dir: None, ..EngineConfig::default() };
-    let (store, refuse) =
-        ferrify_store::conformance::open_refusing(ferrify_engine::projection::all(), Default::default()).unwrap();
-    let engine = Engine::open_on(&config, store).unwrap();
+    let (engine, refuse) = common::refusing_engine(&config);
     // 100,000 words at 5 ms: about eight minutes if nothing stopped it.
     let imported = engine.import_app(&SLOW.replace("max_tokens: 500", "max_tokens: 100000")).await.unwrap();
     let app = engine.app(imported.app_id).unwrap().unwrap();
@@ -448,12 +449,8 @@ async fn a_refused_workflow_run_closes_itself_once_the_log_takes_appends_again()
     refuse.store(true, std::sync::atomic::Ordering::SeqCst);
     tokio::time::sleep(Duration::from_millis(300)).await;
     refuse.store(false, std::sync::atomic::Ordering::SeqCst);
-    let mut waited = 0;
-    while engine.runs_in_flight() > 0 {
-        assert!(waited < 1000, "the run went on, or did not close itself once the log took appends again");
-        tokio::time::sleep(Duration::from_millis(10)).await;
-        waited += 1;
-    }
+    common::wait_until_idle(&engine, 1000, "the run went on, or did not close itself once the log took appends again")
+        .await;
     let records = engine.store().read_stream(&stream, 1, 100_000).unwrap();
     let mut wire = WireRun::new();
     let frames: Vec<Value> = records

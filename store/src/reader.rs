@@ -247,42 +247,8 @@ pub(crate) fn read_stream(
     // stream's head: when they start at or before `from`, the written index
     // has nothing this read needs (a live stream's followers, a run's first
     // records), and the backend's index is not scanned.
-    if held.first().is_some_and(|e| e.first_seq <= from) {
-        for entry in held {
-            if out.len() >= limit {
-                break;
-            }
-            read_segment(backend, stream, *entry, &mut next_seq, limit, &mut out)?;
-        }
-        return Ok(out);
-    }
-    let prefix = keys::stream_prefix(stream.as_str());
-    let end = keys::prefix_end(&prefix);
-    // The entry holding `from` starts at or before it.
-    let upto = keys::stream(stream.as_str(), from.saturating_add(1));
-    let mut start = match backend.scan(&prefix, Some(&upto), 1, true)?.pop() {
-        Some((k, _)) => k,
-        None => keys::stream(stream.as_str(), from),
-    };
-    'pages: while out.len() < limit {
-        let entries = backend.scan(&start, end.as_deref(), INDEX_PAGE, false)?;
-        let Some(last) = entries.last() else { break };
-        let mut next = last.0.clone();
-        next.push(0);
-        let full_page = entries.len() == INDEX_PAGE;
-        for (k, v) in entries {
-            let first_seq = codec::key_u64(&k[prefix.len()..]).ok_or_else(|| corrupt_index(stream))?;
-            for entry in parse_index_value(first_seq, &v).ok_or_else(|| corrupt_index(stream))? {
-                read_segment(backend, stream, entry, &mut next_seq, limit, &mut out)?;
-                if out.len() >= limit {
-                    break 'pages;
-                }
-            }
-        }
-        if !full_page {
-            break;
-        }
-        start = next;
+    if held.first().is_none_or(|e| e.first_seq > from) {
+        read_written(backend, stream, limit, &mut next_seq, &mut out)?;
     }
     for entry in held {
         if out.len() >= limit {
@@ -291,6 +257,46 @@ pub(crate) fn read_stream(
         read_segment(backend, stream, *entry, &mut next_seq, limit, &mut out)?;
     }
     Ok(out)
+}
+
+/// Appends the records the written index lists from `next_seq` on (up to
+/// `limit` in all) and moves `next_seq` past them.
+fn read_written(
+    backend: &dyn Backend,
+    stream: &StreamId,
+    limit: usize,
+    next_seq: &mut Seq,
+    out: &mut Vec<Record>,
+) -> Result<()> {
+    let prefix = keys::stream_prefix(stream.as_str());
+    let end = keys::prefix_end(&prefix);
+    // The entry holding `next_seq` starts at or before it.
+    let upto = keys::stream(stream.as_str(), next_seq.saturating_add(1));
+    let mut start = match backend.scan(&prefix, Some(&upto), 1, true)?.pop() {
+        Some((k, _)) => k,
+        None => keys::stream(stream.as_str(), *next_seq),
+    };
+    while out.len() < limit {
+        let entries = backend.scan(&start, end.as_deref(), INDEX_PAGE, false)?;
+        let Some(last) = entries.last() else { break };
+        let mut next = last.0.clone();
+        next.push(0);
+        let full_page = entries.len() == INDEX_PAGE;
+        for (k, v) in entries {
+            let first_seq = codec::key_u64(&k[prefix.len()..]).ok_or_else(|| corrupt_index(stream))?;
+            for entry in parse_index_value(first_seq, &v).ok_or_else(|| corrupt_index(stream))? {
+                read_segment(backend, stream, entry, next_seq, limit, out)?;
+                if out.len() >= limit {
+                    return Ok(());
+                }
+            }
+        }
+        if !full_page {
+            break;
+        }
+        start = next;
+    }
+    Ok(())
 }
 
 /// Appends the records of one indexed segment from `next_seq` on (up to

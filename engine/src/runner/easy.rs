@@ -545,12 +545,7 @@ async fn run(plan: Box<Plan>) {
             // run asks for it after the answer, to put it in `RunStarted`.
             if !recorder.is_holding() {
                 if let Some((conversation_id, fut)) = title.take() {
-                    let named = engine.clone();
-                    engine.spawn(async move {
-                        if let Some(name) = fut.await {
-                            rename_conversation(&named, conversation_id, name).await;
-                        }
-                    });
+                    name_when_ready(&engine, conversation_id, fut);
                 }
             }
             let output = moderation.as_ref().map(|m| (m, &providers));
@@ -590,11 +585,7 @@ async fn run(plan: Box<Plan>) {
         Box::pin(rename_conversation(&engine, conversation_id, name)).await;
     }
     if let Some((conversation_id, fut)) = title {
-        engine.clone().spawn(async move {
-            if let Some(name) = fut.await {
-                rename_conversation(&engine, conversation_id, name).await;
-            }
-        });
+        name_when_ready(&engine, conversation_id, fut);
     }
 }
 
@@ -829,8 +820,23 @@ impl Engine {
     }
 }
 
+/// Names conversation `conversation_id` once `title` is ready, in a task of
+/// its own (best effort: no title, no rename).
+pub(crate) fn name_when_ready(
+    engine: &Engine,
+    conversation_id: Uuid,
+    title: impl std::future::Future<Output = Option<String>> + Send + 'static,
+) {
+    let named = engine.clone();
+    engine.spawn(async move {
+        if let Some(name) = title.await {
+            rename_conversation(&named, conversation_id, name).await;
+        }
+    });
+}
+
 /// Records a generated conversation name (best effort).
-pub(crate) async fn rename_conversation(engine: &Engine, conversation_id: Uuid, name: String) {
+async fn rename_conversation(engine: &Engine, conversation_id: Uuid, name: String) {
     let Ok(stream) = StreamId::of("conversation", conversation_id) else { return };
     let env = Envelope::new(engine.now(), None, Event::ConversationRenamed { name });
     if let Err(e) = engine.append_run(&stream, vec![env]).await {

@@ -472,12 +472,7 @@ impl Engine {
         // The conversation exists now, and its query passed input moderation
         // (a flagged one goes to no model, not even for a title).
         if let (Some((model, query)), Some(conv)) = (namer, &conversation) {
-            let (engine, conversation_id) = (self.clone(), conv.id);
-            self.spawn(async move {
-                if let Some(name) = super::easy::title_for(&model, &query).await {
-                    super::easy::rename_conversation(&engine, conversation_id, name).await;
-                }
-            });
+            super::easy::name_when_ready(self, conv.id, async move { super::easy::title_for(&model, &query).await });
         }
         let (outcome_tx, outcome_rx) = if streaming && rerun.is_none() {
             (None, None)

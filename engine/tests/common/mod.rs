@@ -1,4 +1,4 @@
-//! Shared test data: one sample event of every variant, and random valid event histories.
+//! Shared test data (one sample event of every variant, random valid event histories) and helpers.
 #![allow(dead_code)]
 
 use ferrify_engine::event::*;
@@ -278,5 +278,25 @@ pub fn variant_index(e: &Event) -> usize {
         Event::QuestionsSuggested { .. } => 35,
         Event::TtsAudio { .. } => 36,
         Event::TtsEnded => 37,
+    }
+}
+
+/// An engine on an in-memory log whose commits fail while the returned switch is on.
+pub fn refusing_engine(
+    config: &ferrify_engine::EngineConfig,
+) -> (ferrify_engine::Engine, std::sync::Arc<std::sync::atomic::AtomicBool>) {
+    let (store, refuse) =
+        ferrify_store::conformance::open_refusing(ferrify_engine::projection::all(), Default::default()).unwrap();
+    (ferrify_engine::Engine::open_on(config, store).unwrap(), refuse)
+}
+
+/// Waits until `engine` has no run in flight, checking every 10 ms; fails
+/// with `why` after `checks` checks.
+pub async fn wait_until_idle(engine: &ferrify_engine::Engine, checks: u32, why: &str) {
+    let mut waited = 0;
+    while engine.runs_in_flight() > 0 {
+        assert!(waited < checks, "{why}");
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        waited += 1;
     }
 }
