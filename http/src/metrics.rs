@@ -38,6 +38,14 @@ impl Metrics {
         for (name, help, value) in counters {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}");
         }
+        let seconds = [
+            ("ferrify_log_fsync_seconds_total", "Time spent in fsyncs of the log.", store.fsync_micros),
+            ("ferrify_log_commit_seconds_total", "Time the writer spent building and writing batches.", store.commit_micros),
+        ];
+        for (name, help, micros) in seconds {
+            let value = micros as f64 / 1e6;
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}");
+        }
         let _ = writeln!(out, "# HELP ferrify_http_requests_total HTTP requests by route and status.");
         let _ = writeln!(out, "# TYPE ferrify_http_requests_total counter");
         for ((route, status), n) in self.requests.lock().iter() {
@@ -120,5 +128,9 @@ mod tests {
         let text = m.render(&StatsSnapshot::default());
         assert!(text.contains("ferrify_http_requests_total{method=\"GET\",route=\"/health\",status=\"200\"} 2"));
         assert!(text.contains("# TYPE ferrify_log_fsyncs_total counter"));
+        let store = StatsSnapshot { fsync_micros: 1_500_000, commit_micros: 250, ..Default::default() };
+        let text = m.render(&store);
+        assert!(text.contains("\nferrify_log_fsync_seconds_total 1.5\n"), "{text}");
+        assert!(text.contains("\nferrify_log_commit_seconds_total 0.00025\n"), "{text}");
     }
 }

@@ -10,6 +10,8 @@ pub(crate) struct Stats {
     pub fsyncs: AtomicU64,
     pub commits: AtomicU64,
     pub failed_appends: AtomicU64,
+    pub fsync_micros: AtomicU64,
+    pub commit_micros: AtomicU64,
 }
 
 impl Stats {
@@ -21,6 +23,8 @@ impl Stats {
             fsyncs: self.fsyncs.load(Relaxed),
             commits: self.commits.load(Relaxed),
             failed_appends: self.failed_appends.load(Relaxed),
+            fsync_micros: self.fsync_micros.load(Relaxed),
+            commit_micros: self.commit_micros.load(Relaxed),
         }
     }
 }
@@ -41,4 +45,9 @@ pub struct StatsSnapshot {
     pub commits: u64,
     /// Appends refused (conflict, invalid, projection refusal, I/O).
     pub failed_appends: u64,
+    /// Microseconds spent in fsyncs.
+    pub fsync_micros: u64,
+    /// Microseconds the writer spent building and writing commits (from the first staged append
+    /// to the backend batch written).
+    pub commit_micros: u64,
 }

@@ -183,8 +183,7 @@ impl Syncer {
             if pending.is_empty() || !(urgent || timed_out) {
                 continue;
             }
-            let result = self.backend.sync();
-            self.stats.fsyncs.fetch_add(1, Relaxed);
+            let result = timed_sync(self.backend.as_ref(), &self.stats);
             if let Err(e) = &result {
                 tracing::error!("fsync failed: {e}");
             }
@@ -193,6 +192,15 @@ impl Syncer {
             urgent = false;
         }
     }
+}
+
+/// One fsync of the backend, counted with its duration.
+fn timed_sync(backend: &dyn Backend, stats: &Stats) -> Result<()> {
+    let started = Instant::now();
+    let result = backend.sync();
+    stats.fsyncs.fetch_add(1, Relaxed);
+    stats.fsync_micros.fetch_add(started.elapsed().as_micros() as u64, Relaxed);
+    result
 }
 
 /// After the fsync that covers them: publishes commits in order, acknowledges
@@ -287,8 +295,7 @@ impl Writer {
     }
 
     fn sync_here(&self, job: SyncJob) {
-        let result = self.backend.sync();
-        self.stats.fsyncs.fetch_add(1, Relaxed);
+        let result = timed_sync(self.backend.as_ref(), &self.stats);
         finish(&self.notifier, vec![job], &result);
     }
 
@@ -314,6 +321,7 @@ impl Writer {
         if appends.is_empty() {
             return;
         }
+        let started = Instant::now();
         let at = now_micros();
         let mut overlay = Overlay::new();
         let mut ops = Vec::new();
@@ -375,6 +383,7 @@ impl Writer {
             return;
         }
         self.stats.commits.fetch_add(1, Relaxed);
+        self.stats.commit_micros.fetch_add(started.elapsed().as_micros() as u64, Relaxed);
         self.next_position = position;
         self.apply_index_plan(plan);
         if self.heads.len() + staged_heads.len() > MAX_CACHED_HEADS {
@@ -576,8 +585,7 @@ impl Writer {
 
     fn rebuild(&mut self, progress: Progress) -> Result<u64> {
         let n = reader::rebuild(self.backend.as_ref(), &self.projectors, progress)?;
-        self.backend.sync()?;
-        self.stats.fsyncs.fetch_add(1, Relaxed);
+        timed_sync(self.backend.as_ref(), &self.stats)?;
         Ok(n)
     }
 }

@@ -149,6 +149,22 @@ fn rebuild_removes_stale_and_repairs_damaged_read_models() {
 }
 
 #[test]
+fn fsync_and_commit_time_are_counted() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open_in(dir.path(), counter());
+    let before = store.stats();
+    assert_eq!((before.fsync_micros, before.commit_micros), (0, 0));
+    let s = StreamId::new("run/t").unwrap();
+    for i in 0..20 {
+        store.append(Append::new(s.clone(), vec![format!("{i}").into_bytes()]).durable()).wait().unwrap();
+    }
+    let after = store.stats();
+    // Twenty fsyncs of a real file and twenty sled batches take more than a microsecond each.
+    assert!(after.fsyncs >= 20 && after.fsync_micros >= 20, "{after:?}");
+    assert!(after.commits >= 20 && after.commit_micros > 0, "{after:?}");
+}
+
+#[test]
 fn non_durable_appends_are_fsynced_within_the_flush_interval() {
     let dir = tempfile::tempdir().unwrap();
     let options = Options { flush_interval: std::time::Duration::from_millis(20), ..Options::default() };
