@@ -97,11 +97,22 @@ pub struct WireRun {
     /// chunk of the run, so it is rendered once (see [`WireRun::frames`]).
     #[serde(skip)]
     message_head: String,
+    /// The outcome is not folded (see [`WireRun::frames_only`]).
+    #[serde(skip)]
+    frames_only: bool,
 }
 
 impl WireRun {
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// A mapping that keeps the frames' state only: no blocking response is
+    /// folded (for folds that never read [`WireRun::outcome`], such as the
+    /// checkpoints the writer keeps). Frames, counts and `is_done` are those of
+    /// [`WireRun::new`].
+    pub fn frames_only() -> Self {
+        WireRun { frames_only: true, ..Self::default() }
     }
 
     /// True once the terminal frame was produced.
@@ -112,6 +123,11 @@ impl WireRun {
     /// The folded outcome, once done.
     pub fn outcome(&self) -> Option<&Outcome> {
         self.outcome.as_ref()
+    }
+
+    /// The folded outcome, taken out of the mapping.
+    pub fn take_outcome(&mut self) -> Option<Outcome> {
+        self.outcome.take()
     }
 
     fn is_workflow(&self) -> bool {
@@ -403,7 +419,7 @@ impl WireRun {
             Event::WorkflowFinished(f) => {
                 let run_id = self.workflow_run_id.clone().unwrap_or_default();
                 let finished_at = secs(env.at);
-                if self.is_workflow() {
+                if self.is_workflow() && !self.frames_only {
                     let body = json!({
                         "task_id": self.task_id,
                         "workflow_run_id": run_id,
@@ -421,10 +437,10 @@ impl WireRun {
                         }
                     });
                     self.outcome = Some(Outcome::Message(body));
-                    if f.status != "failed" {
-                        // With auto-play the audio follows: `tts_message_end` is the last frame.
-                        self.done = !self.tts;
-                    }
+                }
+                if self.is_workflow() && f.status != "failed" {
+                    // With auto-play the audio follows: `tts_message_end` is the last frame.
+                    self.done = !self.tts;
                 }
                 let frame = render.then(|| {
                     let data = json!({
@@ -471,13 +487,16 @@ impl WireRun {
             }
             Event::MessageEnded { answer, usage, .. } => {
                 self.done = !self.tts;
+                if !render && self.frames_only {
+                    return (1, None);
+                }
                 // Every mode: Dify's task-state metadata dumped whole (its
                 // three keys, null and empty where they do not apply).
-                let metadata = json!({
-                    "annotation_reply": self.annotation_reply.clone(),
-                    "retriever_resources": [],
-                    "usage": usage_json(usage),
-                });
+                let mut metadata = Map::new();
+                metadata.insert("annotation_reply".into(), self.annotation_reply.clone().unwrap_or(Value::Null));
+                metadata.insert("retriever_resources".into(), Value::Array(Vec::new()));
+                metadata.insert("usage".into(), usage_json(usage));
+                let metadata = Value::Object(metadata);
                 let frame = render.then(|| {
                     let mut m = self.envelope("message_end");
                     m.insert("task_id".into(), self.task_id.clone().into());
@@ -489,6 +508,9 @@ impl WireRun {
                     m.insert("files".into(), files);
                     Value::Object(m)
                 });
+                if self.frames_only {
+                    return (1, frame);
+                }
                 let mut body = Map::new();
                 body.insert("event".into(), "message".into());
                 body.insert("task_id".into(), self.task_id.clone().into());
@@ -526,7 +548,7 @@ impl WireRun {
             }
             Event::RunFailed { code, message, status } => {
                 self.done = true;
-                if !(self.is_workflow() && self.outcome.is_some()) {
+                if !self.frames_only && !(self.is_workflow() && self.outcome.is_some()) {
                     self.outcome =
                         Some(Outcome::Failed { status: *status, code: code.clone(), message: message.clone() });
                 }
@@ -740,6 +762,54 @@ mod tests {
         assert!(w
             .values(&Envelope::new(0, None, Event::AnswerChunk { text: "x".into(), from_variable_selector: None }))
             .is_empty());
+    }
+
+    #[test]
+    fn a_frames_only_mapping_yields_the_same_frames_without_an_outcome() {
+        let chunk = |t: &str| Event::AnswerChunk { text: t.into(), from_variable_selector: None };
+        let end = || Event::MessageEnded { answer: "ab".into(), usage: Usage::default(), latency: 0.1, stopped: false };
+        let mut workflow = run_started("workflow", json!({}));
+        workflow.workflow_run_id = Some(Uuid::from_u128(6));
+        let finished = |status: &str| {
+            Event::WorkflowFinished(Box::new(crate::event::WorkflowFinished {
+                status: status.into(),
+                outputs: Json(json!({"text": "ab"})),
+                error: None,
+                total_tokens: 0,
+                total_steps: 1,
+                exceptions_count: 0,
+                elapsed_time: 0.1,
+            }))
+        };
+        let failed = || Event::RunFailed { code: "x".into(), message: "m".into(), status: 400 };
+        let runs: Vec<Vec<Event>> = vec![
+            vec![Event::RunStarted(Box::new(run_started("chat", json!({})))), chunk("a"), chunk("b"), end()],
+            vec![
+                Event::RunStarted(Box::new(run_started("chat", json!({"tts": {}})))),
+                chunk("ab"),
+                end(),
+                Event::TtsEnded,
+            ],
+            vec![Event::RunStarted(Box::new(run_started("completion", json!({})))), chunk("a"), failed()],
+            vec![
+                Event::RunStarted(Box::new(workflow.clone())),
+                Event::TextChunk { text: "ab".into(), from_variable_selector: None },
+                finished("succeeded"),
+            ],
+            vec![Event::RunStarted(Box::new(workflow)), finished("failed"), failed()],
+        ];
+        for events in runs {
+            let (mut full, mut lean, mut counted) = (WireRun::new(), WireRun::frames_only(), WireRun::frames_only());
+            for event in events {
+                let env = Envelope::new(1_700_000_000_000_000, None, event);
+                let frames = full.values(&env);
+                assert_eq!(lean.values(&env), frames, "{env:?}");
+                assert_eq!(counted.advance(&env), frames.len(), "{env:?}");
+                assert_eq!((lean.is_done(), counted.is_done()), (full.is_done(), full.is_done()), "{env:?}");
+            }
+            assert!(full.is_done() && full.outcome().is_some());
+            assert!(lean.outcome().is_none() && counted.outcome().is_none());
+        }
     }
 
     #[test]

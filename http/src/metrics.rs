@@ -40,7 +40,11 @@ impl Metrics {
         }
         let seconds = [
             ("ferrify_log_fsync_seconds_total", "Time spent in fsyncs of the log.", store.fsync_micros),
-            ("ferrify_log_commit_seconds_total", "Time the writer spent building and writing batches.", store.commit_micros),
+            (
+                "ferrify_log_commit_seconds_total",
+                "Time the writer spent building and writing batches.",
+                store.commit_micros,
+            ),
         ];
         for (name, help, micros) in seconds {
             let value = micros as f64 / 1e6;

@@ -66,7 +66,7 @@ impl Projector for WireCheckpoints {
         let env = decode(record, kv)?;
         let mut live = self.live.lock();
         if record.seq == 1 && matches!(env.event, Event::RunStarted(_)) {
-            live.insert(task, Live { seq: 0, frames: 0, wire: WireRun::new() });
+            live.insert(task, Live { seq: 0, frames: 0, wire: WireRun::frames_only() });
         }
         let Some(run) = live.get_mut(&task) else {
             return Ok(());

@@ -89,8 +89,7 @@ impl Engine {
         } else {
             let (tx, rx) = oneshot::channel();
             let outcome = wire
-                .outcome()
-                .cloned()
+                .take_outcome()
                 .ok_or_else(|| EngineError::AppUnavailable("the run ended without a terminal event".into()));
             let _ = tx.send(outcome);
             Some(rx)

@@ -188,8 +188,7 @@ impl Recorder {
             return Err(e.into());
         }
         self.wire
-            .outcome()
-            .cloned()
+            .take_outcome()
             .ok_or_else(|| EngineError::AppUnavailable("the run ended without a terminal event".into()))
     }
 }

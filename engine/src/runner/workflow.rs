@@ -830,7 +830,6 @@ async fn recorded(recording: &Mutex<Recording>) -> Result<Outcome> {
     recording
         .lock()
         .wire
-        .outcome()
-        .cloned()
+        .take_outcome()
         .ok_or_else(|| EngineError::AppUnavailable("the run ended without a terminal event".into()))
 }
