@@ -548,7 +548,7 @@ impl WireRun {
             }
             Event::RunFailed { code, message, status } => {
                 self.done = true;
-                if !self.frames_only && !(self.is_workflow() && self.outcome.is_some()) {
+                if !(self.frames_only || self.is_workflow() && self.outcome.is_some()) {
                     self.outcome =
                         Some(Outcome::Failed { status: *status, code: code.clone(), message: message.clone() });
                 }
