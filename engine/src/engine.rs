@@ -113,6 +113,8 @@ pub(crate) struct Inner {
     pub audio: Option<AudioProvider>,
     /// The tasks spawned for runs and jobs.
     pub tasks: crate::tasks::Tasks,
+    /// Blocking runs holding their events back (see `crate::runner::held`).
+    pub held_runs: Arc<crate::runner::held::HeldRuns>,
 }
 
 /// The engine: its store and shared services.
@@ -170,6 +172,7 @@ impl Engine {
                 annotation_jobs: Mutex::new(Default::default()),
                 audio: config.audio.clone(),
                 tasks: Default::default(),
+                held_runs: Default::default(),
             }),
         })
     }

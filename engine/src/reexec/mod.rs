@@ -196,6 +196,7 @@ impl Engine {
                 // Audio is not re-executed.
                 audio: None,
                 tasks: Default::default(),
+                held_runs: Default::default(),
             }),
         })
     }

@@ -9,9 +9,11 @@
 //! - [`easy`]: chat and completion apps (one prompt, one model call);
 //! - [`prompt`]: `{{var}}` templates of `pre_prompt`;
 //! - `moderated`: chatflow turns answered by input moderation;
-//! - `recorder`: where a chat or completion run's events go (and when).
+//! - `recorder`: where a chat or completion run's events go (and when);
+//! - `held`: blocking runs' held-back events and the timer that writes them.
 
 pub mod easy;
+pub(crate) mod held;
 mod moderated;
 pub mod prompt;
 pub(crate) mod recorder;

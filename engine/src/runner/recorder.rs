@@ -4,44 +4,33 @@
 //! not wait for each acknowledgement; the log keeps their order). Blocking
 //! runs hold their events back and, when they end within [`HOLD_FOR`], append
 //! them as one durable batch; a blocking run still going after [`HOLD_FOR`]
-//! has what it holds written then, and appends the rest as it happens, like a
-//! streamed run — so a crash never loses more than its first [`HOLD_FOR`]
-//! (crash recovery closes it with its partial answer, see `crate::recovery`).
+//! has what it holds written then (see `super::held`), and appends the rest
+//! as it happens, like a streamed run — so a crash never loses more than its
+//! first moments (crash recovery closes it with its partial answer, see
+//! `crate::recovery`).
 //! Either way the events are folded through the wire mapping, which gives the
 //! blocking response.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
-use std::time::Duration;
 
 use ferrify_store::{EventLog, PendingAppend, StreamId};
-use parking_lot::Mutex;
-use tokio::task::JoinHandle;
 
+use super::held::Held;
+#[cfg(doc)]
+use super::held::HOLD_FOR;
 use super::{forget_acknowledged, run_append, Handed, Tap};
 use crate::engine::Engine;
 use crate::error::{EngineError, Result};
 use crate::event::{Envelope, Event};
 use crate::wire::{Outcome, WireRun};
 
-/// How long a blocking run's events are held back before they are written.
-pub(crate) const HOLD_FOR: Duration = Duration::from_millis(200);
-
-/// The events a blocking run holds back (`None` once they were written),
-/// shared with the timer that writes them at [`HOLD_FOR`].
-#[derive(Default)]
-struct Held {
-    events: Mutex<Option<Vec<Envelope>>>,
-    /// Appends the timer made, for the run to wait for at its end.
-    written: Mutex<Vec<PendingAppend>>,
-}
-
 pub(crate) struct Recorder {
     engine: Engine,
     stream: StreamId,
+    /// A blocking run's events while they are held back.
     held: Option<Arc<Held>>,
     handed: Arc<Handed>,
-    timer: Option<JoinHandle<()>>,
     /// Appends not acknowledged yet, oldest first (acknowledged ones are
     /// dropped as new ones come, so a long stream holds only a few).
     pending: VecDeque<PendingAppend>,
@@ -58,25 +47,16 @@ impl Recorder {
     /// A recorder for run stream `stream`; `blocking` holds the events back.
     /// Re-executions (`tap`) hold a blocking run's events to its end.
     pub(crate) fn new(engine: Engine, stream: StreamId, blocking: bool, tap: Option<Tap>) -> Self {
-        let held = blocking.then(|| Arc::new(Held { events: Mutex::new(Some(Vec::new())), ..Default::default() }));
         let handed = Arc::new(Handed::new(0, tap.is_none()));
-        let timer = match (&held, &tap) {
-            (Some(held), None) => {
-                let (held, handed, engine_for_timer, stream) =
-                    (held.clone(), handed.clone(), engine.clone(), stream.clone());
-                Some(engine.spawn(async move {
-                    tokio::time::sleep(HOLD_FOR).await;
-                    write_held(&engine_for_timer, &stream, &held, &handed);
-                }))
-            }
-            _ => None,
-        };
+        let held = blocking.then(|| Arc::new(Held::new(engine.store().clone(), stream.clone(), handed.clone())));
+        if let (Some(held), None) = (&held, &tap) {
+            engine.inner.held_runs.register(held);
+        }
         Recorder {
             engine,
             stream,
             held,
             handed,
-            timer,
             pending: VecDeque::new(),
             refused: None,
             halted: false,
@@ -110,7 +90,7 @@ impl Recorder {
                 events.push(env);
                 return Ok(());
             }
-            // Written by the timer (whose append is queued ahead of this one).
+            // Written by the sweeper (whose append is queued ahead of this one).
         }
         let is_start = matches!(env.event, Event::RunStarted(_));
         let append = self.handed.expecting(run_append(&self.stream, vec![env], self.tap.as_ref())?);
@@ -159,9 +139,6 @@ impl Recorder {
 
     /// Writes what is held back, waits for every append, and returns the outcome.
     pub(crate) async fn finish(mut self) -> Result<Outcome> {
-        if let Some(timer) = self.timer.take() {
-            timer.abort();
-        }
         let mut first_error = None;
         if let Some(held) = self.held.take() {
             let rest = held.events.lock().take();
@@ -190,28 +167,5 @@ impl Recorder {
         self.wire
             .take_outcome()
             .ok_or_else(|| EngineError::AppUnavailable("the run ended without a terminal event".into()))
-    }
-}
-
-impl Drop for Recorder {
-    fn drop(&mut self) {
-        if let Some(timer) = self.timer.take() {
-            timer.abort();
-        }
-    }
-}
-
-/// Writes a blocking run's held-back events (the timer, at [`HOLD_FOR`]).
-fn write_held(engine: &Engine, stream: &StreamId, held: &Held, handed: &Handed) {
-    let mut events = held.events.lock();
-    let Some(batch) = events.as_ref() else { return };
-    match run_append(stream, batch.clone(), None) {
-        Ok(append) => {
-            // Queued while the lock is held: the run's next event is queued after it.
-            held.written.lock().push(engine.store().append(handed.expecting(append)));
-            *events = None;
-        }
-        // They stay held, for the run's end to write (or fail on) as usual.
-        Err(e) => tracing::error!(%stream, "could not write a blocking run's first events: {e}"),
     }
 }
