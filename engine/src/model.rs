@@ -1,5 +1,7 @@
 //! Read-model rows: what the projections store and the API reads. Stored as
-//! JSON (rebuildable at any time, so their shape may change freely).
+//! JSON (rebuildable at any time, so their shape may change freely), except
+//! the rows every turn writes (messages, conversations): those are stored in
+//! the compact binary form (`KvTxn::put_row`), and either form is read.
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -58,6 +60,7 @@ pub struct ConversationRow {
     pub app_id: Uuid,
     pub end_user_id: Uuid,
     pub name: String,
+    #[serde(with = "crate::json::value_text")]
     pub inputs: Value,
     pub introduction: String,
     pub status: String,
@@ -76,7 +79,9 @@ pub struct MessageRow {
     pub end_user_id: Uuid,
     pub workflow_run_id: Option<Uuid>,
     pub query: String,
+    #[serde(with = "crate::json::value_text")]
     pub inputs: Value,
+    #[serde(with = "crate::json::value_text")]
     pub files: Value,
     pub answer: String,
     /// `normal`, `error`, or `running` until the message ends.
@@ -183,4 +188,61 @@ pub struct AnnotationSettingRow {
     /// false: by normalised text similarity.
     pub embeddings: bool,
     pub updated_at: i64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ferrify_store::codec::{from_json, to_json, to_row};
+    use serde_json::json;
+
+    fn message() -> MessageRow {
+        MessageRow {
+            id: Uuid::from_u128(1),
+            task_id: Uuid::from_u128(2),
+            app_id: Uuid::from_u128(3),
+            conversation_id: Some(Uuid::from_u128(4)),
+            end_user_id: Uuid::from_u128(5),
+            workflow_run_id: None,
+            query: "hi".into(),
+            inputs: json!({"name": "Ada", "n": 2, "nested": {"list": [1, "two", null]}}),
+            files: json!([{"type": "image", "url": "https://x/y.png"}]),
+            answer: "hello".into(),
+            status: "normal".into(),
+            error: None,
+            stopped: false,
+            usage: Usage { prompt_tokens: 3, total_price: "0.0000030".into(), ..Default::default() },
+            provider_response_latency: 0.25,
+            created_at: 1_700_000_000_000_000,
+        }
+    }
+
+    #[test]
+    fn turn_rows_are_compact_and_rows_written_as_json_still_read() {
+        let m = message();
+        let c = ConversationRow {
+            id: Uuid::from_u128(4),
+            app_id: Uuid::from_u128(3),
+            end_user_id: Uuid::from_u128(5),
+            name: "New conversation".into(),
+            inputs: json!({"name": "Ada"}),
+            introduction: String::new(),
+            status: "normal".into(),
+            created_at: 1,
+            updated_at: 2,
+            deleted: false,
+            message_count: 1,
+        };
+        let (m_row, m_json) = (to_row(&m).unwrap(), to_json(&m).unwrap());
+        assert!(m_row.len() * 2 < m_json.len(), "{} bytes against {}", m_row.len(), m_json.len());
+        assert_eq!(from_json::<MessageRow>(&m_row).unwrap(), m);
+        // Rows stored by earlier versions (JSON) read back the same.
+        assert_eq!(from_json::<MessageRow>(&m_json).unwrap(), m);
+        assert_eq!(from_json::<ConversationRow>(&to_row(&c).unwrap()).unwrap(), c);
+        assert_eq!(from_json::<ConversationRow>(&to_json(&c).unwrap()).unwrap(), c);
+        // In JSON, inputs and files stay JSON values (not text).
+        let as_json: serde_json::Value = serde_json::from_slice(&m_json).unwrap();
+        assert_eq!(as_json["inputs"]["nested"]["list"][1], "two");
+        assert_eq!(as_json["files"][0]["type"], "image");
+    }
 }

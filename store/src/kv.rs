@@ -93,7 +93,7 @@ impl<'a> KvTxn<'a> {
         self.local.insert(keys::kv(tree, key), None);
     }
 
-    /// Reads a JSON read-model value.
+    /// Reads a read-model value, JSON or compact (see [`put_row`](Self::put_row)).
     pub fn get_json<T: DeserializeOwned>(&self, tree: &str, key: &[u8]) -> Result<Option<T>> {
         match self.get(tree, key)? {
             Some(bytes) => Ok(Some(codec::from_json(&bytes)?)),
@@ -104,6 +104,14 @@ impl<'a> KvTxn<'a> {
     /// Writes a JSON read-model value.
     pub fn put_json<T: Serialize>(&mut self, tree: &str, key: &[u8], value: &T) -> Result<()> {
         let bytes = codec::to_json(value)?;
+        self.put(tree, key, bytes);
+        Ok(())
+    }
+
+    /// Writes a read-model value in the compact binary form (see
+    /// [`codec::to_row`]); [`get_json`](Self::get_json) reads either form.
+    pub fn put_row<T: Serialize>(&mut self, tree: &str, key: &[u8], value: &T) -> Result<()> {
+        let bytes = codec::to_row(value)?;
         self.put(tree, key, bytes);
         Ok(())
     }

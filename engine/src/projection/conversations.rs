@@ -25,7 +25,7 @@ fn unindex(kv: &mut KvTxn<'_>, row: &ConversationRow) {
 }
 
 fn save(kv: &mut KvTxn<'_>, row: &ConversationRow) -> Result<()> {
-    kv.put_json(trees::CONVERSATIONS, row.id.as_bytes(), row)?;
+    kv.put_row(trees::CONVERSATIONS, row.id.as_bytes(), row)?;
     if !row.deleted {
         kv.put(trees::CONV_BY_UPDATED, &index_key(row, row.updated_at), Vec::new());
         kv.put(trees::CONV_BY_CREATED, &index_key(row, row.created_at), Vec::new());

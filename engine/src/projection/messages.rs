@@ -73,7 +73,7 @@ impl Projector for Messages {
                 provider_response_latency: 0.0,
                 created_at: env.at,
             };
-            kv.put_json(trees::MESSAGES, message_id.as_bytes(), &row)?;
+            kv.put_row(trees::MESSAGES, message_id.as_bytes(), &row)?;
             if message_id != message_id_of(task_id) {
                 kv.put(trees::MESSAGE_BY_TASK, task_id.as_bytes(), message_id.as_bytes().to_vec());
             }
@@ -127,7 +127,7 @@ impl Projector for Messages {
             }
             _ => return Ok(()),
         }
-        kv.put_json(trees::MESSAGES, &id, &row)
+        kv.put_row(trees::MESSAGES, &id, &row)
     }
 }
 
