@@ -4,28 +4,34 @@
 
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use tokio::sync::watch;
+use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 
-/// Counts live engine tasks.
+/// Counts live engine tasks. A task's start and end cost one atomic each;
+/// waiters are woken only when the count reaches zero.
+#[derive(Default)]
 pub(crate) struct Tasks {
-    live: watch::Sender<usize>,
+    count: Arc<Count>,
 }
 
-impl Default for Tasks {
-    fn default() -> Self {
-        Tasks { live: watch::Sender::new(0) }
-    }
+#[derive(Default)]
+struct Count {
+    live: AtomicUsize,
+    none_left: Notify,
 }
 
 /// Held by a task for as long as its future exists.
-struct Live(watch::Sender<usize>);
+struct Live(Arc<Count>);
 
 impl Drop for Live {
     fn drop(&mut self) {
-        self.0.send_modify(|n| *n = n.saturating_sub(1));
+        if self.0.live.fetch_sub(1, Ordering::AcqRel) == 1 {
+            self.0.none_left.notify_waiters();
+        }
     }
 }
 
@@ -58,19 +64,28 @@ impl Tasks {
         F: Future + Send + 'static,
         F::Output: Send + 'static,
     {
-        self.live.send_modify(|n| *n += 1);
-        tokio::spawn(Counted { fut, _live: Live(self.live.clone()) })
+        self.count.live.fetch_add(1, Ordering::AcqRel);
+        tokio::spawn(Counted { fut, _live: Live(self.count.clone()) })
     }
 
     /// Tasks alive now.
     pub(crate) fn live(&self) -> usize {
-        *self.live.borrow()
+        self.count.live.load(Ordering::Acquire)
     }
 
     /// Resolves once no task is alive.
     pub(crate) async fn idle(&self) {
-        let mut rx = self.live.subscribe();
-        let _ = rx.wait_for(|n| *n == 0).await;
+        loop {
+            // Registered before the count is read, so a last task ending in
+            // between still wakes this waiter.
+            let none_left = self.count.none_left.notified();
+            tokio::pin!(none_left);
+            none_left.as_mut().enable();
+            if self.live() == 0 {
+                return;
+            }
+            none_left.await;
+        }
     }
 }
 
