@@ -2,8 +2,8 @@
 //!
 //! Streamed runs append each event as it happens (pipelined: the runner does
 //! not wait for each acknowledgement; the log keeps their order). Blocking
-//! runs hold their events back and, when they end within [`HOLD_FOR`], append
-//! them as one durable batch; a blocking run still going after [`HOLD_FOR`]
+//! runs hold their events back and, when they end within `HOLD_FOR`, append
+//! them as one durable batch; a blocking run still going after `HOLD_FOR`
 //! has what it holds written then (see `super::held`), and appends the rest
 //! as it happens, like a streamed run — so a crash never loses more than its
 //! first moments (crash recovery closes it with its partial answer, see
@@ -17,8 +17,6 @@ use std::sync::Arc;
 use ferrify_store::{EventLog, PendingAppend, StreamId};
 
 use super::held::Held;
-#[cfg(doc)]
-use super::held::HOLD_FOR;
 use super::{forget_acknowledged, run_append, Handed, Tap};
 use crate::engine::Engine;
 use crate::error::{EngineError, Result};
