@@ -4,7 +4,7 @@
 //! L <first position:be64>                 -> group: time, segments [(stream, first seq, payloads)]
 //! S <stream> 0x00 <first seq:be64>        -> [group position:be64 + segment:be32 + count:be32]
 //! K <tree> 0x00 <key>                     -> read-model value                  (projections)
-//! P                                       -> [(projection name, applied position)] (cursors)
+//! C                                       -> [(projection name, applied position)] (cursors)
 //! I                                       -> position:be64, every group before it is indexed
 //! R                                       -> marker: a rebuild is in progress
 //! ```
@@ -30,7 +30,12 @@ use crate::codec::u64_key;
 pub const LOG: u8 = b'L';
 pub const STREAM: u8 = b'S';
 pub const KV: u8 = b'K';
-pub const PROJECTION: u8 = b'P';
+/// The projection cursors' key, rewritten at every commit. It sorts before
+/// the log: under `P` (before 2026-11-30) it shared a leaf with the newest log
+/// groups, the largest values, and sled rewrote that leaf twice as often.
+pub const CURSORS: u8 = b'C';
+/// Where earlier versions kept the projection cursors (moved at open).
+pub const LEGACY_CURSORS: u8 = b'P';
 
 pub fn log(position: u64) -> Vec<u8> {
     let mut k = Vec::with_capacity(9);
@@ -69,7 +74,12 @@ pub fn kv(tree: &str, key: &[u8]) -> Vec<u8> {
 
 /// The one key holding every projection's cursor (one write per commit).
 pub fn cursors() -> Vec<u8> {
-    vec![PROJECTION]
+    vec![CURSORS]
+}
+
+/// The cursors key of earlier versions.
+pub fn legacy_cursors() -> Vec<u8> {
+    vec![LEGACY_CURSORS]
 }
 
 /// The stream-index cursor: groups before it have their index entries.

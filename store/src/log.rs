@@ -117,6 +117,9 @@ impl Store {
             }
         }
         let projectors = Arc::new(projectors);
+        if reader::move_legacy_cursors(backend.as_ref())? {
+            backend.sync()?;
+        }
         let last = reader::last_position(backend.as_ref())?;
         // Index entries a crash lost (held back by the writer); a log without
         // a cursor was indexed as it was written.

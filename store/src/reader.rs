@@ -456,6 +456,18 @@ pub(crate) fn cursors(backend: &dyn Backend) -> Result<Vec<(String, Position)>> 
     }
 }
 
+/// Moves the cursors of a store written by an earlier version from their old
+/// key (see [`keys::CURSORS`]); true if there were any.
+pub(crate) fn move_legacy_cursors(backend: &dyn Backend) -> Result<bool> {
+    let Some(value) = backend.get(&keys::legacy_cursors())? else { return Ok(false) };
+    let mut ops = vec![Op::Delete(keys::legacy_cursors())];
+    if backend.get(&keys::cursors())?.is_none() {
+        ops.push(Op::Put(keys::cursors(), value));
+    }
+    backend.commit(ops)?;
+    Ok(true)
+}
+
 /// The position a projection has applied up to.
 pub(crate) fn projection_position(backend: &dyn Backend, name: &str) -> Result<Position> {
     Ok(cursors(backend)?.into_iter().find(|(n, _)| n == name).map(|(_, p)| p).unwrap_or(0))

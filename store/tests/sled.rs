@@ -63,6 +63,36 @@ fn projections_catch_up_on_open() {
 }
 
 #[test]
+fn cursors_kept_under_their_earlier_key_are_moved_and_kept() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let store = open_in(dir.path(), counter());
+        for i in 0..12 {
+            let s = StreamId::new(format!("run/{}", i % 3)).unwrap();
+            store.append(Append::new(s, vec![b"x".to_vec()])).wait().unwrap();
+        }
+        store.close().unwrap();
+    }
+    // A data directory as earlier versions left it: the cursors under `P`.
+    {
+        let db = open_raw(&dir.path().join("db"));
+        let cursors = db.remove(b"C").unwrap().expect("the cursors are under C");
+        db.insert(b"P", cursors).unwrap();
+        db.flush().unwrap();
+    }
+    let store = open_in(dir.path(), counter());
+    // Caught up from the moved cursor, not from the start: nothing counted twice.
+    assert_eq!(store.projection_position("counter").unwrap(), 12);
+    assert_eq!(store.get_json::<u64>("counts", b"run/1").unwrap(), Some(4));
+    store.append(Append::new(StreamId::new("run/1").unwrap(), vec![b"x".to_vec()])).wait().unwrap();
+    store.close().unwrap();
+    drop(store);
+    let db = open_raw(&dir.path().join("db"));
+    assert!(db.get(b"P").unwrap().is_none(), "the earlier key is gone");
+    assert!(db.get(b"C").unwrap().is_some());
+}
+
+#[test]
 fn a_held_directory_is_refused_with_its_name() {
     let dir = tempfile::tempdir().unwrap();
     let _first = open_in(dir.path(), vec![]);
