@@ -10,6 +10,17 @@ fn chat(query: &str, user: &str, conversation: Option<&str>, mode: &str) -> Valu
 }
 
 /// Reads `r` into `body` until its first data frame is complete, and returns that frame.
+/// Starts a streamed chat turn in a new conversation.
+async fn stream_chat(s: &Server, key: &str, query: &str, user: &str) -> reqwest::Response {
+    client()
+        .post(s.url("/v1/chat-messages"))
+        .bearer_auth(key)
+        .json(&chat(query, user, None, "streaming"))
+        .send()
+        .await
+        .unwrap()
+}
+
 async fn first_frame(r: &mut reqwest::Response, body: &mut String) -> Value {
     loop {
         // Only whole frames: a chunk may end inside one.
@@ -252,14 +263,7 @@ async fn two_apps_two_users_see_only_their_own() {
 async fn stop_in_the_middle_of_a_stream() {
     let s = Server::start(&["--no-demo"]);
     let key = s.app("chat-lorem.yml").await;
-    let c = client();
-    let mut r = c
-        .post(s.url("/v1/chat-messages"))
-        .bearer_auth(&key)
-        .json(&chat("go", "u", None, "streaming"))
-        .send()
-        .await
-        .unwrap();
+    let mut r = stream_chat(&s, &key, "go", "u").await;
     let mut body = String::new();
     let task = first_frame(&mut r, &mut body).await["task_id"].as_str().unwrap().to_string();
     // Another user cannot stop it (and is still told success).
@@ -290,13 +294,7 @@ async fn stop_in_the_middle_of_a_stream() {
 async fn a_client_that_disconnects_does_not_stop_the_run() {
     let s = Server::start(&["--no-demo"]);
     let key = s.app("chat-lorem.yml").await;
-    let r = client()
-        .post(s.url("/v1/chat-messages"))
-        .bearer_auth(&key)
-        .json(&chat("go", "u", None, "streaming"))
-        .send()
-        .await
-        .unwrap();
+    let r = stream_chat(&s, &key, "go", "u").await;
     drop(r);
     // The answer is completed and stored: 200 words at 10 ms.
     let mut answer = String::new();
@@ -318,13 +316,7 @@ async fn a_streamed_turn_names_its_conversation_while_the_answer_streams() {
     // As Dify's title thread: the name is asked for alongside the answer, not after it.
     let s = Server::start(&["--no-demo"]);
     let key = s.app("chat-lorem.yml").await;
-    let mut r = client()
-        .post(s.url("/v1/chat-messages"))
-        .bearer_auth(&key)
-        .json(&chat("name me", "u", None, "streaming"))
-        .send()
-        .await
-        .unwrap();
+    let mut r = stream_chat(&s, &key, "name me", "u").await;
     let mut body = String::new();
     let conv = first_frame(&mut r, &mut body).await["conversation_id"].as_str().unwrap().to_string();
     // 200 words 10 ms apart: the answer streams for about 2 s.

@@ -20,6 +20,16 @@ fn sled_backend_conforms() {
     });
 }
 
+/// Appends `records` one-record appends round-robin to `run/0` … `run/{streams - 1}`, then closes.
+fn fill(dir: &std::path::Path, projectors: Vec<Arc<dyn Projector>>, records: usize, streams: usize) {
+    let store = open_in(dir, projectors);
+    for i in 0..records {
+        let s = StreamId::new(format!("run/{}", i % streams)).unwrap();
+        store.append(Append::new(s, vec![b"x".to_vec()])).wait().unwrap();
+    }
+    store.close().unwrap();
+}
+
 fn parking_dirs() -> Vec<tempfile::TempDir> {
     (0..16).map(|_| tempfile::tempdir().unwrap()).collect()
 }
@@ -48,15 +58,8 @@ fn survives_reopen() {
 #[test]
 fn projections_catch_up_on_open() {
     let dir = tempfile::tempdir().unwrap();
-    {
-        // Written without any projector: the read models know nothing.
-        let store = open_in(dir.path(), vec![]);
-        for i in 0..30 {
-            let s = StreamId::new(format!("run/{}", i % 3)).unwrap();
-            store.append(Append::new(s, vec![b"x".to_vec()])).wait().unwrap();
-        }
-        store.close().unwrap();
-    }
+    // Written without any projector: the read models know nothing.
+    fill(dir.path(), vec![], 30, 3);
     let store = open_in(dir.path(), counter());
     assert_eq!(store.projection_position("counter").unwrap(), 30);
     assert_eq!(store.get_json::<u64>("counts", b"run/1").unwrap(), Some(10));
@@ -65,14 +68,7 @@ fn projections_catch_up_on_open() {
 #[test]
 fn cursors_kept_under_their_earlier_key_are_moved_and_kept() {
     let dir = tempfile::tempdir().unwrap();
-    {
-        let store = open_in(dir.path(), counter());
-        for i in 0..12 {
-            let s = StreamId::new(format!("run/{}", i % 3)).unwrap();
-            store.append(Append::new(s, vec![b"x".to_vec()])).wait().unwrap();
-        }
-        store.close().unwrap();
-    }
+    fill(dir.path(), counter(), 12, 3);
     // A data directory as earlier versions left it: the cursors under `P`.
     {
         let db = open_raw(&dir.path().join("db"));
@@ -154,14 +150,7 @@ fn corrupt_record_is_a_typed_error() {
 #[test]
 fn rebuild_removes_stale_and_repairs_damaged_read_models() {
     let dir = tempfile::tempdir().unwrap();
-    {
-        let store = open_in(dir.path(), counter());
-        for i in 0..20 {
-            let s = StreamId::new(format!("run/{}", i % 2)).unwrap();
-            store.append(Append::new(s, vec![b"x".to_vec()])).wait().unwrap();
-        }
-        store.close().unwrap();
-    }
+    fill(dir.path(), counter(), 20, 2);
     {
         // Damage the read models behind the store's back: a stale key and a wrong count.
         let db = open_raw(&dir.path().join("db"));
