@@ -93,12 +93,8 @@ impl HeldRuns {
     /// sweeper is done) when no run is left.
     fn due(&self, now: Instant) -> (Vec<Weak<Held>>, Option<Instant>) {
         let mut queue = self.queue.lock();
-        let mut due = Vec::new();
-        while queue.runs.front().is_some_and(|(at, _)| *at <= now) {
-            if let Some((_, held)) = queue.runs.pop_front() {
-                due.push(held);
-            }
-        }
+        let n = queue.runs.partition_point(|(at, _)| *at <= now);
+        let due = queue.runs.drain(..n).map(|(_, held)| held).collect();
         let next = queue.runs.front().map(|(at, _)| *at);
         if next.is_none() {
             queue.sweeping = false;
