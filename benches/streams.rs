@@ -9,6 +9,7 @@
 //!     STREAMS=200 cargo bench --bench streams
 //!     FERRIFY_BIN=path/to/ferrify cargo bench --bench streams   # another server build
 //!     STREAMS_TIMELINE=1 cargo bench --bench streams   # also: late gaps (> 5 ms) per 50 ms of the run
+//!     STREAMS_TIMELINE=10 cargo bench --bench streams  # the same per 10 ms
 
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -142,7 +143,9 @@ async fn main() {
     let all_open = runs.iter().filter_map(|(_, arrivals, _)| arrivals.first().copied()).max();
     let first_end = runs.iter().filter_map(|(_, _, ended)| *ended).min();
     let mut steady = Vec::new();
-    // Late gaps (over 5 ms added) by when they ended, in 50 ms buckets from the start.
+    // Late gaps (over 5 ms added) by when they ended, in buckets from the start
+    // (STREAMS_TIMELINE: their width in ms, 50 unless a number is given).
+    let bucket_ms: u128 = std::env::var("STREAMS_TIMELINE").ok().and_then(|v| v.parse().ok()).unwrap_or(50).max(1);
     let mut late: std::collections::BTreeMap<u128, (usize, usize)> = Default::default();
     for (sent, arrivals, ended) in runs {
         if ended.is_some() && arrivals.len() as u64 == WORDS {
@@ -155,7 +158,7 @@ async fn main() {
         for w in arrivals.windows(2) {
             let gap = (w[1].duration_since(w[0]).as_secs_f64() * 1000.0 - PACE_MS as f64).max(0.0);
             gaps.push(gap);
-            let bucket = late.entry(w[1].duration_since(t0).as_millis() / 50).or_default();
+            let bucket = late.entry(w[1].duration_since(t0).as_millis() / bucket_ms).or_default();
             bucket.1 += 1;
             if gap > 5.0 {
                 bucket.0 += 1;
@@ -194,7 +197,7 @@ async fn main() {
     }
     if std::env::var_os("STREAMS_TIMELINE").is_some() {
         for (b, (l, all)) in &late {
-            println!("  {:>5} ms: {l:>5} late of {all:>5} gaps", b * 50);
+            println!("  {:>5} ms: {l:>5} late of {all:>5} gaps", b * bucket_ms);
         }
     }
     println!("time to first frame: p50 {:.1} ms, p99 {:.1} ms", percentile(&first, 0.5), percentile(&first, 0.99));

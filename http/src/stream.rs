@@ -31,9 +31,11 @@ const PING: Duration = Duration::from_secs(10);
 /// as fast as its client reads, and stops soon after the client leaves.
 const BUFFER: usize = 4;
 
-/// Streams a run's frames as SSE; the run goes on if the client leaves.
-pub fn sse(state: &State, handle: &RunHandle, with_ids: bool) -> warp::reply::Response {
-    sse_frames(state, RunFrames::new(state.engine.store(), &handle.stream, handle.task_id, 0), with_ids)
+/// Streams a run's frames as SSE (read by `frames` when the run came with its
+/// reader); the run goes on if the client leaves.
+pub fn sse(state: &State, handle: &RunHandle, frames: Option<RunFrames>, with_ids: bool) -> warp::reply::Response {
+    let frames = frames.unwrap_or_else(|| RunFrames::new(state.engine.store(), &handle.stream, handle.task_id, 0));
+    sse_frames(state, frames, with_ids)
 }
 
 /// Streams the frames of a run's reader (from its first frame or a resume

@@ -114,6 +114,7 @@ impl Engine {
                 workflow_run_id: None,
             },
             outcome: rx,
+            frames: None,
         })
     }
 }

@@ -48,6 +48,7 @@ use crate::provider::{
     estimate_tokens, registry::price_usage, registry::ResolvedModel, ModelChunk, ModelRequest, PromptMessage,
     ProviderError, Providers, Role,
 };
+use crate::resume::RunFrames;
 
 /// Earlier turns put into a chat prompt.
 const HISTORY_TURNS: usize = 20;
@@ -79,6 +80,8 @@ struct Plan {
     user: String,
     conversation: Option<(Uuid, tokio::sync::OwnedMutexGuard<()>)>,
     title_from: Option<(Uuid, String)>,
+    /// The title already asked for (see [`Engine::launch_easy`]), not ready yet.
+    title: Option<(Uuid, TitleFuture)>,
     outcome: Option<oneshot::Sender<Result<Outcome>>>,
     /// Held until the run ends.
     slot: RunSlot,
@@ -90,6 +93,9 @@ struct Plan {
     /// `RunStarted.options.tts`: the answer is spoken after the message ends.
     tts: Option<Value>,
 }
+
+/// A new conversation's title, being asked for.
+type TitleFuture = std::pin::Pin<Box<dyn std::future::Future<Output = Option<String>> + Send>>;
 
 impl Engine {
     /// Accepts a chat turn (`POST /chat-messages`) and starts its run.
@@ -309,9 +315,9 @@ impl Engine {
             params,
             messages,
             conversation_id,
-            new_conversation,
+            mut new_conversation,
             guard,
-            title_from,
+            mut title_from,
             ids,
             tap,
             slot,
@@ -324,6 +330,26 @@ impl Engine {
         let request = ModelRequest { model: model.model.clone(), messages, params };
         let (task_id, message_id) = ids.unwrap_or_else(new_ids);
         let stream = StreamId::of("run", task_id)?;
+        // A streamed run with no moderation before its model asks for its
+        // conversation's title now: a model that answers at once (the builtin
+        // ones) so names the conversation in `RunStarted`, not in an event of
+        // its own. A title not ready yet goes on in the run, as it would have.
+        let mut title = None;
+        if streaming && moderation.is_none() {
+            if let Some((id, query)) = title_from.take() {
+                let title_model = model.clone();
+                let mut asked: TitleFuture = Box::pin(async move { title_for(&title_model, &query).await });
+                match asked.as_mut().now_or_never() {
+                    Some(Some(name)) => {
+                        if let Some(new) = new_conversation.as_mut() {
+                            new.name = name;
+                        }
+                    }
+                    Some(None) => {}
+                    None => title = Some((id, asked)),
+                }
+            }
+        }
         let started = RunStarted {
             task_id,
             app_id,
@@ -360,6 +386,7 @@ impl Engine {
         );
         let first = Envelope::new(self.now(), trace_id.clone(), Event::RunStarted(Box::new(started)));
         let mut recorder = Recorder::new(self.clone(), stream.clone(), !streaming, tap);
+        let frames = (streaming && !rerun).then(|| RunFrames::new(self.store(), &stream, task_id, 0));
         // A streamed run is on the log before the response starts; a blocking one
         // holds its events back for a moment (see `super::recorder`).
         if let Err(e) = recorder.push(first).await {
@@ -383,6 +410,7 @@ impl Engine {
             user,
             conversation: conversation_id.zip(guard),
             title_from,
+            title,
             outcome: outcome_tx,
             slot,
             moderation,
@@ -401,6 +429,7 @@ impl Engine {
                 workflow_run_id: None,
             },
             outcome: outcome_rx,
+            frames,
         })
     }
 
@@ -511,6 +540,7 @@ async fn run(plan: Box<Plan>) {
         user,
         conversation,
         title_from,
+        title,
         outcome,
         slot,
         moderation,
@@ -520,11 +550,15 @@ async fn run(plan: Box<Plan>) {
         tts,
     } = unbox(plan);
     // The title of a new conversation is asked for once the input passed
-    // moderation. If it is ready when a held-back run is written, it names the
-    // conversation in `RunStarted`; otherwise it arrives as a rename.
-    let mut title = title_from.map(|(id, query)| {
-        let model = model.clone();
-        (id, Box::pin(async move { title_for(&model, &query).await }))
+    // moderation (or already, see `launch_easy`). If it is ready when a
+    // held-back run is written, it names the conversation in `RunStarted`;
+    // otherwise it arrives as a rename.
+    let mut title = title.or_else(|| {
+        title_from.map(|(id, query)| {
+            let model = model.clone();
+            let asked: TitleFuture = Box::pin(async move { title_for(&model, &query).await });
+            (id, asked)
+        })
     });
     let flagged = match &moderation {
         // Rare paths are boxed: the run's task is as large as its largest
@@ -848,4 +882,63 @@ async fn rename_conversation(engine: &Engine, conversation_id: Uuid, name: Strin
 pub struct Accepted {
     pub handle: RunHandle,
     pub outcome: Option<oneshot::Receiver<Result<Outcome>>>,
+    /// A streamed run's reader, following its stream since before the first
+    /// event was written: it is served from memory, not from the store.
+    pub frames: Option<RunFrames>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ferrify_store::EventLog;
+
+    const ECHO: &str =
+        "app: {mode: chat, name: echo}\nmodel_config:\n  model: {provider: builtin, name: echo, mode: chat}\n";
+
+    #[tokio::test]
+    async fn a_streamed_turn_comes_with_its_reader_and_is_named_in_its_run_start() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = crate::EngineConfig { data_dir: Some(dir.path().into()), ..Default::default() };
+        let engine = Engine::open(&config).unwrap();
+        let app = engine.import_app(ECHO).await.unwrap();
+        let app = engine.app(app.app_id).unwrap().unwrap();
+        let req = MessageRequest {
+            query: "plan a trip".into(),
+            inputs: json!({}),
+            user: "u".into(),
+            streaming: true,
+            auto_generate_name: true,
+            ..Default::default()
+        };
+        let accepted = engine.start_chat(&app, req).await.unwrap();
+        let mut frames = accepted.frames.expect("a streamed run comes with its reader");
+        let mut seen = Vec::new();
+        while let Some(batch) = frames.next_batch().await.unwrap() {
+            for frame in batch {
+                let json: Value = serde_json::from_str(&frame.json).unwrap();
+                seen.push((frame.index, json["event"].as_str().unwrap_or("").to_string()));
+            }
+        }
+        let events: Vec<&str> = seen.iter().map(|(_, e)| e.as_str()).collect();
+        assert_eq!(events.first(), Some(&"message"));
+        assert_eq!(events.last(), Some(&"message_end"));
+        let indexes: Vec<u64> = seen.iter().map(|(i, _)| *i).collect();
+        assert_eq!(indexes, (1..=seen.len() as u64).collect::<Vec<_>>());
+
+        // The builtin model titles the conversation at once: the name is in
+        // `RunStarted`, and the conversation's own stream holds no rename.
+        let run = engine.store().read_stream(&accepted.handle.stream, 1, 1).unwrap();
+        let Event::RunStarted(started) = Envelope::decode(&run[0].payload).unwrap().event else {
+            panic!("the run does not start with RunStarted")
+        };
+        assert_eq!(started.new_conversation.map(|c| c.name).as_deref(), Some("plan a trip"));
+        let conversation = StreamId::of("conversation", accepted.handle.conversation_id.unwrap()).unwrap();
+        assert!(engine.store().read_stream(&conversation, 1, 10).unwrap().is_empty());
+        let row: ConversationRow = engine
+            .store()
+            .get_json(trees::CONVERSATIONS, accepted.handle.conversation_id.unwrap().as_bytes())
+            .unwrap()
+            .unwrap();
+        assert_eq!(row.name, "plan a trip");
+    }
 }

@@ -103,6 +103,7 @@ impl Engine {
                 workflow_run_id: None,
             },
             outcome,
+            frames: None,
         })
     }
 }

@@ -529,6 +529,7 @@ impl Engine {
         Ok(Accepted {
             handle: RunHandle { task_id, stream, message_id, conversation_id, workflow_run_id: Some(run_id) },
             outcome: outcome_rx,
+            frames: None,
         })
     }
 }

@@ -98,7 +98,12 @@ async fn send(
 /// Answers an accepted run: its SSE stream, or the blocking body once it ends.
 pub async fn reply(state: &State, meta: &RequestMeta, accepted: Accepted) -> warp::reply::Response {
     match accepted.outcome {
-        None => sse(state, &accepted.handle, wants_ids(meta.accept.as_deref(), meta.last_event_id.as_deref())),
+        None => sse(
+            state,
+            &accepted.handle,
+            accepted.frames,
+            wants_ids(meta.accept.as_deref(), meta.last_event_id.as_deref()),
+        ),
         Some(outcome) => blocking(outcome).await,
     }
 }
