@@ -64,6 +64,21 @@ impl RunFrames {
         Self::from_checkpoint(store, stream, task_id, after, None)
     }
 
+    /// A reader of a run about to start, made before the run's first event is
+    /// written: the run's records then come from memory as they are
+    /// published (see [`EventLog::subscribe_new`]).
+    pub fn before_start(store: &impl EventLog, stream: &StreamId, task_id: Uuid) -> Self {
+        RunFrames {
+            task_id,
+            sub: store.subscribe_new(stream),
+            wire: WireRun::new(),
+            index: 0,
+            after: 0,
+            pending: VecDeque::new(),
+            ending: false,
+        }
+    }
+
     /// As [`new`](Self::new), starting from `checkpoint` (the run's mapping
     /// after some frame at or before `after`) instead of the first event.
     pub fn from_checkpoint(

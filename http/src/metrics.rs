@@ -34,6 +34,11 @@ impl Metrics {
             ("ferrify_log_fsyncs_total", "fsyncs of the log (group commits).", store.fsyncs),
             ("ferrify_log_commits_total", "Atomic batches written to the log.", store.commits),
             ("ferrify_log_failed_appends_total", "Appends refused or failed.", store.failed_appends),
+            (
+                "ferrify_log_follower_reads_total",
+                "Reads of the log by stream followers behind the in-memory tail.",
+                store.follower_reads,
+            ),
         ];
         for (name, help, value) in counters {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}");

@@ -239,6 +239,33 @@ pub fn subscribe_from_middle(open: impl Fn(Vec<Arc<dyn Projector>>) -> Store) {
     assert_eq!(g.iter().map(|r| r.position).collect::<Vec<_>>(), vec![4]);
 }
 
+/// A stream followed before its first record is read from memory only, as
+/// long as its follower keeps up; a follower that starts behind reads the backend.
+pub fn follow_a_new_stream(open: impl Fn(Vec<Arc<dyn Projector>>) -> Store) {
+    let store = open(vec![]);
+    let s = stream("run/new");
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let mut sub = store.subscribe_new(&s);
+    assert!(sub.poll_now().unwrap().is_empty());
+    let mut seqs = Vec::new();
+    for i in 0..40 {
+        store.append(Append::new(s.clone(), payloads(&[&i.to_string()]))).wait().unwrap();
+        while seqs.len() <= i {
+            let batch = rt
+                .block_on(async { tokio::time::timeout(Duration::from_secs(5), sub.next_batch()).await })
+                .unwrap()
+                .unwrap();
+            seqs.extend(batch.iter().map(|r| r.seq));
+        }
+    }
+    assert_eq!(seqs, (1..=40).collect::<Vec<_>>());
+    assert_eq!(store.stats().follower_reads, 0);
+    // A reader of the same stream from its start is behind the tail: it reads the backend.
+    let mut late = store.subscribe(&s, 1);
+    assert_eq!(late.poll_now().unwrap().len(), 40);
+    assert!(store.stats().follower_reads >= 1);
+}
+
 /// Rebuilding read models from the log gives the same trees.
 pub fn rebuild_matches(open: impl Fn(Vec<Arc<dyn Projector>>) -> Store) {
     let store = open(counter());
@@ -319,6 +346,7 @@ pub fn run_all(open: impl Fn(Vec<Arc<dyn Projector>>) -> Store) {
     segments_read_back(&open);
     concurrent_appends_and_tail(&open);
     subscribe_from_middle(&open);
+    follow_a_new_stream(&open);
     rebuild_matches(&open);
     close_then_append(&open);
 }

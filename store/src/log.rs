@@ -47,6 +47,10 @@ pub trait EventLog: Send + Sync {
     fn last_position(&self) -> Result<Position>;
     /// Tails `stream` from sequence number `from` on.
     fn subscribe(&self, stream: &StreamId, from: Seq) -> Subscription;
+    /// Tails `stream`, none of whose records is written yet (a run about to
+    /// start), from its first record on: the records then come from memory
+    /// as they are published, with no read of the backend while nothing is.
+    fn subscribe_new(&self, stream: &StreamId) -> Subscription;
     /// Makes every acknowledged append durable.
     fn flush(&self) -> PendingFlush;
 }
@@ -309,7 +313,20 @@ impl EventLog for Store {
 
     fn subscribe(&self, stream: &StreamId, from: Seq) -> Subscription {
         let (tail, rx) = self.inner.notifier.watch_stream(stream);
-        Subscription { store: self.clone(), stream: stream.clone(), next: from.max(1), tail, rx: Some(rx) }
+        Subscription {
+            store: self.clone(),
+            stream: stream.clone(),
+            next: from.max(1),
+            tail,
+            rx: Some(rx),
+            fresh: false,
+        }
+    }
+
+    fn subscribe_new(&self, stream: &StreamId) -> Subscription {
+        let mut subscription = self.subscribe(stream, 1);
+        subscription.fresh = true;
+        subscription
     }
 
     fn flush(&self) -> PendingFlush {
@@ -390,6 +407,8 @@ pub struct Subscription {
     next: Seq,
     tail: Arc<Tail>,
     rx: Option<watch::Receiver<Seq>>,
+    /// Following since before the stream's first record (see [`EventLog::subscribe_new`]).
+    fresh: bool,
 }
 
 /// Records handed out per call.
@@ -407,10 +426,11 @@ impl Subscription {
             rx.borrow_and_update();
         }
         // A reader that keeps up is served from memory; one that is behind reads the backend.
-        let records = match self.tail.since(self.next, SUBSCRIPTION_BATCH) {
+        let records = match self.tail.since(self.next, SUBSCRIPTION_BATCH, self.fresh) {
             Some(records) => records,
             None => {
                 // Only what an fsync covered (published) is handed to followers.
+                self.store.inner.stats.follower_reads.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 let published = self.store.inner.notifier.published();
                 let mut records = self.store.read_stream(&self.stream, self.next, SUBSCRIPTION_BATCH)?;
                 records.retain(|r| r.position <= published);

@@ -28,10 +28,15 @@ pub(crate) struct Tail {
 }
 
 impl Tail {
-    /// Records with `seq >= from` if the tail holds `from` (else `None`: read the backend).
-    pub fn since(&self, from: Seq, limit: usize) -> Option<Vec<Record>> {
+    /// Records with `seq >= from` if the tail holds `from` (else `None`: read
+    /// the backend). `fresh`: the caller followed the stream before its first
+    /// record was written, so every record published since passed through
+    /// this tail, and an empty tail means that nothing is published yet.
+    pub fn since(&self, from: Seq, limit: usize, fresh: bool) -> Option<Vec<Record>> {
         let recent = self.recent.lock();
-        let first = recent.front()?.seq;
+        let Some(first) = recent.front().map(|r| r.seq) else {
+            return fresh.then(Vec::new);
+        };
         if first > from {
             return None;
         }
@@ -127,14 +132,16 @@ mod tests {
         let s = StreamId::new("run/x").unwrap();
         let (tail, a) = n.watch_stream(&s);
         let (_, mut b) = n.watch_stream(&s);
-        assert!(tail.since(1, 10).is_none(), "an empty tail sends readers to the backend");
+        assert!(tail.since(1, 10, false).is_none(), "an empty tail sends readers to the backend");
+        assert_eq!(tail.since(1, 10, true), Some(Vec::new()), "...unless they follow since before the first record");
         n.publish(&[vec![rec(1), rec(2), rec(3)]], 3);
         assert_eq!(*b.borrow_and_update(), 3);
-        assert_eq!(tail.since(2, 10).unwrap().iter().map(|r| r.seq).collect::<Vec<_>>(), vec![2, 3]);
-        assert_eq!(tail.since(4, 10).unwrap().len(), 0);
+        assert_eq!(tail.since(2, 10, false).unwrap().iter().map(|r| r.seq).collect::<Vec<_>>(), vec![2, 3]);
+        assert_eq!(tail.since(4, 10, false).unwrap().len(), 0);
         n.publish(&[(4..=300).map(rec).collect()], 300);
-        assert!(tail.since(2, 10).is_none(), "evicted records come from the backend");
-        assert_eq!(tail.since(299, 10).unwrap().len(), 2);
+        assert!(tail.since(2, 10, false).is_none(), "evicted records come from the backend");
+        assert!(tail.since(2, 10, true).is_none(), "...for every reader");
+        assert_eq!(tail.since(299, 10, false).unwrap().len(), 2);
         drop(a);
         n.release(&s);
         assert_eq!(n.streams.lock().len(), 1);

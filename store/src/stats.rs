@@ -12,6 +12,7 @@ pub(crate) struct Stats {
     pub failed_appends: AtomicU64,
     pub fsync_micros: AtomicU64,
     pub commit_micros: AtomicU64,
+    pub follower_reads: AtomicU64,
 }
 
 impl Stats {
@@ -25,6 +26,7 @@ impl Stats {
             failed_appends: self.failed_appends.load(Relaxed),
             fsync_micros: self.fsync_micros.load(Relaxed),
             commit_micros: self.commit_micros.load(Relaxed),
+            follower_reads: self.follower_reads.load(Relaxed),
         }
     }
 }
@@ -50,4 +52,7 @@ pub struct StatsSnapshot {
     /// Microseconds the writer spent building and writing commits (from the first staged append
     /// to the backend batch written).
     pub commit_micros: u64,
+    /// Reads of the backend by stream followers whose next record was not in
+    /// the stream's in-memory tail (a reader starting behind, or falling behind).
+    pub follower_reads: u64,
 }

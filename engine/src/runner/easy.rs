@@ -386,7 +386,7 @@ impl Engine {
         );
         let first = Envelope::new(self.now(), trace_id.clone(), Event::RunStarted(Box::new(started)));
         let mut recorder = Recorder::new(self.clone(), stream.clone(), !streaming, tap);
-        let frames = (streaming && !rerun).then(|| RunFrames::new(self.store(), &stream, task_id, 0));
+        let frames = (streaming && !rerun).then(|| RunFrames::before_start(self.store(), &stream, task_id));
         // A streamed run is on the log before the response starts; a blocking one
         // holds its events back for a moment (see `super::recorder`).
         if let Err(e) = recorder.push(first).await {
@@ -924,6 +924,8 @@ mod tests {
         assert_eq!(events.last(), Some(&"message_end"));
         let indexes: Vec<u64> = seen.iter().map(|(i, _)| *i).collect();
         assert_eq!(indexes, (1..=seen.len() as u64).collect::<Vec<_>>());
+        // Followed since before its first event, the run was read from memory only.
+        assert_eq!(engine.store().stats().follower_reads, 0);
 
         // The builtin model titles the conversation at once: the name is in
         // `RunStarted`, and the conversation's own stream holds no rename.

@@ -465,6 +465,9 @@ impl Engine {
         // event (a crash mid-run leaves a trace to recover), and its events
         // are written while the graph runs, on the writer's own thread.
         let tap = rerun.as_ref().map(|r| r.tap.clone());
+        // A streamed run's reader follows it from before its first event (read from memory).
+        let frames = (streaming && rerun.is_none())
+            .then(|| crate::resume::RunFrames::before_start(self.store(), &stream, task_id));
         if let Err(e) = self.append_run_tapped(&stream, vec![first], tap.as_ref()).await {
             self.inner.running.lock().remove(&task_id);
             return Err(e);
@@ -529,7 +532,7 @@ impl Engine {
         Ok(Accepted {
             handle: RunHandle { task_id, stream, message_id, conversation_id, workflow_run_id: Some(run_id) },
             outcome: outcome_rx,
-            frames: None,
+            frames,
         })
     }
 }
