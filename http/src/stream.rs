@@ -15,8 +15,9 @@ use bytes::Bytes;
 use ferrify_engine::resume::{Frame, RunFrames};
 use ferrify_engine::runner::RunHandle;
 use ferrify_engine::wire::{write_sse_frame, Outcome, SSE_PING};
-use ferrify_engine::EngineError;
-use tokio::sync::{mpsc, oneshot};
+use ferrify_engine::{Engine, EngineError};
+use futures_util::StreamExt;
+use tokio::sync::oneshot;
 use warp::http::{HeaderValue, StatusCode};
 use warp::Reply;
 
@@ -26,11 +27,6 @@ use crate::State;
 /// Keep-alive cadence.
 const PING: Duration = Duration::from_secs(10);
 
-/// Batches of frames buffered per stream before the producer waits for the
-/// client. Small: a reader far behind (a resume of a long run) renders only
-/// as fast as its client reads, and stops soon after the client leaves.
-const BUFFER: usize = 4;
-
 /// Streams a run's frames as SSE (read by `frames` when the run came with its
 /// reader); the run goes on if the client leaves.
 pub fn sse(state: &State, handle: &RunHandle, frames: Option<RunFrames>, with_ids: bool) -> warp::reply::Response {
@@ -38,50 +34,73 @@ pub fn sse(state: &State, handle: &RunHandle, frames: Option<RunFrames>, with_id
     sse_frames(state, frames, with_ids)
 }
 
-/// Streams the frames of a run's reader (from its first frame or a resume
-/// point) until the run's terminal frame; `id:` lines carry the frames' indexes.
-pub fn sse_frames(state: &State, mut frames: RunFrames, with_ids: bool) -> warp::reply::Response {
-    let (tx, rx) = mpsc::channel::<Result<Bytes, Infallible>>(BUFFER);
-    // The frames available now go out with the headers, in the same write:
-    // the connection does not disable Nagle's algorithm, so a small first
-    // chunk written after the headers would wait for the client's delayed ACK.
-    match frames.first_frames() {
-        Ok(first) if !first.is_empty() => {
-            let _ = tx.try_send(Ok(Bytes::from(sse_text(&first, with_ids))));
-        }
-        Ok(_) => {}
-        Err(e) => tracing::error!(task = %frames.task_id(), "reading the run's stream failed: {e}"),
-    }
-    let engine = state.engine.clone();
-    tokio::spawn(async move {
-        let start = tokio::time::Instant::now();
-        let mut ping = tokio::time::interval_at(start + PING, PING);
-        ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+/// A live SSE body: the run's reader, rendered as the connection asks for
+/// more (no task or channel of its own: a record's publication wakes the
+/// connection, which renders it and writes it). A client far behind (a resume
+/// of a long run) is rendered only as fast as it reads; once it leaves, the
+/// body is dropped and reading stops.
+struct Live {
+    frames: RunFrames,
+    ping: tokio::time::Interval,
+    engine: Engine,
+    with_ids: bool,
+}
+
+/// What a live body waits for.
+enum Next {
+    Batch(Result<Option<Vec<Frame>>, EngineError>),
+    Ping,
+}
+
+impl Live {
+    /// The body's next chunk; `None` once the run's terminal frame is out.
+    async fn next_chunk(&mut self) -> Option<Bytes> {
         loop {
-            tokio::select! {
-                batch = frames.next_batch() => {
-                    let Ok(Some(batch)) = batch else { return };
-                    if batch.is_empty() {
-                        continue;
-                    }
-                    if tx.send(Ok(Bytes::from(sse_text(&batch, with_ids)))).await.is_err() {
-                        return;
-                    }
-                }
-                _ = ping.tick() => {
-                    if tx.send(Ok(Bytes::from_static(SSE_PING.as_bytes()))).await.is_err() {
-                        return;
-                    }
+            let next = tokio::select! {
+                batch = self.frames.next_batch() => Next::Batch(batch),
+                _ = self.ping.tick() => Next::Ping,
+            };
+            match next {
+                Next::Batch(Ok(Some(batch))) if batch.is_empty() => continue,
+                Next::Batch(Ok(Some(batch))) => return Some(Bytes::from(sse_text(&batch, self.with_ids))),
+                Next::Batch(_) => return None,
+                Next::Ping => {
                     // A run that is over without a terminal event (its task
                     // failed) ends the stream once its records are sent.
-                    if !engine.is_running(frames.task_id()) {
-                        frames.end_when_idle();
+                    if !self.engine.is_running(self.frames.task_id()) {
+                        self.frames.end_when_idle();
                     }
+                    return Some(Bytes::from_static(SSE_PING.as_bytes()));
                 }
             }
         }
+    }
+}
+
+/// Streams the frames of a run's reader (from its first frame or a resume
+/// point) until the run's terminal frame; `id:` lines carry the frames' indexes.
+pub fn sse_frames(state: &State, mut frames: RunFrames, with_ids: bool) -> warp::reply::Response {
+    // The frames available now go out with the headers, in the same write:
+    // the connection does not disable Nagle's algorithm, so a small first
+    // chunk written after the headers would wait for the client's delayed ACK.
+    let first = match frames.first_frames() {
+        Ok(first) if !first.is_empty() => Some(Bytes::from(sse_text(&first, with_ids))),
+        Ok(_) => None,
+        Err(e) => {
+            tracing::error!(task = %frames.task_id(), "reading the run's stream failed: {e}");
+            None
+        }
+    };
+    let start = tokio::time::Instant::now();
+    let mut ping = tokio::time::interval_at(start + PING, PING);
+    ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    let live = Live { frames, ping, engine: state.engine.clone(), with_ids };
+    let rest = futures_util::stream::unfold(live, |mut live| async move {
+        let chunk = live.next_chunk().await?;
+        Some((chunk, live))
     });
-    let body = warp::reply::stream(tokio_stream::wrappers::ReceiverStream::new(rx));
+    let chunks = futures_util::stream::iter(first).chain(rest).map(Ok::<_, Infallible>);
+    let body = warp::reply::stream(chunks);
     let mut res = body.into_response();
     let h = res.headers_mut();
     h.insert("content-type", HeaderValue::from_static("text/event-stream; charset=utf-8"));
