@@ -80,9 +80,7 @@ impl Live {
 /// Streams the frames of a run's reader (from its first frame or a resume
 /// point) until the run's terminal frame; `id:` lines carry the frames' indexes.
 pub fn sse_frames(state: &State, mut frames: RunFrames, with_ids: bool) -> warp::reply::Response {
-    // The frames available now go out with the headers, in the same write:
-    // the connection does not disable Nagle's algorithm, so a small first
-    // chunk written after the headers would wait for the client's delayed ACK.
+    // The frames available now go out with the headers, in the same write.
     let first = match frames.first_frames() {
         Ok(first) if !first.is_empty() => Some(Bytes::from(sse_text(&first, with_ids))),
         Ok(_) => None,
