@@ -1,7 +1,8 @@
 //! Runs through the engine API: a blocking run stopped in flight returns its
 //! partial answer, and its stream records the stop; a long blocking run is on
 //! the log while it runs; a run whose events the log refuses stops, and
-//! closes itself once the log takes appends again.
+//! closes itself once the log takes appends again; a streamed run comes with
+//! its reader, and a title the model gives at once is in its `RunStarted`.
 
 #[path = "common/mod.rs"]
 mod common;
@@ -235,4 +236,47 @@ async fn a_long_refusal_frees_the_run_and_closes_it_later() {
         }
         other => panic!("the run ended with {other:?}"),
     }
+}
+
+#[tokio::test]
+async fn a_streamed_turn_comes_with_its_reader_and_is_named_in_its_run_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = Engine::open(&EngineConfig { data_dir: Some(dir.path().into()), ..EngineConfig::default() }).unwrap();
+    let yaml = "app: {mode: chat, name: echo}\nmodel_config:\n  model: {provider: builtin, name: echo, mode: chat}\n";
+    let imported = engine.import_app(yaml).await.unwrap();
+    let app = engine.app(imported.app_id).unwrap().unwrap();
+    let req = MessageRequest {
+        query: "plan a trip".into(),
+        user: "u".into(),
+        streaming: true,
+        auto_generate_name: true,
+        ..Default::default()
+    };
+    let accepted = engine.start_chat(&app, req).await.unwrap();
+    let mut frames = accepted.frames.expect("a streamed run comes with its reader");
+    let mut seen = Vec::new();
+    while let Some(batch) = frames.next_batch().await.unwrap() {
+        for frame in batch {
+            let json: serde_json::Value = serde_json::from_str(&frame.json).unwrap();
+            seen.push((frame.index, json["event"].as_str().unwrap_or("").to_string()));
+        }
+    }
+    let names: Vec<&str> = seen.iter().map(|(_, e)| e.as_str()).collect();
+    assert_eq!((names.first(), names.last()), (Some(&"message"), Some(&"message_end")));
+    let indexes: Vec<u64> = seen.iter().map(|(i, _)| *i).collect();
+    assert_eq!(indexes, (1..=seen.len() as u64).collect::<Vec<_>>());
+    // Followed since before its first event, the run was read from memory only.
+    assert_eq!(engine.store().stats().follower_reads, 0);
+
+    // The builtin model titles the conversation at once: the name is in
+    // `RunStarted`, and the conversation's own stream holds no rename.
+    let Some(Event::RunStarted(started)) = events(&engine, &accepted.handle.stream).into_iter().next() else {
+        panic!("the run does not start with RunStarted")
+    };
+    assert_eq!(started.new_conversation.map(|c| c.name).as_deref(), Some("plan a trip"));
+    let conversation = accepted.handle.conversation_id.unwrap();
+    let stream = ferrify_store::StreamId::of("conversation", conversation).unwrap();
+    assert!(events(&engine, &stream).is_empty());
+    let listed = engine.list_conversations(&app, "u", None, 10, ferrify_engine::history::SortBy::UpdatedDesc).unwrap();
+    assert_eq!(listed.data[0]["name"], "plan a trip");
 }
