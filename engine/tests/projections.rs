@@ -380,6 +380,12 @@ fn a_chat_turn_projects_conversation_and_message() {
     assert_eq!(msg.status, "normal");
     let by_updated = store.scan(trees::CONV_BY_UPDATED, b"", None, 10, false).unwrap();
     assert_eq!(by_updated.len(), 1, "re-indexing must drop the stale entry");
+    // Each index holds the conversation once, under its current time.
+    use ferrify_engine::projection::conversations::index_key;
+    assert!(conv.updated_at > conv.created_at);
+    assert_eq!(by_updated[0].0, index_key(&conv, conv.updated_at));
+    let by_created = store.scan(trees::CONV_BY_CREATED, b"", None, 10, false).unwrap();
+    assert_eq!(by_created.iter().map(|(k, _)| k.clone()).collect::<Vec<_>>(), vec![index_key(&conv, conv.created_at)]);
 }
 
 #[test]

@@ -24,6 +24,16 @@ fn unindex(kv: &mut KvTxn<'_>, row: &ConversationRow) {
     kv.delete(trees::CONV_BY_CREATED, &index_key(row, row.created_at));
 }
 
+/// Saves a row whose `updated_at` moved from `was`: its entry in the
+/// `updated_at` index moves with it, the `created_at` one stays as it is.
+fn touch(kv: &mut KvTxn<'_>, row: &ConversationRow, was: i64) -> Result<()> {
+    if !row.deleted && was != row.updated_at {
+        kv.delete(trees::CONV_BY_UPDATED, &index_key(row, was));
+        kv.put(trees::CONV_BY_UPDATED, &index_key(row, row.updated_at), Vec::new());
+    }
+    kv.put_row(trees::CONVERSATIONS, row.id.as_bytes(), row)
+}
+
 fn save(kv: &mut KvTxn<'_>, row: &ConversationRow) -> Result<()> {
     kv.put_row(trees::CONVERSATIONS, row.id.as_bytes(), row)?;
     if !row.deleted {
@@ -66,10 +76,10 @@ impl Projector for Conversations {
                 } else if let Some(mut row) =
                     kv.get_json::<ConversationRow>(trees::CONVERSATIONS, conversation_id.as_bytes())?
                 {
-                    unindex(kv, &row);
+                    let was = row.updated_at;
                     row.updated_at = env.at;
                     row.message_count += 1;
-                    save(kv, &row)?;
+                    touch(kv, &row, was)?;
                 }
             }
             "conversation" => {
@@ -102,10 +112,10 @@ impl Projector for Conversations {
                 };
                 match &env.event {
                     Event::ConversationRenamed { name } => {
-                        unindex(kv, &row);
+                        let was = row.updated_at;
                         row.name = name.clone();
                         row.updated_at = env.at;
-                        save(kv, &row)?;
+                        touch(kv, &row, was)?;
                     }
                     Event::ConversationDeleted => {
                         unindex(kv, &row);
