@@ -1,5 +1,8 @@
 //! Append throughput of the sled log with the engine's projections:
-//! 1 and 16 concurrent writers, durable and not; and stream reads.
+//! 1 and 16 concurrent writers, durable and not; whole blocking chat turns
+//! (one durable append of a turn's events, each in a new conversation: the
+//! store's share of a blocking `POST /chat-messages`, without HTTP); and
+//! stream reads.
 //!
 //!     cargo bench --bench append
 
@@ -39,6 +42,29 @@ fn run(store: &Store, writers: usize, per_writer: u64, durable: bool) -> Duratio
     start.elapsed()
 }
 
+/// `writers` threads each append `per_writer` blocking chat turns (a new
+/// conversation each, one word), durably, waiting for each ack.
+fn turns(store: &Store, writers: usize, per_writer: u64) -> Duration {
+    let app = Uuid::new_v4();
+    let start = Instant::now();
+    let threads: Vec<_> = (0..writers)
+        .map(|_| {
+            let store = store.clone();
+            std::thread::spawn(move || {
+                for _ in 0..per_writer {
+                    let task = Uuid::new_v4();
+                    let stream = StreamId::of("run", task).unwrap();
+                    store.append(Append::new(stream, common::chat_turn(app, task, 1)).durable()).wait().unwrap();
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+    start.elapsed()
+}
+
 /// One appender streaming `n` single-event non-durable appends to one run
 /// stream without waiting for each acknowledgement (how a runner appends
 /// token chunks), then waiting for all of them.
@@ -67,6 +93,12 @@ fn appends(c: &mut Criterion) {
                 b.iter_custom(|iters| run(&store, w, iters, durable));
             });
         }
+    }
+    for writers in [16usize, 64] {
+        g.throughput(Throughput::Elements(writers as u64));
+        g.bench_with_input(BenchmarkId::new("blocking_turn", format!("{writers}_writers")), &writers, |b, &w| {
+            b.iter_custom(|iters| turns(&store, w, iters));
+        });
     }
     g.finish();
 
