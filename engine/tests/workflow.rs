@@ -198,6 +198,38 @@ async fn chatflow_memory_conversation_variables_and_dialogue_count() {
     assert_eq!(turns["value"], "2");
 }
 
+/// A chatflow's new conversation is titled by its first LLM node's model;
+/// one that answers at once (echo) names it in `RunStarted`, with no rename
+/// appended to the conversation's stream.
+#[tokio::test]
+async fn a_chatflow_titled_at_once_is_named_in_its_run_start() {
+    let engine = engine();
+    let yaml = example("chatflow-llm-memory.yml")
+        .replace("provider: langgenius/openai/openai", "provider: builtin")
+        .replace("name: gpt-4o-mini", "name: echo");
+    let imported = engine.import_app(&yaml).await.unwrap();
+    let app = engine.app(imported.app_id).unwrap().unwrap();
+    let req = MessageRequest {
+        query: "Plan a trip".into(),
+        inputs: json!({}),
+        user: "u1".into(),
+        auto_generate_name: true,
+        ..Default::default()
+    };
+    let ran = collect(&engine, engine.start_chat(&app, req).await.unwrap()).await;
+    let Some(Event::RunStarted(started)) = ran.events.first() else { panic!("no RunStarted") };
+    assert_eq!(started.new_conversation.as_ref().map(|c| c.name.as_str()), Some("Plan a trip"));
+    let conv: uuid::Uuid = ran.body["conversation_id"].as_str().unwrap().parse().unwrap();
+    let stream = ferrify_store::StreamId::of("conversation", conv).unwrap();
+    let renamed = engine
+        .store()
+        .read_stream(&stream, 1, 100)
+        .unwrap()
+        .iter()
+        .any(|r| matches!(Envelope::decode(&r.payload).unwrap().event, Event::ConversationRenamed { .. }));
+    assert!(!renamed, "the conversation was renamed after its start");
+}
+
 /// Variables a conversation's first turn creates share their creation
 /// time: paging them by `last_id` one at a time still lists every one, in
 /// declared order; the name filter matches part of a name, any case.

@@ -95,7 +95,7 @@ struct Plan {
 }
 
 /// A new conversation's title, being asked for.
-type TitleFuture = std::pin::Pin<Box<dyn std::future::Future<Output = Option<String>> + Send>>;
+pub(crate) type TitleFuture = std::pin::Pin<Box<dyn std::future::Future<Output = Option<String>> + Send>>;
 
 impl Engine {
     /// Accepts a chat turn (`POST /chat-messages`) and starts its run.

@@ -12,7 +12,7 @@
 //!                               └ RunFailed           (failed: "Run failed: …")
 //! ```
 
-use futures_util::StreamExt;
+use futures_util::{FutureExt, StreamExt};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -424,6 +424,25 @@ impl Engine {
 
         // Auto-play speaks a chatflow's answer or a workflow's streamed text (never re-executed).
         let tts = if rerun.is_none() { self.tts_option(&wf.features, streaming) } else { None };
+        // The new conversation's title, asked for now that the query passed
+        // moderation (a flagged one goes to no model, not even for a title): a
+        // model that answers at once (the builtin ones) names the conversation
+        // in `RunStarted`; a slower one renames it when its title arrives.
+        let mut new_conversation = conversation.as_ref().and_then(|c| c.new.clone());
+        let mut title = None;
+        if let (Some((model, query)), Some(conv)) = (namer, &conversation) {
+            let mut asked: super::easy::TitleFuture =
+                Box::pin(async move { super::easy::title_for(&model, &query).await });
+            match asked.as_mut().now_or_never() {
+                Some(Some(name)) => {
+                    if let Some(new) = new_conversation.as_mut() {
+                        new.name = name;
+                    }
+                }
+                Some(None) => {}
+                None => title = Some((conv.id, asked)),
+            }
+        }
         let started = RunStarted {
             task_id,
             app_id,
@@ -431,7 +450,7 @@ impl Engine {
             end_user_id: end_user,
             user: user.clone(),
             conversation_id,
-            new_conversation: conversation.as_ref().and_then(|c| c.new.clone()),
+            new_conversation,
             message_id,
             workflow_run_id: Some(run_id),
             workflow_id: Some(wf.id),
@@ -472,10 +491,9 @@ impl Engine {
             self.inner.running.lock().remove(&task_id);
             return Err(e);
         }
-        // The conversation exists now, and its query passed input moderation
-        // (a flagged one goes to no model, not even for a title).
-        if let (Some((model, query)), Some(conv)) = (namer, &conversation) {
-            super::easy::name_when_ready(self, conv.id, async move { super::easy::title_for(&model, &query).await });
+        // The conversation exists now: a title still on its way renames it.
+        if let Some((id, asked)) = title {
+            super::easy::name_when_ready(self, id, asked);
         }
         let (outcome_tx, outcome_rx) = if streaming && rerun.is_none() {
             (None, None)
