@@ -20,18 +20,21 @@ fn open(dir: &std::path::Path) -> Store {
     Store::open_sled(dir, projection::all(), Options::default()).unwrap()
 }
 
-/// `writers` threads each append `per_writer` single-event batches, waiting for each ack.
-fn run(store: &Store, writers: usize, per_writer: u64, durable: bool) -> Duration {
+/// `writers` threads each append `per_writer` batches, `batch(stream, i)`
+/// making the i-th one (`stream`: one run stream per thread), waiting for
+/// each ack.
+fn with_writers<F>(store: &Store, writers: usize, per_writer: u64, batch: F) -> Duration
+where
+    F: Fn(&StreamId, u64) -> Append + Clone + Send + 'static,
+{
     let start = Instant::now();
     let threads: Vec<_> = (0..writers)
         .map(|_| {
-            let store = store.clone();
+            let (store, batch) = (store.clone(), batch.clone());
             std::thread::spawn(move || {
                 let stream = StreamId::of("run", Uuid::new_v4()).unwrap();
                 for i in 0..per_writer {
-                    let mut a = Append::new(stream.clone(), vec![common::chunk(i)]);
-                    a.durable = durable;
-                    store.append(a).wait().unwrap();
+                    store.append(batch(&stream, i)).wait().unwrap();
                 }
             })
         })
@@ -42,27 +45,23 @@ fn run(store: &Store, writers: usize, per_writer: u64, durable: bool) -> Duratio
     start.elapsed()
 }
 
+/// `writers` threads each append `per_writer` single-event batches, waiting for each ack.
+fn run(store: &Store, writers: usize, per_writer: u64, durable: bool) -> Duration {
+    with_writers(store, writers, per_writer, move |stream, i| {
+        let mut a = Append::new(stream.clone(), vec![common::chunk(i)]);
+        a.durable = durable;
+        a
+    })
+}
+
 /// `writers` threads each append `per_writer` blocking chat turns (a new
 /// conversation each, one word), durably, waiting for each ack.
 fn turns(store: &Store, writers: usize, per_writer: u64) -> Duration {
     let app = Uuid::new_v4();
-    let start = Instant::now();
-    let threads: Vec<_> = (0..writers)
-        .map(|_| {
-            let store = store.clone();
-            std::thread::spawn(move || {
-                for _ in 0..per_writer {
-                    let task = Uuid::new_v4();
-                    let stream = StreamId::of("run", task).unwrap();
-                    store.append(Append::new(stream, common::chat_turn(app, task, 1)).durable()).wait().unwrap();
-                }
-            })
-        })
-        .collect();
-    for t in threads {
-        t.join().unwrap();
-    }
-    start.elapsed()
+    with_writers(store, writers, per_writer, move |_, _| {
+        let task = Uuid::new_v4();
+        Append::new(StreamId::of("run", task).unwrap(), common::chat_turn(app, task, 1)).durable()
+    })
 }
 
 /// One appender streaming `n` single-event non-durable appends to one run

@@ -68,15 +68,7 @@ impl RunFrames {
     /// written: the run's records then come from memory as they are
     /// published (see [`EventLog::subscribe_new`]).
     pub fn before_start(store: &impl EventLog, stream: &StreamId, task_id: Uuid) -> Self {
-        RunFrames {
-            task_id,
-            sub: store.subscribe_new(stream),
-            wire: WireRun::new(),
-            index: 0,
-            after: 0,
-            pending: VecDeque::new(),
-            ending: false,
-        }
+        Self::reading(store.subscribe_new(stream), task_id, 0, WireRun::new(), 0)
     }
 
     /// As [`new`](Self::new), starting from `checkpoint` (the run's mapping
@@ -92,15 +84,12 @@ impl RunFrames {
             Some(c) if c.frames <= after => (c.seq + 1, c.frames, c.wire),
             _ => (1, 0, WireRun::new()),
         };
-        RunFrames {
-            task_id,
-            sub: store.subscribe(stream, from),
-            wire,
-            index,
-            after,
-            pending: VecDeque::new(),
-            ending: false,
-        }
+        Self::reading(store.subscribe(stream, from), task_id, index, wire, after)
+    }
+
+    /// A reader of `sub`, its mapping `wire` already `index` frames in.
+    fn reading(sub: Subscription, task_id: Uuid, index: u64, wire: WireRun, after: u64) -> Self {
+        RunFrames { task_id, sub, wire, index, after, pending: VecDeque::new(), ending: false }
     }
 
     pub fn task_id(&self) -> Uuid {

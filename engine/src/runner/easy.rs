@@ -337,17 +337,7 @@ impl Engine {
         let mut title = None;
         if streaming && moderation.is_none() {
             if let Some((id, query)) = title_from.take() {
-                let title_model = model.clone();
-                let mut asked: TitleFuture = Box::pin(async move { title_for(&title_model, &query).await });
-                match asked.as_mut().now_or_never() {
-                    Some(Some(name)) => {
-                        if let Some(new) = new_conversation.as_mut() {
-                            new.name = name;
-                        }
-                    }
-                    Some(None) => {}
-                    None => title = Some((id, asked)),
-                }
+                title = title_now(model.clone(), query, new_conversation.as_mut()).map(|asked| (id, asked));
             }
         }
         let started = RunStarted {
@@ -553,13 +543,7 @@ async fn run(plan: Box<Plan>) {
     // moderation (or already, see `launch_easy`). If it is ready when a
     // held-back run is written, it names the conversation in `RunStarted`;
     // otherwise it arrives as a rename.
-    let mut title = title.or_else(|| {
-        title_from.map(|(id, query)| {
-            let model = model.clone();
-            let asked: TitleFuture = Box::pin(async move { title_for(&model, &query).await });
-            (id, asked)
-        })
-    });
+    let mut title = title.or_else(|| title_from.map(|(id, query)| (id, ask_title(model.clone(), query))));
     let flagged = match &moderation {
         // Rare paths are boxed: the run's task is as large as its largest
         // await, and it lives as long as the answer streams.
@@ -803,6 +787,27 @@ async fn call_model(
 
 pub(crate) fn round3(x: f64) -> f64 {
     (x * 1000.0).round() / 1000.0
+}
+
+/// Asks `model` for the title of a conversation starting with `query`.
+fn ask_title(model: ResolvedModel, query: String) -> TitleFuture {
+    Box::pin(async move { title_for(&model, &query).await })
+}
+
+/// Asks for a new conversation's title at once: a title the model gives
+/// without waiting (the builtin ones) names `new` then; one on its way is
+/// returned, to rename the conversation when it arrives.
+pub(crate) fn title_now(model: ResolvedModel, query: String, new: Option<&mut NewConversation>) -> Option<TitleFuture> {
+    let mut asked = ask_title(model, query);
+    match asked.as_mut().now_or_never() {
+        Some(name) => {
+            if let (Some(name), Some(new)) = (name, new) {
+                new.name = name;
+            }
+            None
+        }
+        None => Some(asked),
+    }
 }
 
 /// Asks `model` for a short title of a conversation starting with `query`.

@@ -12,7 +12,7 @@
 //!                               └ RunFailed           (failed: "Run failed: …")
 //! ```
 
-use futures_util::{FutureExt, StreamExt};
+use futures_util::StreamExt;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -429,20 +429,12 @@ impl Engine {
         // model that answers at once (the builtin ones) names the conversation
         // in `RunStarted`; a slower one renames it when its title arrives.
         let mut new_conversation = conversation.as_ref().and_then(|c| c.new.clone());
-        let mut title = None;
-        if let (Some((model, query)), Some(conv)) = (namer, &conversation) {
-            let mut asked: super::easy::TitleFuture =
-                Box::pin(async move { super::easy::title_for(&model, &query).await });
-            match asked.as_mut().now_or_never() {
-                Some(Some(name)) => {
-                    if let Some(new) = new_conversation.as_mut() {
-                        new.name = name;
-                    }
-                }
-                Some(None) => {}
-                None => title = Some((conv.id, asked)),
+        let title = match (namer, &conversation) {
+            (Some((model, query)), Some(conv)) => {
+                super::easy::title_now(model, query, new_conversation.as_mut()).map(|asked| (conv.id, asked))
             }
-        }
+            _ => None,
+        };
         let started = RunStarted {
             task_id,
             app_id,
