@@ -147,7 +147,9 @@ async fn main() {
     // (STREAMS_TIMELINE: their width in ms, 50 unless a number is given).
     let bucket_ms: u128 = std::env::var("STREAMS_TIMELINE").ok().and_then(|v| v.parse().ok()).unwrap_or(50).max(1);
     let mut late: std::collections::BTreeMap<u128, (usize, usize)> = Default::default();
-    for (sent, arrivals, ended) in runs {
+    // The largest gap: which word of which stream, and when it ended.
+    let mut worst: Option<(f64, usize, usize, u128)> = None;
+    for (i, (sent, arrivals, ended)) in runs.into_iter().enumerate() {
         if ended.is_some() && arrivals.len() as u64 == WORDS {
             complete += 1;
         }
@@ -155,9 +157,12 @@ async fn main() {
         if let Some(f) = arrivals.first() {
             first.push(f.duration_since(sent).as_secs_f64() * 1000.0);
         }
-        for w in arrivals.windows(2) {
+        for (j, w) in arrivals.windows(2).enumerate() {
             let gap = (w[1].duration_since(w[0]).as_secs_f64() * 1000.0 - PACE_MS as f64).max(0.0);
             gaps.push(gap);
+            if worst.is_none_or(|w| gap > w.0) {
+                worst = Some((gap, i, j + 1, w[1].duration_since(t0).as_millis()));
+            }
             let bucket = late.entry(w[1].duration_since(t0).as_millis() / bucket_ms).or_default();
             bucket.1 += 1;
             if gap > 5.0 {
@@ -198,6 +203,9 @@ async fn main() {
     if std::env::var_os("STREAMS_TIMELINE").is_some() {
         for (b, (l, all)) in &late {
             println!("  {:>5} ms: {l:>5} late of {all:>5} gaps", b * bucket_ms);
+        }
+        if let Some((gap, stream, word, at)) = worst {
+            println!("  largest gap: {gap:.1} ms, stream {stream} before word {}, ending {at} ms in", word + 1);
         }
     }
     println!("time to first frame: p50 {:.1} ms, p99 {:.1} ms", percentile(&first, 0.5), percentile(&first, 0.99));
