@@ -161,6 +161,24 @@ async fn completion_apps_and_mode_checks() {
     assert_eq!((st, b["code"].as_str()), (400, Some("not_chat_app")));
     let (st, b) = s.call("GET", "/v1/conversations?user=u", &ckey, None).await;
     assert_eq!((st, b["code"].as_str()), (400, Some("not_chat_app")));
+    // As Dify: the user is checked first, then the app's mode, then the rest of the request.
+    let bad_inputs = json!({"query": "hi", "inputs": "x", "user": "u", "response_mode": "blocking"});
+    let (st, b) = s.call("POST", "/v1/completion-messages", &chat_key, Some(bad_inputs.clone())).await;
+    assert_eq!((st, b["code"].as_str()), (400, Some("app_unavailable")), "{b}");
+    let (st, b) = s.call("POST", "/v1/chat-messages", &ckey, Some(bad_inputs)).await;
+    assert_eq!((st, b["code"].as_str()), (400, Some("not_chat_app")), "{b}");
+    let (st, b) = s.call("POST", "/v1/chat-messages", &ckey, Some(json!({"query": "hi", "inputs": {}}))).await;
+    assert_eq!((st, b["code"].as_str()), (400, Some("invalid_param")), "{b}");
+    let conv = "00000000-0000-4000-8000-000000000000";
+    for (method, path, body) in [
+        ("GET", "/v1/conversations?user=u&limit=abc".to_string(), None),
+        ("GET", format!("/v1/conversations/{conv}/variables?user=u&limit=abc"), None),
+        ("POST", format!("/v1/conversations/{conv}/name"), Some(json!({"user": "u"}))),
+        ("DELETE", format!("/v1/conversations/{conv}"), Some(json!({"user": "u"}))),
+    ] {
+        let (st, b) = s.call(method, &path, &ckey, body).await;
+        assert_eq!((st, b["code"].as_str()), (400, Some("not_chat_app")), "{method} {path}: {b}");
+    }
     // Parameters come from the form.
     let (st, p) = s.call("GET", "/v1/parameters", &ckey, None).await;
     assert_eq!(st, 200);
@@ -498,6 +516,55 @@ async fn concurrent_turns_of_one_conversation_stay_in_order() {
     for m in data {
         assert_eq!(m["answer"], m["query"], "each turn answered on its own");
         assert_eq!(m["status"], "normal");
+    }
+}
+
+/// A turn sent while another turn of its conversation runs waits for it. Its
+/// client may give up meanwhile: the turn still runs once the other ends, and
+/// is answered and stored (chat and chatflow apps).
+#[tokio::test]
+async fn a_turn_waiting_for_its_conversation_is_kept_when_its_client_leaves() {
+    let s = Server::start(&["--no-demo"]);
+    for app in ["chat-lorem.yml", "chatflow-lorem.yml"] {
+        let key = s.app(app).await;
+        let (st, b) = s.call("POST", "/v1/chat-messages", &key, Some(chat("first", "u", None, "blocking"))).await;
+        assert_eq!(st, 200, "{app}: {b}");
+        let conv = b["conversation_id"].as_str().unwrap().to_string();
+        // A second turn streams for about 2 s; its first frame shows that it runs.
+        let mut running = client()
+            .post(s.url("/v1/chat-messages"))
+            .bearer_auth(&key)
+            .json(&chat("second", "u", Some(&conv), "streaming"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(running.status(), 200);
+        first_frame(&mut running, &mut String::new()).await;
+        // A third turn's client gives up after 300 ms, long before the second turn ends.
+        let gave_up = client()
+            .post(s.url("/v1/chat-messages"))
+            .bearer_auth(&key)
+            .timeout(std::time::Duration::from_millis(300))
+            .json(&chat("third", "u", Some(&conv), "streaming"))
+            .send()
+            .await;
+        drop(gave_up);
+        while running.chunk().await.unwrap().is_some() {}
+        // The third turn is answered after the second, in order.
+        let mut queries = Vec::new();
+        for _ in 0..100 {
+            let (_, h) =
+                s.call("GET", &format!("/v1/messages?conversation_id={conv}&user=u&limit=10"), &key, None).await;
+            let data = h["data"].as_array().unwrap().clone();
+            queries = data.iter().map(|m| m["query"].as_str().unwrap_or_default().to_string()).collect();
+            let last = data.last().cloned().unwrap_or_default();
+            if queries.len() == 3 && last["answer"].as_str().is_some_and(|a| a.split(' ').count() == 200) {
+                assert_eq!(last["status"], "normal", "{app}: {last}");
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        assert_eq!(queries, ["first", "second", "third"], "{app}: the third turn was not answered and stored");
     }
 }
 

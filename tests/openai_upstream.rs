@@ -102,6 +102,17 @@ async fn chat_through_an_openai_compatible_upstream() {
     assert_eq!(usage["completion_price"], "0.0040000");
     assert_eq!(usage["total_price"], "0.0050000");
     assert_eq!(usage["currency"], "USD");
+    // A chatflow's usage sums its LLM nodes' and keeps their 7 decimal places.
+    let chatflow = "app: {mode: advanced-chat, name: upstream chatflow}\nworkflow:\n  graph:\n    nodes:\n    - {id: start, data: {type: start, title: Start, variables: []}}\n    - {id: llm, data: {type: llm, title: LLM, model: {provider: langgenius/openai/openai, name: good, mode: chat, completion_params: {}}, prompt_template: [{role: user, text: '{{#sys.query#}}'}]}}\n    - {id: answer, data: {type: answer, title: Answer, answer: '{{#llm.text#}}'}}\n    edges:\n    - {source: start, target: llm}\n    - {source: llm, target: answer}\n";
+    let flow = key_for(&s, chatflow).await;
+    let (st, b) = s.call("POST", "/v1/chat-messages", &flow, Some(body.clone())).await;
+    assert_eq!(st, 200, "{b}");
+    let usage = &b["metadata"]["usage"];
+    assert_eq!(
+        (usage["prompt_price"].as_str(), usage["completion_price"].as_str(), usage["total_price"].as_str()),
+        (Some("0.0010000"), Some("0.0040000"), Some("0.0050000")),
+        "{usage}"
+    );
 
     let mut sbody = body.clone();
     sbody["response_mode"] = json!("streaming");

@@ -242,6 +242,12 @@ impl Engine {
         lock.lock_owned().await
     }
 
+    /// The conversation's lock, if no turn of it holds it.
+    pub(crate) fn try_lock_conversation(&self, id: Uuid) -> Option<tokio::sync::OwnedMutexGuard<()>> {
+        let lock = self.inner.conversation_locks.lock().entry(id).or_default().clone();
+        lock.try_lock_owned().ok()
+    }
+
     /// Forgets a conversation's lock once nobody holds or waits for it.
     pub(crate) fn release_conversation(&self, id: Uuid) {
         let mut locks = self.inner.conversation_locks.lock();

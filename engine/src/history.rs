@@ -135,7 +135,9 @@ pub fn message_json(m: &MessageRow, feedback: Option<&FeedbackRow>, sign: &dyn F
 }
 
 impl Engine {
-    fn chat_app(app: &LoadedApp) -> Result<()> {
+    /// `not_chat_app` unless `app` is a chat, agent or chatflow app (Dify
+    /// checks this before it reads the rest of the request).
+    pub fn require_chat_app(app: &LoadedApp) -> Result<()> {
         if app.mode().is_chat_family() {
             Ok(())
         } else {
@@ -172,7 +174,7 @@ impl Engine {
         first_id: Option<Uuid>,
         limit: usize,
     ) -> Result<Page> {
-        Self::chat_app(app)?;
+        Self::require_chat_app(app)?;
         let conv = self.conversation_or_404(app, user, conversation_id)?;
         let before = match first_id {
             Some(id) => {
@@ -208,7 +210,7 @@ impl Engine {
         limit: usize,
         sort: SortBy,
     ) -> Result<Page> {
-        Self::chat_app(app)?;
+        Self::require_chat_app(app)?;
         let who = end_user_id(app.id(), user);
         let (tree, reverse) = match sort {
             SortBy::CreatedAsc => (trees::CONV_BY_CREATED, false),
@@ -253,7 +255,7 @@ impl Engine {
 
     /// `DELETE /conversations/:id`.
     pub async fn delete_conversation(&self, app: &LoadedApp, user: &str, id: Uuid) -> Result<()> {
-        Self::chat_app(app)?;
+        Self::require_chat_app(app)?;
         self.conversation_or_404(app, user, id)?;
         self.append_conversation(id, Event::ConversationDeleted).await
     }
@@ -267,7 +269,7 @@ impl Engine {
         name: Option<String>,
         auto_generate: bool,
     ) -> Result<Value> {
-        Self::chat_app(app)?;
+        Self::require_chat_app(app)?;
         let conv = self.conversation_or_404(app, user, id)?;
         let name = if auto_generate {
             let first = self.store().scan(trees::CONV_MESSAGES, conv.id.as_bytes(), None, 1, false)?;
@@ -307,7 +309,7 @@ impl Engine {
         query: &VariablesQuery,
     ) -> Result<Page> {
         let limit = query.limit;
-        Self::chat_app(app)?;
+        Self::require_chat_app(app)?;
         self.conversation_or_404(app, user, id)?;
         if app.mode() != crate::app::AppMode::AdvancedChat {
             return Ok(Page { limit, has_more: false, data: Vec::new() });

@@ -224,11 +224,17 @@ pub fn limit(query: &HashMap<String, String>, default: usize, max: usize) -> Res
 
 /// A body boolean (`true`/`false`, tolerant of strings); absent → default.
 pub fn field_bool(body: &Map<String, Value>, name: &str, default: bool) -> Result<bool, ApiError> {
+    // What Dify's request models (pydantic, lax mode) take for a boolean.
+    const TRUE: [&str; 6] = ["true", "1", "yes", "y", "on", "t"];
+    const FALSE: [&str; 6] = ["false", "0", "no", "n", "off", "f"];
+    let word = |s: &str, words: &[&str]| words.iter().any(|w| s.trim().eq_ignore_ascii_case(w));
     match body.get(name) {
         None | Some(Value::Null) => Ok(default),
         Some(Value::Bool(b)) => Ok(*b),
-        Some(Value::String(s)) if s.eq_ignore_ascii_case("true") => Ok(true),
-        Some(Value::String(s)) if s.eq_ignore_ascii_case("false") => Ok(false),
+        Some(Value::Number(n)) if n.as_f64() == Some(1.0) => Ok(true),
+        Some(Value::Number(n)) if n.as_f64() == Some(0.0) => Ok(false),
+        Some(Value::String(s)) if word(s, &TRUE) => Ok(true),
+        Some(Value::String(s)) if word(s, &FALSE) => Ok(false),
         Some(_) => Err(ApiError::invalid_param(format!("{name} must be a boolean"))),
     }
 }
@@ -278,6 +284,26 @@ pub fn trace_id(header: Option<String>, query: &HashMap<String, String>, body: &
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn booleans_are_read_as_dify_reads_them() {
+        let read = |v: Value| field_bool(json!({"b": v}).as_object().unwrap(), "b", true).map_err(|e| e.code);
+        for (v, want) in [
+            (json!(false), Ok(false)),
+            (json!("yes"), Ok(true)),
+            (json!(" Off "), Ok(false)),
+            (json!(1), Ok(true)),
+            (json!(0), Ok(false)),
+            (json!("TRUE"), Ok(true)),
+            (json!(null), Ok(true)),
+        ] {
+            assert_eq!(read(v.clone()), want, "{v}");
+        }
+        for v in [json!(2), json!("maybe"), json!(""), json!([true]), json!({})] {
+            assert_eq!(read(v.clone()), Err("invalid_param"), "{v}");
+        }
+    }
 
     #[tokio::test]
     async fn bodies_are_read_up_to_the_limit() {

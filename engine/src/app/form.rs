@@ -139,6 +139,34 @@ fn blank(v: &Value) -> bool {
     }
 }
 
+/// A list of strings as Python prints it (`['a', "it's"]`): Dify's messages
+/// show the options that way.
+fn python_list(items: &[String]) -> String {
+    let quoted: Vec<String> = items
+        .iter()
+        .map(|s| {
+            let q = if s.contains('\'') && !s.contains('"') { '"' } else { '\'' };
+            let mut out = String::from(q);
+            for c in s.chars() {
+                match c {
+                    '\\' => out.push_str("\\\\"),
+                    '\n' => out.push_str("\\n"),
+                    '\r' => out.push_str("\\r"),
+                    '\t' => out.push_str("\\t"),
+                    c if c == q => {
+                        out.push('\\');
+                        out.push(c);
+                    }
+                    c => out.push(c),
+                }
+            }
+            out.push(q);
+            out
+        })
+        .collect();
+    format!("[{}]", quoted.join(", "))
+}
+
 /// Validates `inputs` against the form: required variables present, types
 /// right, lengths and options respected. Undeclared keys are dropped; absent
 /// optional variables take their default. The error text is Dify's.
@@ -175,7 +203,11 @@ pub fn validate(fields: &[FormField], inputs: &Value) -> Result<Map<String, Valu
                     return Err(format!("{} is required in input form", f.variable));
                 }
                 if f.kind == FormKind::Select && !s.is_empty() && !f.options.is_empty() && !f.options.contains(&s) {
-                    return Err(format!("{} in input form must be one of the following: {:?}", f.variable, f.options));
+                    return Err(format!(
+                        "{} in input form must be one of the following: {}",
+                        f.variable,
+                        python_list(&f.options)
+                    ));
                 }
                 if let Some(max) = f.max_length.filter(|m| *m > 0) {
                     if f.kind != FormKind::Select && s.chars().count() as u64 > max {
@@ -265,7 +297,12 @@ mod tests {
             "(type 'text-input') city in input form must be a string"
         );
         assert!(validate(&f, &json!({"city": "toolong"})).unwrap_err().contains("less than 5"));
-        assert!(validate(&f, &json!({"city": "SF", "tone": "c"})).unwrap_err().contains("one of"));
+        assert_eq!(
+            validate(&f, &json!({"city": "SF", "tone": "c"})).unwrap_err(),
+            "tone in input form must be one of the following: ['a', 'b']"
+        );
+        let options = ["it's".to_string(), "say \"hi\"".to_string(), "a\\b".to_string()];
+        assert_eq!(python_list(&options), r#"["it's", 'say "hi"', 'a\\b']"#);
         assert!(validate(&f, &json!({"city": "SF", "n": "x"})).unwrap_err().contains("valid number"));
         let ok = validate(&f, &json!({"city": "S\u{0}F", "n": "3.5", "ok": "yes", "extra": 1})).unwrap();
         assert_eq!(Value::Object(ok), json!({"city": "SF", "tone": "a", "n": 3.5, "ok": true}));

@@ -114,11 +114,18 @@ impl Engine {
         self.start_easy(app, req, true).await
     }
 
-    /// Accepts a completion (`POST /completion-messages`) and starts its run.
-    pub async fn start_completion(&self, app: &LoadedApp, req: MessageRequest) -> Result<Accepted> {
+    /// `app_unavailable` unless `app` is a completion app (Dify checks this
+    /// before it reads the rest of the request).
+    pub fn require_completion_app(app: &LoadedApp) -> Result<()> {
         if app.mode() != AppMode::Completion {
             return Err(EngineError::AppUnavailable("App unavailable, please check your app configurations.".into()));
         }
+        Ok(())
+    }
+
+    /// Accepts a completion (`POST /completion-messages`) and starts its run.
+    pub async fn start_completion(&self, app: &LoadedApp, req: MessageRequest) -> Result<Accepted> {
+        Self::require_completion_app(app)?;
         self.start_easy(app, MessageRequest { conversation_id: None, auto_generate_name: false, ..req }, false).await
     }
 
@@ -151,33 +158,94 @@ impl Engine {
         let images = self.image_parts(app_id, Some(&files), &detail).await;
         let end_user = end_user_id(app_id, &req.user);
 
-        // The conversation: an existing one must be this end user's, and turns of it run one at a time.
-        let (conversation_id, new_conversation, guard) = if !chat {
-            (Some(crate::ids::new()), None, None)
-        } else if let Some(id) = req.conversation_id {
-            let row = self.store().get_json::<ConversationRow>(trees::CONVERSATIONS, id.as_bytes())?;
-            let row = row
-                .filter(|r| r.app_id == app_id && r.end_user_id == end_user && !r.deleted)
-                .ok_or_else(|| EngineError::NotFound("Conversation Not Exists.".into()))?;
-            if row.status != "normal" {
-                return Err(EngineError::ConversationCompleted);
-            }
-            let guard = self.lock_conversation(id).await;
-            (Some(id), None, Some(guard))
-        } else {
-            let id = crate::ids::new();
-            let new = NewConversation { name: "New conversation".into(), introduction: app.spec.opening_statement() };
-            let guard = self.lock_conversation(id).await;
-            (Some(id), Some(new), Some(guard))
+        let turn = EasyTurn {
+            chat,
+            app_id,
+            mode: app.mode(),
+            model_config: mc.clone(),
+            tts: self.tts_option(&app.spec.features, req.streaming),
+            req,
+            query,
+            inputs,
+            files,
+            images,
+            end_user,
+            model,
+            moderation,
+            slot,
         };
+        // The conversation: an existing one must be this end user's, and turns of it run one at a time.
+        let Some(id) = turn.req.conversation_id.filter(|_| chat) else {
+            let id = crate::ids::new();
+            let new = chat.then(|| NewConversation {
+                name: "New conversation".into(),
+                introduction: app.spec.opening_statement(),
+            });
+            // A new conversation's lock is free: nobody else knows its id yet.
+            let guard = if chat { Some(self.lock_conversation(id).await) } else { None };
+            return self.continue_easy(turn, id, new, guard).await;
+        };
+        self.conversation_of(id, app_id, end_user)?;
+        if let Some(guard) = self.try_lock_conversation(id) {
+            return self.continue_easy(turn, id, None, Some(guard)).await;
+        }
+        // A turn of it is running: this one waits for it in an engine task, so
+        // that a client leaving meanwhile does not drop the turn.
+        let engine = self.clone();
+        let waiting = self.spawn(async move {
+            let guard = engine.lock_conversation(id).await;
+            engine.conversation_of(id, turn.app_id, turn.end_user)?;
+            engine.continue_easy(turn, id, None, Some(guard)).await
+        });
+        waiting.await.unwrap_or(Err(EngineError::Store(ferrify_store::Error::Closed)))
+    }
 
+    /// A conversation this end user of this app may talk in: it exists, is
+    /// theirs and has not ended.
+    pub(crate) fn conversation_of(&self, id: Uuid, app_id: Uuid, end_user: Uuid) -> Result<ConversationRow> {
+        let row = self.store().get_json::<ConversationRow>(trees::CONVERSATIONS, id.as_bytes())?;
+        let row = row
+            .filter(|r| r.app_id == app_id && r.end_user_id == end_user && !r.deleted)
+            .ok_or_else(|| EngineError::NotFound("Conversation Not Exists.".into()))?;
+        if row.status != "normal" {
+            return Err(EngineError::ConversationCompleted);
+        }
+        Ok(row)
+    }
+
+    /// The rest of a turn once its conversation is its own (`conversation_id`
+    /// is a fresh id for a completion): an annotation's reply, or the prompt
+    /// with the conversation's history, and the run.
+    async fn continue_easy(
+        &self,
+        turn: EasyTurn,
+        conversation_id: Uuid,
+        new_conversation: Option<NewConversation>,
+        guard: Option<tokio::sync::OwnedMutexGuard<()>>,
+    ) -> Result<Accepted> {
+        let EasyTurn {
+            chat,
+            app_id,
+            mode,
+            model_config: mc,
+            tts,
+            req,
+            query,
+            inputs,
+            files,
+            images,
+            end_user,
+            model,
+            moderation,
+            slot,
+        } = turn;
         // Annotation reply: a close enough annotation answers the turn, no model is called.
-        if let (true, Some(id)) = (chat, conversation_id) {
+        if chat {
             if let Some((annotation, score)) = self.match_annotation(app_id, &query).await {
                 return self
                     .answer_from_annotation(AnnotationTurn {
                         app_id,
-                        mode: app.mode(),
+                        mode,
                         end_user,
                         user: req.user,
                         query,
@@ -185,7 +253,7 @@ impl Engine {
                         files,
                         streaming: req.streaming,
                         trace_id: req.trace_id,
-                        conversation_id: id,
+                        conversation_id,
                         new_conversation,
                         guard,
                         annotation,
@@ -197,17 +265,14 @@ impl Engine {
                     .await;
             }
         }
-        let history = match (chat, &new_conversation, conversation_id) {
-            (true, None, Some(id)) => self.history(id, None)?,
-            _ => Vec::new(),
-        };
-        let messages = prompt(mc, &inputs, &query, chat, history, images);
-        let title_from = (chat && new_conversation.is_some() && req.auto_generate_name)
-            .then(|| (conversation_id.unwrap_or_default(), query.clone()));
-        let tts = self.tts_option(&app.spec.features, req.streaming);
+        let history =
+            if chat && new_conversation.is_none() { self.history(conversation_id, None)? } else { Vec::new() };
+        let messages = prompt(&mc, &inputs, &query, chat, history, images);
+        let title_from =
+            (chat && new_conversation.is_some() && req.auto_generate_name).then(|| (conversation_id, query.clone()));
         self.launch_easy(EasyLaunch {
             app_id,
-            mode: app.mode(),
+            mode,
             end_user,
             user: req.user,
             query,
@@ -218,7 +283,7 @@ impl Engine {
             model,
             params: mc.model.completion_params.clone(),
             messages,
-            conversation_id,
+            conversation_id: Some(conversation_id),
             new_conversation,
             guard,
             title_from,
@@ -446,6 +511,24 @@ impl Engine {
         }
         Ok(out)
     }
+}
+
+/// A chat turn or completion checked and resolved, waiting for its conversation.
+struct EasyTurn {
+    chat: bool,
+    app_id: Uuid,
+    mode: AppMode,
+    model_config: crate::app::ModelConfig,
+    tts: Option<Value>,
+    req: MessageRequest,
+    query: String,
+    inputs: Map<String, Value>,
+    files: Value,
+    images: Vec<crate::provider::ImagePart>,
+    end_user: Uuid,
+    model: ResolvedModel,
+    moderation: Option<Moderation>,
+    slot: RunSlot,
 }
 
 /// What [`Engine::launch_easy`] records and runs.

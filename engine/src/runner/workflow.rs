@@ -35,7 +35,7 @@ use crate::event::{Envelope, Event, NewConversation, RunStarted, WorkflowFinishe
 use crate::files::input::UploadConfig;
 use crate::json::Json;
 use crate::limits::RunSlot;
-use crate::model::{ConversationRow, WorkflowVersionRow};
+use crate::model::WorkflowVersionRow;
 use crate::moderation::{self, Moderation};
 use crate::projection::trees;
 use crate::provider::{PromptMessage, Providers};
@@ -156,26 +156,35 @@ impl Engine {
         let app_id = app.id();
         let files = self.run_files(app_id, &wf, &mut inputs, &req.files, false).await?;
         let end_user = end_user_id(app_id, &req.user);
-        let conversation = match req.conversation_id {
-            Some(id) => {
-                let row = self.store().get_json::<ConversationRow>(trees::CONVERSATIONS, id.as_bytes())?;
-                let row = row
-                    .filter(|r| r.app_id == app_id && r.end_user_id == end_user && !r.deleted)
-                    .ok_or_else(|| EngineError::NotFound("Conversation Not Exists.".into()))?;
-                if row.status != "normal" {
-                    return Err(EngineError::ConversationCompleted);
-                }
-                let guard = self.lock_conversation(id).await;
-                Conversation { id, new: None, guard, history_turns: row.message_count }
-            }
-            None => {
-                let id = crate::ids::new();
-                let new =
-                    NewConversation { name: "New conversation".into(), introduction: app.spec.opening_statement() };
-                let guard = self.lock_conversation(id).await;
-                Conversation { id, new: Some(new), guard, history_turns: 0 }
-            }
+        let turn = ChatflowTurn { app_id, wf, inputs, files, end_user, query, req, slot };
+        let Some(id) = turn.req.conversation_id else {
+            let id = crate::ids::new();
+            let new = NewConversation { name: "New conversation".into(), introduction: app.spec.opening_statement() };
+            // A new conversation's lock is free: nobody else knows its id yet.
+            let guard = self.lock_conversation(id).await;
+            return self.continue_chatflow(turn, Conversation { id, new: Some(new), guard, history_turns: 0 }).await;
         };
+        let row = self.conversation_of(id, app_id, end_user)?;
+        if let Some(guard) = self.try_lock_conversation(id) {
+            let conversation = Conversation { id, new: None, guard, history_turns: row.message_count };
+            return self.continue_chatflow(turn, conversation).await;
+        }
+        // A turn of it is running: this one waits for it in an engine task, so
+        // that a client leaving meanwhile does not drop the turn.
+        let engine = self.clone();
+        let waiting = self.spawn(async move {
+            let guard = engine.lock_conversation(id).await;
+            let row = engine.conversation_of(id, app_id, end_user)?;
+            let conversation = Conversation { id, new: None, guard, history_turns: row.message_count };
+            engine.continue_chatflow(turn, conversation).await
+        });
+        waiting.await.unwrap_or(Err(EngineError::Store(ferrify_store::Error::Closed)))
+    }
+
+    /// The rest of a chatflow turn once its conversation is its own: an
+    /// annotation's reply, or the workflow's run.
+    async fn continue_chatflow(&self, turn: ChatflowTurn, conversation: Conversation) -> Result<Accepted> {
+        let ChatflowTurn { app_id, wf, inputs, files, end_user, query, req, slot } = turn;
         // Annotation reply: a close enough annotation answers the turn, the workflow does not start.
         if let Some((annotation, score)) = self.match_annotation(app_id, &query).await {
             return self
@@ -582,6 +591,18 @@ pub(crate) struct Rerun {
 }
 
 /// A chatflow turn's conversation.
+/// A chatflow turn checked and resolved, waiting for its conversation.
+struct ChatflowTurn {
+    app_id: Uuid,
+    wf: Arc<Workflow>,
+    inputs: Map<String, Value>,
+    files: Value,
+    end_user: Uuid,
+    query: String,
+    req: MessageRequest,
+    slot: RunSlot,
+}
+
 struct Conversation {
     id: Uuid,
     new: Option<NewConversation>,

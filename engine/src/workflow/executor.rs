@@ -359,12 +359,14 @@ impl RunCx {
     }
 }
 
+/// `a + b` as decimal strings, keeping the larger scale as Dify's `Decimal`
+/// sums do (`0.0010330 + 0.0002560` is `0.0012890`).
 fn add_decimal(a: &str, b: &str) -> String {
     use rust_decimal::Decimal;
     use std::str::FromStr;
     let x = Decimal::from_str(a).unwrap_or_default();
     let y = Decimal::from_str(b).unwrap_or_default();
-    (x + y).normalize().to_string()
+    (x + y).to_string()
 }
 
 /// Runs the scope of `container` (None = the top-level graph) in `pool`.

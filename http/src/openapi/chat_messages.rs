@@ -49,7 +49,19 @@ pub(crate) fn files() -> Value {
 
 /// A boolean flag; `"true"`/`"false"` in any case are read as booleans too.
 pub(crate) fn flag() -> Value {
-    json!({"anyOf": [{"type": ["boolean", "null"]}, {"type": "string", "pattern": "^([Tt][Rr][Uu][Ee]|[Ff][Aa][Ll][Ss][Ee])$"}]})
+    // What `request::field_bool` takes: Dify's (pydantic's) booleans, any case.
+    let words = ["true", "false", "1", "0", "yes", "no", "y", "n", "on", "off", "t", "f"];
+    let any_case = |w: &str| -> String {
+        w.chars()
+            .map(|c| if c.is_ascii_alphabetic() { format!("[{}{}]", c.to_ascii_uppercase(), c) } else { c.to_string() })
+            .collect()
+    };
+    let pattern = format!("^\\s*({})\\s*$", words.map(any_case).join("|"));
+    json!({"anyOf": [
+        {"type": ["boolean", "null"]},
+        {"type": "number", "enum": [0, 1]},
+        {"type": "string", "pattern": pattern},
+    ]})
 }
 
 /// The 200 of a generation endpoint: the blocking JSON or the SSE stream.

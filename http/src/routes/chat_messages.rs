@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use ferrify_engine::apps::LoadedApp;
 use ferrify_engine::runner::easy::{Accepted, MessageRequest};
+use ferrify_engine::Engine;
 use serde_json::{json, Map, Value};
 use uuid::Uuid;
 use warp::{Filter, Reply};
@@ -90,6 +91,9 @@ async fn send(
     meta: RequestMeta,
     body: Map<String, Value>,
 ) -> Result<warp::reply::Response, ApiError> {
+    // As Dify: the user, then the app's mode, then the rest of the body.
+    required_user(&body)?;
+    Engine::require_chat_app(&caller.app)?;
     let req = MessageRequest { key: Some(caller.key_id), ..message_request(&body, &meta)? };
     let accepted = state.engine.start_chat(&caller.app, req).await?;
     Ok(reply(&state, &meta, accepted).await)

@@ -5,6 +5,7 @@ use std::sync::Arc;
 use ferrify_engine::app::AppMode;
 use ferrify_engine::apps::LoadedApp;
 use ferrify_engine::runner::easy::MessageRequest;
+use ferrify_engine::Engine;
 use ferrify_engine::EngineError;
 use serde_json::{Map, Value};
 use warp::Filter;
@@ -47,6 +48,9 @@ async fn send(
     let mut body = body;
     body.remove("conversation_id");
     body.remove("auto_generate_name");
+    // As Dify: the user, then the app's mode, then the rest of the body.
+    required_user(&body)?;
+    Engine::require_completion_app(&caller.app)?;
     let req = MessageRequest { key: Some(caller.key_id), ..message_request(&body, &meta)? };
     let accepted = state.engine.start_completion(&caller.app, req).await?;
     Ok(reply(&state, &meta, accepted).await)

@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use ferrify_engine::apps::LoadedApp;
 use ferrify_engine::history::{SortBy, VariablesQuery};
+use ferrify_engine::Engine;
 use serde_json::{Map, Value};
 use uuid::Uuid;
 use warp::{Filter, Reply};
@@ -57,6 +58,8 @@ pub fn conversation_id(id: &str) -> Result<Uuid, ApiError> {
 }
 
 fn list(app: Arc<LoadedApp>, state: State, query: HashMap<String, String>) -> Result<warp::reply::Response, ApiError> {
+    // As Dify: the app's mode before the query.
+    Engine::require_chat_app(&app)?;
     let limit = limit(&query, 20, 100)?;
     let user = optional_user(q(&query, "user").map(str::to_string));
     let last_id = optional_uuid(q(&query, "last_id"), "last_id must be a valid UUID")?;
@@ -78,6 +81,7 @@ async fn delete(
 ) -> Result<warp::reply::Response, ApiError> {
     let id = conversation_id(&id)?;
     let user = optional_user(user_field(&body)?);
+    Engine::require_chat_app(&app)?;
     state.engine.delete_conversation(&app, &user, id).await?;
     Ok(warp::reply::with_status(warp::reply(), warp::http::StatusCode::NO_CONTENT).into_response())
 }
@@ -89,6 +93,9 @@ async fn rename(
     body: Map<String, Value>,
 ) -> Result<warp::reply::Response, ApiError> {
     let id = conversation_id(&id)?;
+    // As Dify: the user, then the app's mode, then the rest of the body.
+    user_field(&body)?;
+    Engine::require_chat_app(&app)?;
     let r = rename_request(&body)?;
     let conv = state.engine.rename_conversation(&app, &r.user, id, r.name, r.auto_generate).await?;
     Ok(warp::reply::json(&conv).into_response())
@@ -123,6 +130,7 @@ fn variables(
     query: HashMap<String, String>,
 ) -> Result<warp::reply::Response, ApiError> {
     let id = conversation_id(&id)?;
+    Engine::require_chat_app(&app)?;
     let limit = limit(&query, 20, 100)?;
     let last_id = optional_uuid(q(&query, "last_id"), "last_id must be a valid UUID")?;
     let name = q(&query, "variable_name").map(variable_name).transpose()?;
