@@ -487,6 +487,22 @@ async fn lenient_and_strict_input() {
     assert_eq!(c["data"].as_array().unwrap().len(), 1);
 }
 
+/// The answer is stored as Dify stores it: trimmed, its `{{placeholders}}`
+/// turned into `{placeholders}`; the response itself carries it as the model gave it.
+#[tokio::test]
+async fn answers_are_stored_trimmed_without_placeholders() {
+    let s = Server::start(&["--no-demo"]);
+    let key = s.app("chat-echo.yml").await;
+    let query = "  say {{name}} and {{ two }}  ";
+    let (st, b) = s.call("POST", "/v1/chat-messages", &key, Some(chat(query, "u", None, "blocking"))).await;
+    assert_eq!(st, 200, "{b}");
+    assert_eq!(b["answer"], query);
+    let conv = b["conversation_id"].as_str().unwrap();
+    let (_, h) = s.call("GET", &format!("/v1/messages?conversation_id={conv}&user=u"), &key, None).await;
+    assert_eq!(h["data"][0]["query"], query);
+    assert_eq!(h["data"][0]["answer"], "say {name} and {{ two }}");
+}
+
 #[tokio::test]
 async fn concurrent_turns_of_one_conversation_stay_in_order() {
     let s = Server::start(&["--no-demo"]);

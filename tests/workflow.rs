@@ -212,6 +212,63 @@ async fn workflow_endpoints_run_detail_logs_versions_and_modes() {
     assert!(e["message"].as_str().unwrap().contains("name"));
 }
 
+/// A chatflow turn runs the published version its `workflow_id` names (the
+/// latest without one); a malformed id, an unknown one and another app's are refused.
+#[tokio::test]
+async fn chatflow_turns_run_the_version_they_name() {
+    let s = Server::start(&["--no-demo"]);
+    let chatflow = |word: &str| {
+        format!(
+            "app: {{mode: advanced-chat, name: versions}}\nworkflow:\n  graph:\n    nodes:\n    - {{id: start, data: {{type: start, title: Start, variables: []}}}}\n    - {{id: answer, data: {{type: answer, title: Answer, answer: '{word} {{{{#sys.query#}}}}'}}}}\n    edges:\n    - {{source: start, target: answer}}\n"
+        )
+    };
+    let app_id = s.import_yaml(&chatflow("one")).await;
+    let key = s.key(&app_id).await;
+    let turn = |workflow_id: Value| json!({"query": "hi", "inputs": {}, "user": "u", "workflow_id": workflow_id});
+    let started = frames(
+        &s,
+        "/v1/chat-messages",
+        &key,
+        json!({"query": "hi", "inputs": {}, "user": "u", "response_mode": "streaming"}),
+    )
+    .await;
+    let first = started[0]["data"]["workflow_id"].as_str().unwrap().to_string();
+    let r = client()
+        .post(s.url(&format!("/console/api/apps/{app_id}/workflows/publish")))
+        .bearer_auth(ADMIN)
+        .json(&json!({"yaml_content": chatflow("two")}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let (st, b) = s.call("POST", "/v1/chat-messages", &key, Some(turn(Value::Null))).await;
+    assert_eq!((st, b["answer"].as_str()), (200, Some("two hi")), "{b}");
+    let (st, b) = s.call("POST", "/v1/chat-messages", &key, Some(turn(json!(first)))).await;
+    assert_eq!((st, b["answer"].as_str()), (200, Some("one hi")), "{b}");
+    let (st, e) = s.call("POST", "/v1/chat-messages", &key, Some(turn(json!("abc")))).await;
+    assert_eq!(
+        (st, e["code"].as_str(), e["message"].as_str()),
+        (400, Some("bad_request"), Some("Invalid workflow_id format: 'abc'"))
+    );
+    let unknown = uuid::Uuid::new_v4();
+    let (st, e) = s.call("POST", "/v1/chat-messages", &key, Some(turn(json!(unknown)))).await;
+    assert_eq!((st, e["code"].as_str()), (404, Some("not_found")));
+    assert_eq!(e["message"], format!("Workflow not found with id: {unknown}"));
+    // Another app's version is not this app's, even once it has run.
+    let other = s.import_yaml(&chatflow("other")).await;
+    let other_key = s.key(&other).await;
+    let started = frames(
+        &s,
+        "/v1/chat-messages",
+        &other_key,
+        json!({"query": "hi", "inputs": {}, "user": "u", "response_mode": "streaming"}),
+    )
+    .await;
+    let theirs = started[0]["data"]["workflow_id"].as_str().unwrap().to_string();
+    let (st, e) = s.call("POST", "/v1/chat-messages", &key, Some(turn(json!(theirs)))).await;
+    assert_eq!((st, e["code"].as_str()), (404, Some("not_found")), "{e}");
+}
+
 #[tokio::test]
 async fn a_stop_answered_success_really_stops_the_run() {
     let s = Server::start(&["--no-demo"]);

@@ -96,7 +96,8 @@ pub(crate) struct Inner {
     pub conversation_locks: Mutex<HashMap<Uuid, Arc<tokio::sync::Mutex<()>>>>,
     pub workflow_settings: Arc<WorkflowSettings>,
     /// Compiled workflow versions by id.
-    pub workflows: RwLock<HashMap<Uuid, Arc<Workflow>>>,
+    /// Compiled workflow versions, by app and version id.
+    pub workflows: RwLock<HashMap<(Uuid, Uuid), Arc<Workflow>>>,
     pub files: FileSettings,
     /// Signs and checks the file links handed out.
     pub signer: crate::files::signed::UrlSigner,

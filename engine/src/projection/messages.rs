@@ -107,7 +107,14 @@ impl Projector for Messages {
         match &env.event {
             Event::AnswerReplaced { answer, .. } => row.answer = answer.clone(),
             Event::MessageEnded { answer, usage, latency, stopped } => {
-                row.answer = answer.clone();
+                // As Dify stores them: a chat or completion answer trimmed, with
+                // its `{{placeholders}}` turned into `{placeholders}` (a
+                // chatflow's as it was streamed).
+                row.answer = if row.workflow_run_id.is_none() {
+                    crate::runner::prompt::remove_template_variables(answer.trim())
+                } else {
+                    answer.clone()
+                };
                 row.usage = usage.clone();
                 row.provider_response_latency = *latency;
                 row.stopped = *stopped;

@@ -66,6 +66,9 @@ pub struct MessageRequest {
     pub files: Value,
     /// The API key that asked (runs in flight are counted per key).
     pub key: Option<Uuid>,
+    /// A chatflow's published version to run (its latest when absent;
+    /// other apps ignore it, as Dify does).
+    pub workflow_id: Option<Uuid>,
 }
 
 /// Everything the spawned run needs.

@@ -20,7 +20,38 @@ pub fn value_text(v: &Value) -> String {
     }
 }
 
-/// Renders `template` with `inputs`.
+/// Whether `{{name}}` is a placeholder of a simple-mode prompt.
+fn is_placeholder(name: &str) -> bool {
+    is_var(name) || matches!(name, "#histories#" | "#query#" | "#context#")
+}
+
+/// `text` with its `{{placeholder}}`s turned into `{placeholder}`, as Dify does
+/// to input values it puts in a prompt and to the answers it stores, so that
+/// they are never read as placeholders again.
+pub fn remove_template_variables(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(start) = rest.find("{{") {
+        out.push_str(&rest[..start]);
+        let after = &rest[start + 2..];
+        match after.find("}}").filter(|end| is_placeholder(&after[..*end])) {
+            Some(end) => {
+                out.push('{');
+                out.push_str(&after[..end]);
+                out.push('}');
+                rest = &after[end + 2..];
+            }
+            None => {
+                out.push('{');
+                rest = &rest[start + 1..];
+            }
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+/// Renders `template` with `inputs` (their values with placeholders removed).
 pub fn render(template: &str, inputs: &Map<String, Value>) -> String {
     let mut out = String::with_capacity(template.len());
     let mut rest = template;
@@ -32,7 +63,7 @@ pub fn render(template: &str, inputs: &Map<String, Value>) -> String {
                 let name = &after[..end];
                 if is_var(name) {
                     match inputs.get(name) {
-                        Some(v) => out.push_str(&value_text(v)),
+                        Some(v) => out.push_str(&remove_template_variables(&value_text(v))),
                         None => out.push_str(&rest[start..start + 2 + end + 2]),
                     }
                 } else if name.starts_with('#') && name.ends_with('#') && name.len() > 1 {
@@ -66,5 +97,15 @@ mod tests {
         );
         assert_eq!(render("no close {{text", &inputs), "no close {{text");
         assert_eq!(render("{{ text }}", &inputs), "{{ text }}");
+        let inputs = json!({"text": "say {{name}}"}).as_object().unwrap().clone();
+        assert_eq!(render("{{text}}", &inputs), "say {name}");
+    }
+
+    #[test]
+    fn removes_placeholders_as_dify_does() {
+        assert_eq!(remove_template_variables("x {{abc}} y"), "x {abc} y");
+        assert_eq!(remove_template_variables("{{#query#}} {{#other#}} {{a b}}"), "{#query#} {{#other#}} {{a b}}");
+        assert_eq!(remove_template_variables("{{{x}}} {{"), "{{x}} {{");
+        assert_eq!(remove_template_variables("é{{_v1}}"), "é{_v1}");
     }
 }

@@ -77,7 +77,8 @@ impl Engine {
                 EngineError::AppUnavailable("Workflow not initialized. Publish the workflow first.".into())
             })?,
         };
-        if let Some(wf) = self.inner.workflows.read().get(&id) {
+        // Keyed by app too: another app's version id is not found here.
+        if let Some(wf) = self.inner.workflows.read().get(&(app.id(), id)) {
             return Ok(wf.clone());
         }
         let version = self
@@ -86,7 +87,7 @@ impl Engine {
             .into_iter()
             .filter_map(|(_, v)| ferrify_store::codec::from_json::<WorkflowVersionRow>(&v).ok())
             .find(|v| v.id == id)
-            .ok_or_else(|| EngineError::NotFound("Workflow not found.".into()))?;
+            .ok_or_else(|| EngineError::NotFound(format!("Workflow not found with id: {id}")))?;
         let wf = compile_version(
             version.id,
             &version.graph,
@@ -96,7 +97,7 @@ impl Engine {
         )
         .map_err(|e| EngineError::AppUnavailable(format!("the published workflow does not compile: {e}")))?;
         let wf = Arc::new(wf);
-        self.inner.workflows.write().insert(id, wf.clone());
+        self.inner.workflows.write().insert((app.id(), id), wf.clone());
         Ok(wf)
     }
 
@@ -150,7 +151,7 @@ impl Engine {
         if query.is_empty() {
             return Err(EngineError::InvalidParam("query is required".into()));
         }
-        let wf = self.workflow(app, None)?;
+        let wf = self.workflow(app, req.workflow_id)?;
         let mut inputs = form::validate(&wf.form, &req.inputs).map_err(EngineError::InvalidParam)?;
         let slot = self.admit(req.key)?;
         let app_id = app.id();

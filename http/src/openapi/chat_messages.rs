@@ -27,6 +27,10 @@ pub(crate) fn message_body(chat: bool) -> Value {
                 json!({"anyOf": [super::uuid_or_blank(), {"type": "null"}], "description": "A conversation of this user; blank or absent starts one."}),
             );
             p.insert("auto_generate_name".into(), flag());
+            p.insert(
+                "workflow_id".into(),
+                json!({"anyOf": [super::uuid_or_blank(), {"type": "null"}], "description": "advanced-chat: a published version of this app to run (its latest when absent); other modes ignore it. Not a UUID: 400 bad_request; unknown: 404 not_found."}),
+            );
         }
     }
     json!({"type": "object", "required": required, "properties": props})
@@ -47,7 +51,8 @@ pub(crate) fn files() -> Value {
     })
 }
 
-/// A boolean flag; `"true"`/`"false"` in any case are read as booleans too.
+/// A boolean flag; as Dify (pydantic) reads them, `1`/`0` and the words
+/// `true`/`false`, `yes`/`no`, `on`/`off`, `y`/`n`, `t`/`f` in any case too.
 pub(crate) fn flag() -> Value {
     // What `request::field_bool` takes: Dify's (pydantic's) booleans, any case.
     let words = ["true", "false", "1", "0", "yes", "no", "y", "n", "on", "off", "t", "f"];

@@ -82,7 +82,21 @@ pub fn message_request(body: &Map<String, Value>, meta: &RequestMeta) -> Result<
         trace_id: trace_id(meta.trace_header.clone(), &meta.query, body),
         files,
         key: None,
+        workflow_id: workflow_id_field(body)?,
     })
+}
+
+/// `workflow_id`: absent, null or empty → none; a string that is not a UUID →
+/// `bad_request` in Dify's words.
+fn workflow_id_field(body: &Map<String, Value>) -> Result<Option<Uuid>, ApiError> {
+    match body.get("workflow_id") {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) if s.trim().is_empty() => Ok(None),
+        Some(Value::String(s)) => Uuid::parse_str(s.trim())
+            .map(Some)
+            .map_err(|_| ApiError::bad_request(format!("Invalid workflow_id format: '{s}'"))),
+        Some(_) => Err(ApiError::invalid_param("workflow_id must be a string")),
+    }
 }
 
 async fn send(
