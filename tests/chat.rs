@@ -464,6 +464,8 @@ async fn lenient_and_strict_input() {
         (json!({"query": "", "inputs": {}, "user": "u"}), 400, "invalid_param"),
         (json!({"query": "hi", "inputs": [], "user": "u"}), 400, "invalid_param"),
         (json!({"query": "hi", "inputs": {}, "user": "u", "response_mode": "fast"}), 400, "invalid_param"),
+        (json!({"query": "hi", "inputs": {}, "user": "u", "files": ["a"]}), 400, "invalid_param"),
+        (json!({"query": "hi", "inputs": {}, "user": "u", "auto_generate_name": "maybe"}), 400, "invalid_param"),
     ];
     for (body, status, code) in cases {
         let (st, b) = s.call("POST", "/v1/chat-messages", &key, Some(body.clone())).await;
@@ -485,6 +487,13 @@ async fn lenient_and_strict_input() {
     // Nothing stored changed: still one conversation.
     let (_, c) = s.call("GET", "/v1/conversations?user=u", &key, None).await;
     assert_eq!(c["data"].as_array().unwrap().len(), 1);
+    // Booleans as Dify reads them: "no" leaves a new conversation unnamed.
+    let body =
+        json!({"query": "hi", "inputs": {}, "user": "v", "response_mode": "blocking", "auto_generate_name": "no"});
+    let (st, b) = s.call("POST", "/v1/chat-messages", &key, Some(body)).await;
+    assert_eq!(st, 200, "{b}");
+    let (_, c) = s.call("GET", "/v1/conversations?user=v", &key, None).await;
+    assert_eq!(c["data"][0]["name"], "New conversation");
 }
 
 /// The answer is stored as Dify stores it: trimmed, its `{{placeholders}}`

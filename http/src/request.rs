@@ -248,12 +248,14 @@ pub fn inputs_field(body: &Map<String, Value>) -> Result<Value, ApiError> {
     }
 }
 
-/// `files`: absent/null → `[]`; anything but a list → invalid_param.
+/// `files`: absent/null → `[]`; anything but a list of objects → invalid_param.
 pub fn files_field(body: &Map<String, Value>) -> Result<Value, ApiError> {
     match body.get("files") {
         None | Some(Value::Null) => Ok(Value::Array(Vec::new())),
-        Some(v @ Value::Array(_)) => Ok(v.clone()),
-        Some(_) => Err(ApiError::invalid_param("files must be a list")),
+        // As Dify's request models: a list of objects (what is in them is
+        // checked against the app's upload settings).
+        Some(Value::Array(items)) if items.iter().all(Value::is_object) => Ok(Value::Array(items.clone())),
+        Some(_) => Err(ApiError::invalid_param("files must be a list of objects")),
     }
 }
 
