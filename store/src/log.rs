@@ -598,68 +598,6 @@ mod tests {
         assert_eq!(reader::read_stream(backend.as_ref(), &other, 1, usize::MAX, &[]).unwrap().len(), 100);
     }
 
-    /// A projector that holds the writer on a record whose payload is `gate`
-    /// until it is let go.
-    struct Gate {
-        entered: std::sync::mpsc::SyncSender<()>,
-        release: parking_lot::Mutex<std::sync::mpsc::Receiver<()>>,
-    }
-
-    impl Projector for Gate {
-        fn name(&self) -> &str {
-            "gate"
-        }
-        fn apply(&self, record: &Record, _: &mut crate::kv::KvTxn<'_>) -> Result<()> {
-            if record.payload == b"gate" {
-                let _ = self.entered.send(());
-                let _ = self.release.lock().recv();
-            }
-            Ok(())
-        }
-    }
-
-    #[test]
-    fn quick_appends_go_ahead_of_the_bulk_and_each_stream_keeps_its_order() {
-        let (entered_tx, entered) = std::sync::mpsc::sync_channel(1);
-        let (release, release_rx) = std::sync::mpsc::channel();
-        let gate = Gate { entered: entered_tx, release: parking_lot::Mutex::new(release_rx) };
-        let store = Store::open_memory(vec![Arc::new(gate)], Options::default()).unwrap();
-        let (tokens, unwatched, mixed) = (
-            StreamId::new("run/tokens").unwrap(),
-            StreamId::new("run/unwatched").unwrap(),
-            StreamId::new("run/mixed").unwrap(),
-        );
-        for s in [&tokens, &unwatched, &mixed] {
-            store.append(Append::new(s.clone(), vec![b"0".to_vec()])).wait().unwrap();
-        }
-        let _followers = (store.subscribe(&tokens, 1), store.subscribe(&mixed, 1));
-        // The writer is held while the rest queues up behind it.
-        let held = store.append(Append::new(StreamId::new("run/gate").unwrap(), vec![b"gate".to_vec()]));
-        entered.recv().unwrap();
-        let bulk: Vec<_> = (0..40)
-            .map(|i| store.append(Append::new(StreamId::new(format!("run/new{i}")).unwrap(), vec![b"n".to_vec()])))
-            .collect();
-        let token = store.append(Append::new(tokens.clone(), vec![b"1".to_vec()]));
-        let not_followed = store.append(Append::new(unwatched.clone(), vec![b"1".to_vec()]));
-        let durable = store.append(Append::new(mixed.clone(), vec![b"1".to_vec()]).durable());
-        let after_durable = store.append(Append::new(mixed.clone(), vec![b"2".to_vec()]));
-        release.send(()).unwrap();
-        held.wait().unwrap();
-        let bulk: Vec<Appended> = bulk.into_iter().map(|a| a.wait().unwrap()).collect();
-        let first_bulk = bulk.iter().map(|a| a.first_position).min().unwrap();
-        // A followed stream's non-durable append went ahead of the 40 queued before it.
-        assert!(token.wait().unwrap().first_position < first_bulk);
-        // Others kept their place in the queue.
-        assert!(not_followed.wait().unwrap().first_position > first_bulk);
-        let (durable, after_durable) = (durable.wait().unwrap(), after_durable.wait().unwrap());
-        assert!(durable.first_position > first_bulk);
-        // A stream's later append stays behind its earlier one, quick or not.
-        assert_eq!((durable.first_seq, after_durable.first_seq), (2, 3));
-        let payloads: Vec<_> = store.read_stream(&mixed, 1, 10).unwrap().into_iter().map(|r| r.payload).collect();
-        assert_eq!(payloads, [b"0".to_vec(), b"1".to_vec(), b"2".to_vec()]);
-        store.close().unwrap();
-    }
-
     /// A memory backend that counts scans of the stream index.
     struct CountingScans {
         inner: MemoryBackend,

@@ -78,11 +78,6 @@ impl Notifier {
         }
     }
 
-    /// Whether somebody follows `stream`.
-    pub fn followed(&self, stream: &StreamId) -> bool {
-        self.streams.lock().contains_key(stream)
-    }
-
     /// Whether somebody follows a stream of these segments.
     pub fn any_followed(&self, segments: &[Vec<Record>]) -> bool {
         let streams = self.streams.lock();

@@ -4,8 +4,7 @@
 //!
 //! ```text
 //!  appenders ──Command──▶ crossbeam channel ──▶ writer thread
-//!                                               │ drain up to `max_group` commands;
-//!                                               │ quick appends now, the rest queued (bulk)
+//!                                               │ drain up to `max_group` commands
 //!                                               │ assign seqs + positions, run projectors
 //!                                               │ ONE atomic backend batch (records, stream
 //!                                               │   index, read models, projection cursors)
@@ -26,16 +25,6 @@
 //! says where recovery has to look for entries a crash lost (see
 //! `reader::reindex`).
 //!
-//! Quick appends first: an append nobody waits on for durability, to a
-//! stream already written that somebody follows (a token of a live stream),
-//! is committed ahead of the appends queued before it, unless its stream
-//! has an earlier one among them. The others (run starts and ends, with
-//! their read-model writes) are committed at most [`MAX_BULK`] per commit, so
-//! a token waits behind at most one such commit, not behind a burst of
-//! thousands of runs starting or ending together. Each stream's appends keep
-//! their order; appends of different streams that were queued together were
-//! concurrent, and either order is theirs.
-//!
 //! Group commit: while the syncer fsyncs, the writer goes on committing, and
 //! the next fsync covers every commit made meanwhile, so one fsync serves
 //! every durable append that was waiting.
@@ -51,7 +40,7 @@
 use crossbeam_channel::{Receiver, RecvTimeoutError};
 use foldhash::{HashMap, HashSet};
 use parking_lot::Mutex;
-use std::collections::{BTreeSet, VecDeque};
+use std::collections::BTreeSet;
 use std::sync::atomic::Ordering::Relaxed;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -85,51 +74,6 @@ const MAX_HELD: usize = 64;
 const MAX_LAG: u64 = 1 << 16;
 /// The index cursor is rewritten once it can move this far.
 const CURSOR_STEP: u64 = 1 << 12;
-
-/// Most appends of the bulk (see [`Bulk`]) one commit takes: a quick append
-/// waits behind at most one such commit.
-const MAX_BULK: usize = 32;
-
-/// An append with its acknowledgement.
-type Pending = (Append, oneshot::Sender<Result<Appended>>);
-
-/// Appends waiting behind the quick ones, in arrival order, with a count per
-/// stream (a stream's later appends stay behind its earlier ones).
-#[derive(Default)]
-struct Bulk {
-    queue: VecDeque<Pending>,
-    streams: HashMap<StreamId, usize>,
-}
-
-impl Bulk {
-    fn is_empty(&self) -> bool {
-        self.queue.is_empty()
-    }
-
-    fn holds(&self, stream: &StreamId) -> bool {
-        self.streams.contains_key(stream)
-    }
-
-    fn push(&mut self, append: Append, ack: oneshot::Sender<Result<Appended>>) {
-        *self.streams.entry(append.stream.clone()).or_default() += 1;
-        self.queue.push_back((append, ack));
-    }
-
-    /// The `n` oldest appends (all of them if there are fewer).
-    fn take(&mut self, n: usize) -> Vec<Pending> {
-        let n = n.min(self.queue.len());
-        let taken: Vec<Pending> = self.queue.drain(..n).collect();
-        for (append, _) in &taken {
-            if let Some(count) = self.streams.get_mut(&append.stream) {
-                *count -= 1;
-                if *count == 0 {
-                    self.streams.remove(&append.stream);
-                }
-            }
-        }
-        taken
-    }
-}
 
 /// Index entries held back, per stream (shared with readers).
 pub(crate) type HeldIndex = Arc<Mutex<HashMap<StreamId, Vec<IndexEntry>>>>;
@@ -326,43 +270,17 @@ impl Writer {
     }
 
     /// Commits groups of commands until every sender is gone.
-    ///
-    /// Quick appends go first: each turn of the loop commits the quick
-    /// appends it drained, then at most [`MAX_BULK`] of the others.
     fn serve(&mut self, rx: &Receiver<Command>) {
-        let mut bulk = Bulk::default();
-        loop {
-            let first = if bulk.is_empty() {
-                match rx.recv() {
-                    Ok(cmd) => Some(cmd),
-                    Err(_) => break,
-                }
-            } else {
-                rx.try_recv().ok()
-            };
-            let mut group: Vec<Command> = first.into_iter().collect();
+        while let Ok(first) = rx.recv() {
+            let mut group = vec![first];
             while group.len() < self.max_group {
                 match rx.try_recv() {
                     Ok(cmd) => group.push(cmd),
                     Err(_) => break,
                 }
             }
-            self.handle_group(group, &mut bulk);
-            let next = bulk.take(MAX_BULK);
-            self.commit_appends(next);
+            self.handle_group(group);
         }
-        let rest = bulk.take(usize::MAX);
-        self.commit_appends(rest);
-    }
-
-    /// Whether an append may be committed ahead of the bulk: small work
-    /// somebody waits to see (no durable ack, a stream already written and
-    /// followed), with no earlier append of its stream still in the bulk.
-    fn quick(&self, append: &Append, bulk: &Bulk) -> bool {
-        !append.durable
-            && self.heads.contains_key(&append.stream)
-            && !bulk.holds(&append.stream)
-            && self.notifier.followed(&append.stream)
     }
 
     fn to_syncer(&self, job: SyncJob) {
@@ -381,35 +299,25 @@ impl Writer {
         finish(&self.notifier, vec![job], &result);
     }
 
-    /// Commits the group's quick appends and queues the others in `bulk`; a
-    /// flush or a rebuild first commits everything sent before it.
-    fn handle_group(&mut self, group: Vec<Command>, bulk: &mut Bulk) {
-        let mut quick = Vec::new();
+    fn handle_group(&mut self, group: Vec<Command>) {
+        let mut appends = Vec::new();
         for cmd in group {
             match cmd {
-                Command::Append(a, ack) => {
-                    if self.quick(&a, bulk) {
-                        quick.push((a, ack));
-                    } else {
-                        bulk.push(a, ack);
-                    }
-                }
+                Command::Append(a, ack) => appends.push((a, ack)),
                 Command::Flush(ack) => {
-                    self.commit_appends(std::mem::take(&mut quick));
-                    self.commit_appends(bulk.take(usize::MAX));
+                    self.commit_appends(std::mem::take(&mut appends));
                     self.to_syncer(SyncJob::Flush(ack));
                 }
                 Command::Rebuild(progress, ack) => {
-                    self.commit_appends(std::mem::take(&mut quick));
-                    self.commit_appends(bulk.take(usize::MAX));
+                    self.commit_appends(std::mem::take(&mut appends));
                     let _ = ack.send(self.rebuild(progress));
                 }
             }
         }
-        self.commit_appends(quick);
+        self.commit_appends(appends);
     }
 
-    fn commit_appends(&mut self, appends: Vec<Pending>) {
+    fn commit_appends(&mut self, appends: Vec<(Append, oneshot::Sender<Result<Appended>>)>) {
         if appends.is_empty() {
             return;
         }
