@@ -487,6 +487,10 @@ async fn lenient_and_strict_input() {
     // Nothing stored changed: still one conversation.
     let (_, c) = s.call("GET", "/v1/conversations?user=u", &key, None).await;
     assert_eq!(c["data"].as_array().unwrap().len(), 1);
+    // Chat apps ignore `workflow_id`, whatever it holds (only chatflows read it).
+    let body = json!({"query": "hi", "inputs": {}, "user": "w", "response_mode": "blocking", "workflow_id": "abc"});
+    let (st, b) = s.call("POST", "/v1/chat-messages", &key, Some(body)).await;
+    assert_eq!(st, 200, "{b}");
     // Booleans as Dify reads them: "no" leaves a new conversation unnamed.
     let body =
         json!({"query": "hi", "inputs": {}, "user": "v", "response_mode": "blocking", "auto_generate_name": "no"});
@@ -574,22 +578,38 @@ async fn a_turn_waiting_for_its_conversation_is_kept_when_its_client_leaves() {
             .send()
             .await;
         drop(gave_up);
+        // A fourth turn, sent after the third, waits behind it.
+        let fourth = {
+            let (url, key, conv) = (s.url("/v1/chat-messages"), key.clone(), conv.clone());
+            tokio::spawn(async move {
+                let r = client().post(url).bearer_auth(key).json(&chat("fourth", "u", Some(&conv), "blocking")).send();
+                r.await.unwrap().status().as_u16()
+            })
+        };
         while running.chunk().await.unwrap().is_some() {}
-        // The third turn is answered after the second, in order.
+        assert_eq!(fourth.await.unwrap(), 200, "{app}");
+        // The third turn is answered after the second, the fourth after it: in the order they came.
         let mut queries = Vec::new();
         for _ in 0..100 {
             let (_, h) =
                 s.call("GET", &format!("/v1/messages?conversation_id={conv}&user=u&limit=10"), &key, None).await;
             let data = h["data"].as_array().unwrap().clone();
             queries = data.iter().map(|m| m["query"].as_str().unwrap_or_default().to_string()).collect();
-            let last = data.last().cloned().unwrap_or_default();
-            if queries.len() == 3 && last["answer"].as_str().is_some_and(|a| a.split(' ').count() == 200) {
-                assert_eq!(last["status"], "normal", "{app}: {last}");
+            if queries.len() == 4 {
                 break;
             }
             tokio::time::sleep(std::time::Duration::from_millis(100)).await;
         }
-        assert_eq!(queries, ["first", "second", "third"], "{app}: the third turn was not answered and stored");
+        assert_eq!(
+            queries,
+            ["first", "second", "third", "fourth"],
+            "{app}: the third turn was not answered and stored"
+        );
+        let (_, h) = s.call("GET", &format!("/v1/messages?conversation_id={conv}&user=u&limit=10"), &key, None).await;
+        for m in h["data"].as_array().unwrap() {
+            assert_eq!(m["status"], "normal", "{app}: {m}");
+            assert_eq!(m["answer"].as_str().unwrap().split(' ').count(), 200, "{app}: {m}");
+        }
     }
 }
 

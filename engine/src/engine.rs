@@ -94,8 +94,10 @@ pub(crate) struct Inner {
     pub annotation_settings: AppCache<Uuid, Option<AnnotationSettingRow>>,
     pub running: Mutex<HashMap<Uuid, Stoppable>>,
     pub conversation_locks: Mutex<HashMap<Uuid, Arc<tokio::sync::Mutex<()>>>>,
+    /// Set once [`Engine::shutdown`] began: turns still waiting for their
+    /// conversation do not start.
+    pub closing: AtomicBool,
     pub workflow_settings: Arc<WorkflowSettings>,
-    /// Compiled workflow versions by id.
     /// Compiled workflow versions, by app and version id.
     pub workflows: RwLock<HashMap<(Uuid, Uuid), Arc<Workflow>>>,
     pub files: FileSettings,
@@ -162,6 +164,7 @@ impl Engine {
                 annotation_settings: AppCache::new(crate::annotation::MAX_CACHED_SETTINGS),
                 running: Mutex::new(HashMap::new()),
                 conversation_locks: Mutex::new(HashMap::new()),
+                closing: AtomicBool::new(false),
                 workflow_settings: Arc::new(config.workflow.clone()),
                 workflows: RwLock::new(HashMap::new()),
                 files: config.files.clone(),
@@ -218,6 +221,7 @@ impl Engine {
     /// of it, then [closes](Engine::close) the log. Once it returns with no
     /// other handle left, the data directory can be opened again at once.
     pub async fn shutdown(&self, grace: std::time::Duration) -> Result<(), ferrify_store::Error> {
+        self.inner.closing.store(true, std::sync::atomic::Ordering::Release);
         if tokio::time::timeout(grace, self.inner.tasks.idle()).await.is_err() {
             tracing::warn!(tasks = self.inner.tasks.live(), "closing the log with engine tasks still running");
         }
@@ -243,10 +247,40 @@ impl Engine {
         lock.lock_owned().await
     }
 
-    /// The conversation's lock, if no turn of it holds it.
-    pub(crate) fn try_lock_conversation(&self, id: Uuid) -> Option<tokio::sync::OwnedMutexGuard<()>> {
+    /// Runs `turn` holding the conversation's lock. While another turn of it
+    /// runs, this one takes its place in line at once (first come, first
+    /// served) and waits in an engine task, so that a client leaving meanwhile
+    /// does not drop it; it does not start once the engine is shutting down.
+    pub(crate) async fn in_conversation<T, F, Fut>(&self, id: Uuid, turn: F) -> crate::error::Result<T>
+    where
+        F: FnOnce(Engine, tokio::sync::OwnedMutexGuard<()>) -> Fut + Send + 'static,
+        Fut: std::future::Future<Output = crate::error::Result<T>> + Send + 'static,
+        T: Send + 'static,
+    {
+        use futures_util::FutureExt;
         let lock = self.inner.conversation_locks.lock().entry(id).or_default().clone();
-        lock.try_lock_owned().ok()
+        let mut waiting = Box::pin(lock.lock_owned());
+        // Polled once here: free, or queued behind the turns that asked before.
+        if let Some(guard) = (&mut waiting).now_or_never() {
+            return turn(self.clone(), guard).await;
+        }
+        let engine = self.clone();
+        let task = self.spawn(async move {
+            let guard = waiting.await;
+            if engine.inner.closing.load(std::sync::atomic::Ordering::Acquire) {
+                drop(guard);
+                engine.release_conversation(id);
+                return Err(crate::error::EngineError::Store(ferrify_store::Error::Closed));
+            }
+            turn(engine, guard).await
+        });
+        match task.await {
+            Ok(result) => result,
+            Err(e) => {
+                tracing::error!("a turn waiting for conversation {id} failed: {e}");
+                Err(crate::error::EngineError::Store(ferrify_store::Error::Io(format!("the turn failed: {e}"))))
+            }
+        }
     }
 
     /// Forgets a conversation's lock once nobody holds or waits for it.

@@ -227,7 +227,7 @@ pub fn field_bool(body: &Map<String, Value>, name: &str, default: bool) -> Resul
     // What Dify's request models (pydantic, lax mode) take for a boolean.
     const TRUE: [&str; 6] = ["true", "1", "yes", "y", "on", "t"];
     const FALSE: [&str; 6] = ["false", "0", "no", "n", "off", "f"];
-    let word = |s: &str, words: &[&str]| words.iter().any(|w| s.trim().eq_ignore_ascii_case(w));
+    let word = |s: &str, words: &[&str]| words.iter().any(|w| s.eq_ignore_ascii_case(w));
     match body.get(name) {
         None | Some(Value::Null) => Ok(default),
         Some(Value::Bool(b)) => Ok(*b),
@@ -294,7 +294,7 @@ mod tests {
         for (v, want) in [
             (json!(false), Ok(false)),
             (json!("yes"), Ok(true)),
-            (json!(" Off "), Ok(false)),
+            (json!("Off"), Ok(false)),
             (json!(1), Ok(true)),
             (json!(0), Ok(false)),
             (json!("TRUE"), Ok(true)),
@@ -302,7 +302,7 @@ mod tests {
         ] {
             assert_eq!(read(v.clone()), want, "{v}");
         }
-        for v in [json!(2), json!("maybe"), json!(""), json!([true]), json!({})] {
+        for v in [json!(2), json!("maybe"), json!(""), json!(" yes"), json!([true]), json!({})] {
             assert_eq!(read(v.clone()), Err("invalid_param"), "{v}");
         }
     }

@@ -41,6 +41,23 @@ pub fn conv_key(conversation_id: Uuid, created_at: i64, message_id: Uuid) -> Vec
     key(&[conversation_id.as_bytes(), &time_key(created_at), message_id.as_bytes()])
 }
 
+/// A message's answer as Dify stores it: a chat or completion app's trimmed,
+/// its `{{placeholders}}` turned into `{placeholders}`; a chatflow's as it was
+/// given (its row says so when the turn ran the workflow; an annotation's or a
+/// moderation's reply is told by the app's mode, read only when it matters).
+fn stored_answer(kv: &KvTxn<'_>, row: &MessageRow, answer: &str) -> Result<String> {
+    if row.workflow_run_id.is_some() {
+        return Ok(answer.to_string());
+    }
+    let normalised = crate::runner::prompt::remove_template_variables(answer.trim());
+    if normalised == answer {
+        return Ok(normalised);
+    }
+    let app = kv.get_json::<crate::model::AppRow>(trees::APPS, row.app_id.as_bytes())?;
+    let chatflow = app.is_some_and(|a| a.mode == crate::app::AppMode::AdvancedChat.as_str());
+    Ok(if chatflow { answer.to_string() } else { normalised })
+}
+
 impl Projector for Messages {
     fn name(&self) -> &str {
         "messages"
@@ -110,11 +127,7 @@ impl Projector for Messages {
                 // As Dify stores them: a chat or completion answer trimmed, with
                 // its `{{placeholders}}` turned into `{placeholders}` (a
                 // chatflow's as it was streamed).
-                row.answer = if row.workflow_run_id.is_none() {
-                    crate::runner::prompt::remove_template_variables(answer.trim())
-                } else {
-                    answer.clone()
-                };
+                row.answer = stored_answer(kv, &row, answer)?;
                 row.usage = usage.clone();
                 row.provider_response_latency = *latency;
                 row.stopped = *stopped;

@@ -178,6 +178,7 @@ impl Engine {
                 annotation_settings: AppCache::new(crate::annotation::MAX_CACHED_SETTINGS),
                 running: Default::default(),
                 conversation_locks: Default::default(),
+                closing: Default::default(),
                 workflow_settings: self.inner.workflow_settings.clone(),
                 workflows: Default::default(),
                 files: self.inner.files.clone(),

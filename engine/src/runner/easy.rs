@@ -189,18 +189,16 @@ impl Engine {
             return self.continue_easy(turn, id, new, guard).await;
         };
         self.conversation_of(id, app_id, end_user)?;
-        if let Some(guard) = self.try_lock_conversation(id) {
-            return self.continue_easy(turn, id, None, Some(guard)).await;
-        }
-        // A turn of it is running: this one waits for it in an engine task, so
-        // that a client leaving meanwhile does not drop the turn.
-        let engine = self.clone();
-        let waiting = self.spawn(async move {
-            let guard = engine.lock_conversation(id).await;
-            engine.conversation_of(id, turn.app_id, turn.end_user)?;
+        self.in_conversation(id, move |engine, guard| async move {
+            // Again, once the turn's: it may have been deleted while this turn waited.
+            if let Err(e) = engine.conversation_of(id, app_id, end_user) {
+                drop(guard);
+                engine.release_conversation(id);
+                return Err(e);
+            }
             engine.continue_easy(turn, id, None, Some(guard)).await
-        });
-        waiting.await.unwrap_or(Err(EngineError::Store(ferrify_store::Error::Closed)))
+        })
+        .await
     }
 
     /// A conversation this end user of this app may talk in: it exists, is

@@ -34,7 +34,11 @@ pub fn remove_template_variables(text: &str) -> String {
     while let Some(start) = rest.find("{{") {
         out.push_str(&rest[..start]);
         let after = &rest[start + 2..];
-        match after.find("}}").filter(|end| is_placeholder(&after[..*end])) {
+        // A placeholder's name is at most 30 bytes: look no further for its `}}`
+        // (linear in the text, however many `{{` it holds).
+        let near = &after.as_bytes()[..after.len().min(32)];
+        let end = near.windows(2).position(|w| w == b"}}");
+        match end.filter(|end| after.is_char_boundary(*end) && is_placeholder(&after[..*end])) {
             Some(end) => {
                 out.push('{');
                 out.push_str(&after[..end]);
@@ -107,5 +111,10 @@ mod tests {
         assert_eq!(remove_template_variables("{{#query#}} {{#other#}} {{a b}}"), "{#query#} {{#other#}} {{a b}}");
         assert_eq!(remove_template_variables("{{{x}}} {{"), "{{x}} {{");
         assert_eq!(remove_template_variables("é{{_v1}}"), "é{_v1}");
+        let long_name = format!("{{{{{}}}}}", "a".repeat(31));
+        assert_eq!(remove_template_variables(&long_name), long_name, "names are at most 30 characters");
+        // Linear: a megabyte of braces is one pass.
+        let braces = "{".repeat(1 << 20);
+        assert_eq!(remove_template_variables(&braces), braces);
     }
 }

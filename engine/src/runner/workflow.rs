@@ -165,21 +165,21 @@ impl Engine {
             let guard = self.lock_conversation(id).await;
             return self.continue_chatflow(turn, Conversation { id, new: Some(new), guard, history_turns: 0 }).await;
         };
-        let row = self.conversation_of(id, app_id, end_user)?;
-        if let Some(guard) = self.try_lock_conversation(id) {
-            let conversation = Conversation { id, new: None, guard, history_turns: row.message_count };
-            return self.continue_chatflow(turn, conversation).await;
-        }
-        // A turn of it is running: this one waits for it in an engine task, so
-        // that a client leaving meanwhile does not drop the turn.
-        let engine = self.clone();
-        let waiting = self.spawn(async move {
-            let guard = engine.lock_conversation(id).await;
-            let row = engine.conversation_of(id, app_id, end_user)?;
+        self.conversation_of(id, app_id, end_user)?;
+        self.in_conversation(id, move |engine, guard| async move {
+            // Again, once the turn's: it may have been deleted, and has the turns it waited for.
+            let row = match engine.conversation_of(id, app_id, end_user) {
+                Ok(row) => row,
+                Err(e) => {
+                    drop(guard);
+                    engine.release_conversation(id);
+                    return Err(e);
+                }
+            };
             let conversation = Conversation { id, new: None, guard, history_turns: row.message_count };
             engine.continue_chatflow(turn, conversation).await
-        });
-        waiting.await.unwrap_or(Err(EngineError::Store(ferrify_store::Error::Closed)))
+        })
+        .await
     }
 
     /// The rest of a chatflow turn once its conversation is its own: an
@@ -591,7 +591,6 @@ pub(crate) struct Rerun {
     pub(crate) tap: Tap,
 }
 
-/// A chatflow turn's conversation.
 /// A chatflow turn checked and resolved, waiting for its conversation.
 struct ChatflowTurn {
     app_id: Uuid,
@@ -604,6 +603,7 @@ struct ChatflowTurn {
     slot: RunSlot,
 }
 
+/// A chatflow turn's conversation.
 struct Conversation {
     id: Uuid,
     new: Option<NewConversation>,

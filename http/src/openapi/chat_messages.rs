@@ -61,7 +61,7 @@ pub(crate) fn flag() -> Value {
             .map(|c| if c.is_ascii_alphabetic() { format!("[{}{}]", c.to_ascii_uppercase(), c) } else { c.to_string() })
             .collect()
     };
-    let pattern = format!("^\\s*({})\\s*$", words.map(any_case).join("|"));
+    let pattern = format!("^({})$", words.map(any_case).join("|"));
     json!({"anyOf": [
         {"type": ["boolean", "null"]},
         {"type": "number", "enum": [0, 1]},

@@ -3,6 +3,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use ferrify_engine::app::AppMode;
 use ferrify_engine::apps::LoadedApp;
 use ferrify_engine::runner::easy::{Accepted, MessageRequest};
 use ferrify_engine::Engine;
@@ -82,17 +83,17 @@ pub fn message_request(body: &Map<String, Value>, meta: &RequestMeta) -> Result<
         trace_id: trace_id(meta.trace_header.clone(), &meta.query, body),
         files,
         key: None,
-        workflow_id: workflow_id_field(body)?,
+        workflow_id: None,
     })
 }
 
-/// `workflow_id`: absent, null or empty → none; a string that is not a UUID →
-/// `bad_request` in Dify's words.
+/// A chatflow's `workflow_id`: absent, null or empty → none; a string that is
+/// not a UUID → `bad_request` in Dify's words. Other apps ignore the field.
 fn workflow_id_field(body: &Map<String, Value>) -> Result<Option<Uuid>, ApiError> {
     match body.get("workflow_id") {
         None | Some(Value::Null) => Ok(None),
-        Some(Value::String(s)) if s.trim().is_empty() => Ok(None),
-        Some(Value::String(s)) => Uuid::parse_str(s.trim())
+        Some(Value::String(s)) if s.is_empty() => Ok(None),
+        Some(Value::String(s)) => Uuid::try_parse(s)
             .map(Some)
             .map_err(|_| ApiError::bad_request(format!("Invalid workflow_id format: '{s}'"))),
         Some(_) => Err(ApiError::invalid_param("workflow_id must be a string")),
@@ -108,7 +109,11 @@ async fn send(
     // As Dify: the user, then the app's mode, then the rest of the body.
     required_user(&body)?;
     Engine::require_chat_app(&caller.app)?;
-    let req = MessageRequest { key: Some(caller.key_id), ..message_request(&body, &meta)? };
+    let workflow_id = match caller.app.mode() {
+        AppMode::AdvancedChat => workflow_id_field(&body)?,
+        _ => None,
+    };
+    let req = MessageRequest { key: Some(caller.key_id), workflow_id, ..message_request(&body, &meta)? };
     let accepted = state.engine.start_chat(&caller.app, req).await?;
     Ok(reply(&state, &meta, accepted).await)
 }
