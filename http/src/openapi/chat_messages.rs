@@ -47,7 +47,7 @@ pub(crate) fn files() -> Value {
     json!({
         "type": ["array", "null"],
         "description": "InputFile objects (components.schemas.InputFile); ignored by apps that take no files.",
-        "items": {},
+        "items": {"type": "object"},
     })
 }
 
