@@ -234,14 +234,16 @@ async fn reply_jobs_and_turns_answered_from_annotations() {
 async fn chatflow_turns_answered_without_starting_the_workflow() {
     let s = Server::start(&["--no-demo"]);
     let key = s.app("chatflow-lorem.yml").await;
-    let a = create(&s, &key, "opening hours", "Nine to five.").await;
+    // Padded, with a placeholder: a chatflow stores its answer as it was given.
+    let answer = " Nine {{to}} five. ";
+    let a = create(&s, &key, "opening hours", answer).await;
     assert_eq!(run_job(&s, &key, "enable", reply_body()).await["job_status"], "completed");
     let (st, text, _) = stream(&s, "/v1/chat-messages", &key, chat("Opening hours?", "streaming"), false).await;
     assert_eq!(st, 200);
     let (frames, _) = parse_sse(&text);
     let events: Vec<&str> = frames.iter().map(|f| f.data["event"].as_str().unwrap()).collect();
     assert_eq!(events, ["message", "message_end"]);
-    assert_eq!(frames[0].data["answer"], "Nine to five.");
+    assert_eq!(frames[0].data["answer"], answer);
     let meta = &frames[1].data["metadata"];
     assert_eq!(meta["annotation_reply"]["id"], a["id"]);
     assert_eq!(meta["retriever_resources"], json!([]));
@@ -249,10 +251,13 @@ async fn chatflow_turns_answered_without_starting_the_workflow() {
     let r = reexecute(&s, &task).await;
     assert_eq!(r["identical"], true, "{r}");
     let (_, b) = s.call("POST", "/v1/chat-messages", &key, Some(chat("Opening hours", "blocking"))).await;
-    assert_eq!((b["answer"].as_str(), b["mode"].as_str()), (Some("Nine to five."), Some("advanced-chat")));
+    assert_eq!((b["answer"].as_str(), b["mode"].as_str()), (Some(answer), Some("advanced-chat")));
+    let conv = b["conversation_id"].as_str().unwrap();
+    let (_, h) = s.call("GET", &format!("/v1/messages?conversation_id={conv}&user=u1"), &key, None).await;
+    assert_eq!(h["data"][0]["answer"], answer, "{h}");
     // Not a match: the workflow runs, `annotation_reply` is null.
     let (_, b) = s.call("POST", "/v1/chat-messages", &key, Some(chat("tell me a story", "blocking"))).await;
-    assert_ne!(b["answer"], "Nine to five.");
+    assert_ne!(b["answer"], answer);
     assert_eq!(b["metadata"]["annotation_reply"], Value::Null);
 }
 
