@@ -17,9 +17,10 @@ use uuid::Uuid;
 
 use crate::app_cache::AppCache;
 use crate::apps::LoadedApp;
+use crate::error::EngineError;
 use crate::files::FileSettings;
 use crate::limits::{RunLimits, RunSlots};
-use crate::model::{AnnotationSettingRow, ApiKeyRow};
+use crate::model::{AnnotationSettingRow, ApiKeyRow, ConversationRow};
 use crate::projection;
 use crate::provider::audio::AudioProvider;
 use crate::provider::Providers;
@@ -247,13 +248,21 @@ impl Engine {
         lock.lock_owned().await
     }
 
-    /// Runs `turn` holding the conversation's lock. While another turn of it
-    /// runs, this one takes its place in line at once (first come, first
-    /// served) and waits in an engine task, so that a client leaving meanwhile
-    /// does not drop it; it does not start once the engine is shutting down.
-    pub(crate) async fn in_conversation<T, F, Fut>(&self, id: Uuid, turn: F) -> crate::error::Result<T>
+    /// Runs `turn` holding the lock of conversation `id` of this end user of
+    /// this app, with its row as it is once the lock is held (see
+    /// [`Engine::conversation_of`]). While another turn of it runs, this one
+    /// takes its place in line at once (first come, first served) and waits
+    /// in an engine task, so that a client leaving meanwhile does not drop it;
+    /// it does not start once the engine is shutting down.
+    pub(crate) async fn in_conversation<T, F, Fut>(
+        &self,
+        id: Uuid,
+        app_id: Uuid,
+        end_user: Uuid,
+        turn: F,
+    ) -> crate::error::Result<T>
     where
-        F: FnOnce(Engine, tokio::sync::OwnedMutexGuard<()>) -> Fut + Send + 'static,
+        F: FnOnce(Engine, ConversationRow, tokio::sync::OwnedMutexGuard<()>) -> Fut + Send + 'static,
         Fut: std::future::Future<Output = crate::error::Result<T>> + Send + 'static,
         T: Send + 'static,
     {
@@ -262,25 +271,67 @@ impl Engine {
         let mut waiting = Box::pin(lock.lock_owned());
         // Polled once here: free, or queued behind the turns that asked before.
         if let Some(guard) = (&mut waiting).now_or_never() {
-            return turn(self.clone(), guard).await;
+            let (row, guard) = self.held_conversation(id, app_id, end_user, guard)?;
+            return turn(self.clone(), row, guard).await;
         }
+        // Refused at once if it is not this end user's (leaving the line).
+        self.conversation_of(id, app_id, end_user)?;
         let engine = self.clone();
         let task = self.spawn(async move {
             let guard = waiting.await;
             if engine.inner.closing.load(std::sync::atomic::Ordering::Acquire) {
                 drop(guard);
                 engine.release_conversation(id);
-                return Err(crate::error::EngineError::Store(ferrify_store::Error::Closed));
+                return Err(EngineError::Store(ferrify_store::Error::Closed));
             }
-            turn(engine, guard).await
+            // Again: it may have been deleted while this turn waited.
+            let (row, guard) = engine.held_conversation(id, app_id, end_user, guard)?;
+            turn(engine, row, guard).await
         });
         match task.await {
             Ok(result) => result,
             Err(e) => {
                 tracing::error!("a turn waiting for conversation {id} failed: {e}");
-                Err(crate::error::EngineError::Store(ferrify_store::Error::Io(format!("the turn failed: {e}"))))
+                Err(EngineError::Store(ferrify_store::Error::Io(format!("the turn failed: {e}"))))
             }
         }
+    }
+
+    /// The conversation's row with its lock held; when the turn may not go
+    /// on in it, the lock is let go (and forgotten once nobody wants it).
+    fn held_conversation(
+        &self,
+        id: Uuid,
+        app_id: Uuid,
+        end_user: Uuid,
+        guard: tokio::sync::OwnedMutexGuard<()>,
+    ) -> crate::error::Result<(ConversationRow, tokio::sync::OwnedMutexGuard<()>)> {
+        match self.conversation_of(id, app_id, end_user) {
+            Ok(row) => Ok((row, guard)),
+            Err(e) => {
+                drop(guard);
+                self.release_conversation(id);
+                Err(e)
+            }
+        }
+    }
+
+    /// A conversation this end user of this app may talk in: it exists, is
+    /// theirs and has not ended.
+    pub(crate) fn conversation_of(
+        &self,
+        id: Uuid,
+        app_id: Uuid,
+        end_user: Uuid,
+    ) -> crate::error::Result<ConversationRow> {
+        let row = self.store().get_json::<ConversationRow>(projection::trees::CONVERSATIONS, id.as_bytes())?;
+        let row = row
+            .filter(|r| r.app_id == app_id && r.end_user_id == end_user && !r.deleted)
+            .ok_or_else(|| EngineError::NotFound("Conversation Not Exists.".into()))?;
+        if row.status != "normal" {
+            return Err(EngineError::ConversationCompleted);
+        }
+        Ok(row)
     }
 
     /// Forgets a conversation's lock once nobody holds or waits for it.

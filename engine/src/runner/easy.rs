@@ -41,7 +41,7 @@ use crate::event::{Envelope, Event, NewConversation, RunStarted, Usage};
 use crate::files::input::UploadConfig;
 use crate::json::Json;
 use crate::limits::RunSlot;
-use crate::model::{ConversationRow, MessageRow};
+use crate::model::MessageRow;
 use crate::moderation::{self, Moderation};
 use crate::projection::trees;
 use crate::provider::{
@@ -188,30 +188,10 @@ impl Engine {
             let guard = if chat { Some(self.lock_conversation(id).await) } else { None };
             return self.continue_easy(turn, id, new, guard).await;
         };
-        self.conversation_of(id, app_id, end_user)?;
-        self.in_conversation(id, move |engine, guard| async move {
-            // Again, once the turn's: it may have been deleted while this turn waited.
-            if let Err(e) = engine.conversation_of(id, app_id, end_user) {
-                drop(guard);
-                engine.release_conversation(id);
-                return Err(e);
-            }
+        self.in_conversation(id, app_id, end_user, move |engine, _, guard| async move {
             engine.continue_easy(turn, id, None, Some(guard)).await
         })
         .await
-    }
-
-    /// A conversation this end user of this app may talk in: it exists, is
-    /// theirs and has not ended.
-    pub(crate) fn conversation_of(&self, id: Uuid, app_id: Uuid, end_user: Uuid) -> Result<ConversationRow> {
-        let row = self.store().get_json::<ConversationRow>(trees::CONVERSATIONS, id.as_bytes())?;
-        let row = row
-            .filter(|r| r.app_id == app_id && r.end_user_id == end_user && !r.deleted)
-            .ok_or_else(|| EngineError::NotFound("Conversation Not Exists.".into()))?;
-        if row.status != "normal" {
-            return Err(EngineError::ConversationCompleted);
-        }
-        Ok(row)
     }
 
     /// The rest of a turn once its conversation is its own (`conversation_id`

@@ -165,17 +165,8 @@ impl Engine {
             let guard = self.lock_conversation(id).await;
             return self.continue_chatflow(turn, Conversation { id, new: Some(new), guard, history_turns: 0 }).await;
         };
-        self.conversation_of(id, app_id, end_user)?;
-        self.in_conversation(id, move |engine, guard| async move {
-            // Again, once the turn's: it may have been deleted, and has the turns it waited for.
-            let row = match engine.conversation_of(id, app_id, end_user) {
-                Ok(row) => row,
-                Err(e) => {
-                    drop(guard);
-                    engine.release_conversation(id);
-                    return Err(e);
-                }
-            };
+        self.in_conversation(id, app_id, end_user, move |engine, row, guard| async move {
+            // The turns it waited for count: the row is read once the conversation is this turn's.
             let conversation = Conversation { id, new: None, guard, history_turns: row.message_count };
             engine.continue_chatflow(turn, conversation).await
         })
